@@ -1,0 +1,160 @@
+"""The catalog: tables, their numbers and their indexes, as this deployment knows them.
+
+Table numbers and index ids are persisted (engine.storage) so ids and index keys stay meaningful
+across restarts. Every table has two built-in indexes: `by_id` (a point lookup on the documents
+table, never stored as entries) and `by_creation_time`; every user index is stored with
+`_creationTime` and `_id` appended to its fields, which makes every index key unique.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import EngineError
+from .ids import FIRST_USER_TABLE_NUMBER, decode_id
+from .index_keys import UNDEFINED, encode_key
+
+if TYPE_CHECKING:
+    from .schema import SchemaDefinition, TableDefinition
+    from .storage import Persistence
+
+__all__ = ["Catalog", "IndexInfo", "TableInfo"]
+
+BY_ID = "by_id"
+BY_CREATION_TIME = "by_creation_time"
+SYSTEM_FIELDS = ("_creationTime", "_id")
+
+
+@dataclass(slots=True)
+class IndexInfo:
+    id: int
+    name: str
+    fields: tuple[str, ...]  # full key fields, system fields included
+    paths: tuple[tuple[str, ...], ...]  # fields split on "."
+    stored: bool  # False for by_id, which reads the documents table directly
+
+    def key(self, doc: dict[str, Any]) -> bytes:
+        values = []
+        for path in self.paths:
+            value: Any = doc
+            for part in path:
+                value = value.get(part, UNDEFINED) if isinstance(value, dict) else UNDEFINED
+            values.append(value)
+        return encode_key(values)
+
+
+@dataclass(slots=True)
+class TableInfo:
+    name: str
+    number: int
+    indexes: dict[str, IndexInfo] = field(default_factory=dict)
+    definition: TableDefinition | None = None
+
+    @property
+    def by_id(self) -> IndexInfo:
+        return self.indexes[BY_ID]
+
+    def stored_indexes(self) -> list[IndexInfo]:
+        return [ix for ix in self.indexes.values() if ix.stored]
+
+
+def _index(index_id: int, name: str, fields: list[str]) -> IndexInfo:
+    full = tuple(fields)
+    return IndexInfo(index_id, name, full, tuple(tuple(f.split(".")) for f in full), name != BY_ID)
+
+
+class Catalog:
+    """Name/number lookups; also the `env` validators use to tell which table an id is from."""
+
+    def __init__(self, persistence: Persistence, schema: SchemaDefinition | None) -> None:
+        self._persistence = persistence
+        self.schema = schema
+        self.by_name: dict[str, TableInfo] = {}
+        self.by_number: dict[int, TableInfo] = {}
+        self._next_table = FIRST_USER_TABLE_NUMBER
+        self._next_index = 1
+
+    # -- loading -------------------------------------------------------------------------------
+    async def load(self) -> int:
+        """Read the persisted catalog, register the schema's tables and (re)build changed indexes.
+        Returns the persisted commit-timestamp high-water mark."""
+        max_ts, tables, indexes = await self._persistence.load_catalog()
+        for name, number in tables.items():
+            self._add(TableInfo(name, number))
+        for (table, name), (index_id, fields) in indexes.items():
+            self.by_name[table].indexes[name] = _index(index_id, name, fields)
+            self._next_index = max(self._next_index, index_id + 1)
+        if self.schema is not None:
+            for name, definition in self.schema.tables.items():
+                info = await self.ensure_table(name)
+                info.definition = definition
+                await self._sync_indexes(info, {
+                    ix: list(fields) + list(SYSTEM_FIELDS) for ix, fields in definition.indexes.items()
+                })
+        return max_ts
+
+    def _add(self, info: TableInfo) -> None:
+        self.by_name[info.name] = info
+        self.by_number[info.number] = info
+        if info.number >= FIRST_USER_TABLE_NUMBER:
+            self._next_table = max(self._next_table, info.number + 1)
+
+    async def ensure_table(self, name: str) -> TableInfo:
+        info = self.by_name.get(name)
+        if info is not None:
+            return info
+        _check_table_name(name)
+        info = TableInfo(name, self._next_table)
+        await self._persistence.add_table(name, info.number)
+        self._add(info)
+        await self._sync_indexes(info, {})
+        return info
+
+    async def _sync_indexes(self, info: TableInfo, user: dict[str, list[str]]) -> None:
+        wanted = {BY_ID: ["_id"], BY_CREATION_TIME: list(SYSTEM_FIELDS), **user}
+        for name, existing in list(info.indexes.items()):
+            if list(existing.fields) != wanted.get(name):
+                await self._persistence.drop_index(existing.id)
+                del info.indexes[name]
+        for name, fields in wanted.items():
+            if name in info.indexes:
+                continue
+            ix = _index(self._next_index, name, fields)
+            self._next_index += 1
+            await self._persistence.add_index(ix.id, info.name, name, fields)
+            info.indexes[name] = ix
+            if ix.stored:
+                await self._backfill(info, ix)
+
+    async def _backfill(self, info: TableInfo, ix: IndexInfo) -> None:
+        from .values import decode_json
+
+        entries = [(ix.id, ix.key(decode_json(value)), doc_id)
+                   for doc_id, value in self._persistence.table_documents(info.number)]
+        if entries:
+            await self._persistence.put_entries(entries)
+
+    # -- lookups -------------------------------------------------------------------------------
+    def table(self, name: str) -> TableInfo | None:
+        return self.by_name.get(name)
+
+    def table_of_id(self, doc_id: str) -> str | None:
+        number = decode_id(doc_id)
+        if number is None:
+            return None
+        info = self.by_number.get(number)
+        return info.name if info is not None else None
+
+    def index(self, table: TableInfo, name: str) -> IndexInfo:
+        ix = table.indexes.get(name)
+        if ix is None:
+            raise EngineError("IndexNotFound", f'Index "{table.name}.{name}" not found.')
+        return ix
+
+
+def _check_table_name(name: str) -> None:
+    if not isinstance(name, str) or not name or not (name[0].isalpha()) \
+            or not all(c.isalnum() or c == "_" for c in name) or len(name) > 64:
+        raise EngineError("InvalidTableName",
+                          f'Table name "{name}" is not valid: use letters, digits and "_", starting with a letter.')

@@ -1,0 +1,269 @@
+"""Command line: `python -m engine serve | run | data | function-spec`.
+
+- `serve` opens the Deployment for an app folder and a SQLite file and runs `engine.server.serve`.
+  The admin key comes from $CONVEX_ADMIN_KEY, else from `<db dir>/admin_key` (created with mode 0600
+  on first start). The key itself is never printed, only where it is.
+- `run` calls one function through `/api/function` with the admin key, like `npx convex run`.
+- `data` reads the SQLite file read-only (`engine.storage.read_only_dump`), like `npx convex data`.
+- `function-spec` prints the app's functions in Convex's function-spec JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import os
+import secrets
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "default_app_dir", "default_db_path", "load_or_create_admin_key"]
+
+ADMIN_KEY_ENV = "CONVEX_ADMIN_KEY"
+URL_ENV = "CONVEX_URL"
+
+
+def default_app_dir() -> Path:
+    """The repository root: the folder that contains the `engine` package."""
+    return Path(__file__).resolve().parent.parent
+
+
+def default_db_path(app: Path) -> Path:
+    return app / "data" / "convex.sqlite3"
+
+
+def _key_file(app: Path, db: str) -> Path:
+    folder = default_db_path(app).parent if db == ":memory:" else Path(db).resolve().parent
+    return folder / "admin_key"
+
+
+def load_or_create_admin_key(key_file: Path) -> tuple[str, bool]:
+    """(key, created). Reuses the key in `key_file`, else writes a fresh one readable by the owner only."""
+    if key_file.exists():
+        key = key_file.read_text().strip()
+        if key:
+            return key, False
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    # Same shape as a self-hosted Convex key (`<name>|<hex>`); no ':' because `Convex <key>:<identity>`
+    # is the impersonation syntax.
+    key = f"engine-local|{secrets.token_hex(32)}"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key, True
+
+
+def _read_admin_key(app: Path) -> str | None:
+    key = os.environ.get(ADMIN_KEY_ENV)
+    if key:
+        return key
+    key_file = _key_file(app, str(default_db_path(app)))
+    if key_file.exists():
+        return key_file.read_text().strip() or None
+    return None
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from engine.deployment import Deployment
+    from engine.server import serve
+
+    app = Path(args.app).resolve()
+    db = args.db or str(default_db_path(app))
+    if db != ":memory:":
+        Path(db).resolve().parent.mkdir(parents=True, exist_ok=True)
+    admin_key = os.environ.get(ADMIN_KEY_ENV)
+    if admin_key:
+        print(f"Using the admin key from ${ADMIN_KEY_ENV}", flush=True)
+    else:
+        key_file = _key_file(app, db)
+        admin_key, created = load_or_create_admin_key(key_file)
+        print(f"Admin key {'written to' if created else 'read from'} {key_file}", flush=True)
+    dep = await Deployment.open(app, db, admin_key=admin_key)
+    await serve(dep, args.host, args.port, args.site_port)  # closes dep
+    return 0
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        fn_args = json.loads(args.args) if args.args else {}
+    except json.JSONDecodeError as e:
+        print(f"error: ARGS is not valid JSON: {e}", file=sys.stderr)
+        return 1
+    if not isinstance(fn_args, dict):
+        print("error: ARGS must be a JSON object", file=sys.stderr)
+        return 1
+    admin_key = args.admin_key or _read_admin_key(Path(args.app).resolve())
+    if not admin_key:
+        print(f"error: no admin key; pass --admin-key or set ${ADMIN_KEY_ENV}", file=sys.stderr)
+        return 1
+    if args.push:
+        # The server loads the app's functions when it starts; there is no separate push step.
+        print("note: --push has no effect; restart `python -m engine serve` to load changed code", file=sys.stderr)
+    body = json.dumps({"path": args.function, "args": fn_args, "format": "json"}).encode()
+    request = urllib.request.Request(
+        args.url.rstrip("/") + "/api/function",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Convex {admin_key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as resp:
+            result = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        try:
+            err = json.loads(e.read())
+            print(f"error: {err.get('code')}: {err.get('message')}", file=sys.stderr)
+        except ValueError:
+            print(f"error: HTTP {e.code}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as e:
+        print(f"error: cannot reach {args.url}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1
+    for line in result.get("logLines", []):
+        print(line, file=sys.stderr)
+    if result.get("status") != "success":
+        print(result.get("errorMessage", "function failed"), file=sys.stderr)
+        if "errorData" in result:
+            print(json.dumps(result["errorData"], indent=2), file=sys.stderr)
+        return 1
+    print(json.dumps(result.get("value"), indent=2))
+    return 0
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def _clean(doc: Any) -> Any:
+    from engine.values import decode_json, to_clean_json
+
+    if isinstance(doc, (bytes, str)):
+        doc = decode_json(doc)
+    return to_clean_json(doc)
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _print_table(rows: list[dict]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    # System fields first, like the dashboard.
+    columns.sort(key=lambda c: (0 if c == "_id" else 1 if c == "_creationTime" else 2))
+    cells = [[_cell(row[c]) if c in row else "" for c in columns] for row in rows]
+    widths = [min(40, max([len(c)] + [len(r[i]) for r in cells])) for i, c in enumerate(columns)]
+
+    def fmt(values: Sequence[str]) -> str:
+        return " | ".join(v[:w].ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    print(fmt(columns))
+    print("-+-".join("-" * w for w in widths))
+    for r in cells:
+        print(fmt(r))
+
+
+def _data(args: argparse.Namespace) -> int:
+    from engine import storage
+
+    db = Path(args.db) if args.db else default_db_path(Path(args.app).resolve())
+    if not db.exists():
+        print(f"error: no database at {db}", file=sys.stderr)
+        return 1
+    try:
+        result = storage.read_only_dump(db, table=args.table, limit=args.limit)
+        if inspect.isawaitable(result):
+            result = asyncio.run(result)
+    except KeyError:
+        print(f"error: table {args.table!r} does not exist", file=sys.stderr)
+        return 1
+    if args.table is None:
+        if not result:
+            print("There are no tables.")
+        width = max((len(name) for name in result), default=0)
+        for name, count in result.items():
+            print(f"{name.ljust(width)}  {count}")
+        return 0
+    docs = [_clean(d) for d in result]
+    if args.format == "table":
+        if docs:
+            _print_table(docs)
+        else:
+            print(f"There are no documents in {args.table}.")
+    else:
+        for doc in docs:
+            print(json.dumps(doc, ensure_ascii=False))
+    return 0
+
+
+# --- function-spec -------------------------------------------------------------------------------
+
+
+async def _function_spec(args: argparse.Namespace) -> int:
+    from engine.deployment import Deployment
+
+    dep = await Deployment.open(Path(args.app).resolve(), ":memory:")
+    try:
+        print(json.dumps(dep.function_spec(), indent=2))
+    finally:
+        await dep.close()
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="A Convex-compatible backend.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    app_help = "the app folder (schema.py, functions/); default: the repository root"
+
+    p = sub.add_parser("serve", help="run the API (3210) and HTTP-actions (3211) servers")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+    p.add_argument("--db", help="SQLite file (or :memory:); default: <app>/data/convex.sqlite3")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3210)
+    p.add_argument("--site-port", type=int, default=3211)
+
+    p = sub.add_parser("run", help="run a function with the admin key, like `npx convex run`")
+    p.add_argument("function", metavar="FUNCTION", help='e.g. "tasks:list" or "dir/file:fn"')
+    p.add_argument("args", metavar="ARGS_JSON", nargs="?", help="arguments as a JSON object")
+    p.add_argument("--url", default=os.environ.get(URL_ENV, "http://127.0.0.1:3210"))
+    p.add_argument("--admin-key", help=f"default: ${ADMIN_KEY_ENV}, else <app>/data/admin_key")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+    p.add_argument("--push", action="store_true", help="accepted for npx compatibility (no effect)")
+    p.add_argument("--timeout", type=float, default=60.0)
+
+    p = sub.add_parser("data", help="list tables, or print a table's documents")
+    p.add_argument("table", metavar="TABLE", nargs="?")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+    p.add_argument("--db", help="SQLite file; default: <app>/data/convex.sqlite3")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
+
+    p = sub.add_parser("function-spec", help="print the app's functions as Convex function-spec JSON")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return asyncio.run(_serve(args))
+    if args.command == "run":
+        return _run(args)
+    if args.command == "data":
+        return _data(args)
+    return asyncio.run(_function_spec(args))

@@ -1,0 +1,203 @@
+"""A deployment: one loaded app on one database — what the server, the CLI and tests drive.
+
+    dep = await Deployment.open("path/to/app", "data/convex.sqlite3", admin_key="...")
+    outcome = await dep.call("tasks:list", {}, kind="query", auth=Auth())
+    await dep.close()
+
+`call` is the single entry point for running a function by path on behalf of a client: it resolves
+the path (Convex's rules: "tasks" == "tasks:default"), enforces visibility (internal functions only
+for the admin or other functions), runs the function and returns an `Outcome` — function failures
+included, formatted as Convex formats them. Infrastructure problems raise `EngineError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .catalog import Catalog
+from .committer import Committer
+from .errors import ConvexError, EngineError
+from .loader import App, canonicalize_path, load_app
+from .logs import install as install_logs
+from .registration import RegisteredFunction
+from .runner import Auth, QueryRun, Runner, request_id
+from .storage import Persistence, SqlitePersistence
+from .values import to_wire
+from .write_log import WriteLog
+
+__all__ = ["Deployment", "Auth", "Outcome", "MISSING"]
+
+log = logging.getLogger("engine.functions")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(slots=True)
+class Outcome:
+    success: bool
+    value: Any = None
+    error_message: str | None = None
+    error_data: Any = MISSING
+    log_lines: list[str] = field(default_factory=list)
+    ts: int | None = None
+    wire: Any = MISSING  # the value in convex_encoded_json form, when already computed
+
+
+def failure_outcome(error: BaseException, rid: str, path: str, lines: list[str]) -> Outcome:
+    """Convex's client-facing error text: '[Request ID: …] Server Error' then the uncaught error."""
+    if isinstance(error, ConvexError):
+        try:
+            data_text = json.dumps(to_wire(error.data), separators=(",", ":"))
+        except (ValueError, TypeError):
+            data_text = repr(error.data)
+        detail = f"Uncaught ConvexError: {data_text}"
+        return Outcome(False, error_message=f"[Request ID: {rid}] Server Error\n{detail}",
+                       error_data=error.data, log_lines=lines)
+    if isinstance(error, EngineError):
+        detail = f"{error.code}: {error.message}"
+    else:
+        name = type(error).__name__
+        detail = f"Uncaught {'Error' if name == 'Exception' else name}: {error}"
+        log.warning("%s failed (request %s): %s", path, rid, detail, exc_info=error)
+    return Outcome(False, error_message=f"[Request ID: {rid}] Server Error\n{detail}", log_lines=lines)
+
+
+class Deployment:
+    def __init__(self, app: App, persistence: Persistence, admin_key: str | None) -> None:
+        self.app = app
+        self.persistence = persistence
+        self.admin_key = admin_key
+        self.catalog = Catalog(persistence, app.schema)
+        self.committer: Committer = None  # type: ignore[assignment]
+        self.runner = Runner(self)
+
+    @classmethod
+    async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,
+                   persistence: Persistence | None = None) -> Deployment:
+        install_logs()
+        app = load_app(app_dir)
+        store = persistence or SqlitePersistence(db_path)
+        await store.open()
+        dep = cls(app, store, admin_key)
+        try:
+            max_ts = await dep.catalog.load()
+        except BaseException:
+            await store.close()
+            raise
+        dep.committer = Committer(store, WriteLog(max_ts), max_ts)
+        dep.committer.start()
+        return dep
+
+    async def close(self) -> None:
+        if self.committer is not None:
+            await self.committer.stop()
+        await self.persistence.close()
+
+    # -- lookups -------------------------------------------------------------------------------
+    def latest_ts(self) -> int:
+        return self.committer.durable_ts
+
+    def lookup(self, path: str, *, kind: str | None, auth: Auth, internal_ok: bool = False) -> RegisteredFunction:
+        canonical = canonicalize_path(path)
+        fn = self.app.functions.get(canonical)
+        if fn is None or (fn.visibility == "internal" and not (auth.admin or internal_ok)):
+            raise _NotFound(f"Could not find public function for '{path}'. "
+                            "Did you forget to run `npx convex dev` or `npx convex deploy`?")
+        if kind is not None and fn.kind != kind:
+            raise _NotFound(f"Trying to execute {canonical} as {kind.capitalize()}, "
+                            f"but it is defined as {fn.kind.capitalize()}.")
+        return fn
+
+    # -- calls ---------------------------------------------------------------------------------
+    async def call(self, path: str, args: Any, *, kind: str | None, auth: Auth,
+                   ts: int | None = None) -> Outcome:
+        rid = request_id()
+        try:
+            fn = self.lookup(path, kind=kind, auth=auth)
+        except _NotFound as e:
+            return Outcome(False, error_message=str(e))
+        lines: list[str] = []
+        try:
+            if fn.kind == "query":
+                snapshot = self._snapshot_at(ts) if ts is not None else None
+                try:
+                    run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot)
+                finally:
+                    if snapshot is not None:
+                        snapshot.close()
+                return Outcome(True, run.value, log_lines=lines, ts=run.ts, wire=run.wire)
+            if fn.kind == "mutation":
+                value, wire, commit_ts, lines = await self.runner.run_mutation(fn, args, auth)
+                return Outcome(True, value, log_lines=lines, ts=commit_ts, wire=wire)
+            value, wire, lines = await self.runner.run_action(fn, args, auth)
+            return Outcome(True, value, log_lines=lines, wire=wire)
+        except Exception as e:  # a function failure, reported to the caller, never fatal
+            return failure_outcome(e, rid, fn.path, getattr(e, "log_lines", lines))
+
+    async def query_batch(self, calls: list[tuple[str, Any]], auth: Auth) -> list[Outcome]:
+        """Run several queries at one snapshot."""
+        snapshot = self.persistence.snapshot()
+        try:
+            out = []
+            for path, args in calls:
+                rid = request_id()
+                try:
+                    fn = self.lookup(path, kind="query", auth=auth)
+                except _NotFound as e:
+                    out.append(Outcome(False, error_message=str(e)))
+                    continue
+                try:
+                    run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot)
+                    out.append(Outcome(True, run.value, log_lines=lines, ts=run.ts, wire=run.wire))
+                except Exception as e:
+                    out.append(failure_outcome(e, rid, fn.path, []))
+            return out
+        finally:
+            snapshot.close()
+
+    async def run_query_at(self, fn: RegisteredFunction, args: Any, auth: Auth, snapshot: Any,
+                           journal: str | None) -> tuple[QueryRun, list[str]]:
+        return await self.runner.run_query(fn, args, auth, snapshot=snapshot, journal=journal)
+
+    def _snapshot_at(self, ts: int):
+        """A snapshot whose contents equal the state at `ts`. Storage keeps only the latest
+        version, so this works while no commit since `ts` is missing from the write log's view:
+        if nothing was committed after `ts`, the latest snapshot *is* the state at `ts`."""
+        snapshot = self.persistence.snapshot()
+        if ts > self.committer.last_ts:
+            snapshot.close()
+            raise EngineError("InvalidTimestamp", "The requested timestamp is in the future.", status=400)
+        if snapshot.ts > ts and any(True for _ in self.committer.write_log.since(ts, snapshot.ts)):
+            snapshot.close()
+            raise EngineError("HistoricalReadUnavailable",
+                              "Data at the requested timestamp has since changed; this engine keeps only "
+                              "the latest version. Query at the latest timestamp instead.", status=400)
+        return snapshot
+
+    # -- introspection -------------------------------------------------------------------------
+    def function_spec(self) -> list[dict[str, Any]]:
+        out = []
+        for path, fn in sorted(self.app.functions.items()):
+            module, export = path.split(":")
+            out.append({
+                "identifier": f"{module}.js:{export}",
+                "functionType": fn.kind.capitalize(),
+                "visibility": {"kind": fn.visibility},
+                "args": fn.args.to_json() if fn.args is not None else {"type": "any"},
+                "returns": fn.returns.to_json() if fn.returns is not None else {"type": "any"},
+            })
+        return out
+
+
+class _NotFound(Exception):
+    pass

@@ -1,0 +1,92 @@
+"""Document ids: strings that carry their table, so `v.id("channels")` and `db.get(id)` need no scan.
+
+An id is the base32 text (Convex's lowercase alphabet, no padding) of:
+
+    16 random bytes | table number as a LEB128 varint | 2-byte Fletcher-16 checksum
+
+Table numbers are assigned once per deployment (user tables from 10001, system tables below) and
+persisted, so an id stays valid across restarts, exports and imports. A string that does not decode,
+or whose checksum fails, is not an id of any table.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["new_id", "decode_id", "FIRST_USER_TABLE_NUMBER"]
+
+FIRST_USER_TABLE_NUMBER = 10001
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+_RANDOM_BYTES = 16
+
+
+def _fletcher16(data: bytes) -> bytes:
+    a = b = 0
+    for byte in data:
+        a = (a + byte) % 255
+        b = (b + a) % 255
+    return bytes((b, a))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _b32encode(data: bytes) -> str:
+    n = int.from_bytes(data, "big")
+    bits = len(data) * 8
+    chars = []
+    # Pad the bit string on the right to a multiple of 5 so every character is full.
+    pad = (-bits) % 5
+    n <<= pad
+    for shift in range(bits + pad - 5, -5, -5):
+        chars.append(_ALPHABET[(n >> shift) & 31])
+    return "".join(chars)
+
+
+def _b32decode(text: str) -> bytes | None:
+    n = 0
+    for ch in text:
+        value = _DECODE.get(ch)
+        if value is None:
+            return None
+        n = (n << 5) | value
+    bits = len(text) * 5
+    nbytes = bits // 8
+    pad = bits - nbytes * 8
+    if n & ((1 << pad) - 1):
+        return None
+    return (n >> pad).to_bytes(nbytes, "big")
+
+
+def new_id(table_number: int) -> str:
+    body = os.urandom(_RANDOM_BYTES) + _varint(table_number)
+    return _b32encode(body + _fletcher16(body))
+
+
+def decode_id(text: object) -> int | None:
+    """The table number an id belongs to, or None if `text` is not a well-formed id."""
+    if not isinstance(text, str) or not 31 <= len(text) <= 37:
+        return None
+    raw = _b32decode(text)
+    if raw is None or len(raw) < _RANDOM_BYTES + 3:
+        return None
+    body, check = raw[:-2], raw[-2:]
+    if _fletcher16(body) != check:
+        return None
+    number = shift = 0
+    for i, byte in enumerate(body[_RANDOM_BYTES:]):
+        number |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return number if _RANDOM_BYTES + i + 1 == len(body) else None
+    return None

@@ -1,0 +1,252 @@
+"""Running functions: contexts, argument/return validation, OCC retries, log capture, failures.
+
+`Runner.execute(fn, args, auth)` runs one registered function and returns its value or raises; the
+deployment turns that into an `Outcome` for clients. Queries run on one snapshot and return their
+read set (the subscription layer keeps it); mutations re-run on a fresh snapshot when the committer
+reports a conflict — after the first conflict they run one at a time, each after everything sequenced
+before it is durable, so a hot document converges instead of thrashing; actions get no database,
+only `run_query` / `run_mutation` / `run_action`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .committer import Conflict
+from .database import DatabaseReader, DatabaseWriter
+from .errors import ConvexError, EngineError
+from .logs import capture, current_sink
+from .reads import ReadSet
+from .registration import RegisteredFunction, function_name
+from .storage import Snapshot
+from .transaction import Transaction
+from .validators import ValidationError
+from .values import to_wire, value_size
+
+if TYPE_CHECKING:
+    from .deployment import Deployment
+
+__all__ = ["Auth", "Runner", "QueryRun", "MAX_MUTATION_ATTEMPTS"]
+
+log = logging.getLogger("engine.functions")
+MAX_MUTATION_ATTEMPTS = 32
+MAX_VALUE_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Who is calling: a verified user identity (Convex's UserIdentity object), the admin, or nobody."""
+
+    identity: dict[str, Any] | None = None
+    admin: bool = False
+
+
+class AuthView:
+    """`ctx.auth`. Notes whether the function looked at the identity (queries that never do can be
+    shared between users)."""
+
+    __slots__ = ("_identity", "used")
+
+    def __init__(self, auth: Auth) -> None:
+        self._identity = auth.identity
+        self.used = False
+
+    async def get_user_identity(self) -> dict[str, Any] | None:
+        self.used = True
+        return dict(self._identity) if self._identity is not None else None
+
+
+class _SchedulerStub:
+    """`ctx.scheduler` until the scheduler lands: a clear error instead of a silent no-op."""
+
+    def _unavailable(self, *_: Any, **__: Any) -> Any:
+        raise EngineError("SchedulerUnavailable", "ctx.scheduler is not available yet in this engine version.")
+
+    run_after = run_at = cancel = _unavailable
+
+
+@dataclass(slots=True)
+class QueryCtx:
+    db: DatabaseReader
+    auth: AuthView
+
+
+@dataclass(slots=True)
+class MutationCtx:
+    db: DatabaseWriter
+    auth: AuthView
+    scheduler: Any = field(default_factory=_SchedulerStub)
+
+
+class ActionCtx:
+    def __init__(self, runner: Runner, auth: Auth) -> None:
+        self._runner = runner
+        self._auth = auth
+        self.auth = AuthView(auth)
+        self.scheduler = _SchedulerStub()
+
+    async def run_query(self, ref: Any, args: dict[str, Any] | None = None) -> Any:
+        return await self._runner.call_nested("query", ref, args, self._auth)
+
+    async def run_mutation(self, ref: Any, args: dict[str, Any] | None = None) -> Any:
+        return await self._runner.call_nested("mutation", ref, args, self._auth)
+
+    async def run_action(self, ref: Any, args: dict[str, Any] | None = None) -> Any:
+        return await self._runner.call_nested("action", ref, args, self._auth)
+
+
+@dataclass(slots=True)
+class QueryRun:
+    """A query's value and everything the subscription layer needs to keep it fresh."""
+
+    value: Any
+    wire: Any
+    ts: int
+    reads: ReadSet
+    journal: str | None
+    used_auth: bool
+
+
+def request_id() -> str:
+    return secrets.token_hex(8)
+
+
+class Runner:
+    def __init__(self, deployment: Deployment) -> None:
+        self.dep = deployment
+        self._lane = asyncio.Lock()
+
+    # -- validation ----------------------------------------------------------------------------
+    def _check_args(self, fn: RegisteredFunction, args: Any) -> dict[str, Any]:
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise EngineError("ArgumentValidationError",
+                              f"Arguments of {fn.path} must be an object, got {type(args).__name__}.")
+        if fn.args is not None:
+            try:
+                fn.args.check(args, self.dep.catalog, "$")
+            except ValidationError as e:
+                raise EngineError("ArgumentValidationError", f"{e}") from None
+        return args
+
+    def _check_result(self, fn: RegisteredFunction, value: Any) -> Any:
+        if fn.returns is not None:
+            try:
+                fn.returns.check(value, self.dep.catalog, "$")
+            except ValidationError as e:
+                raise EngineError("ReturnsValidationError", f"Return value of {fn.path} is invalid: {e}") from None
+        try:
+            wire = to_wire(value)
+        except (ValueError, TypeError) as e:
+            raise EngineError("InvalidReturnValue", f"{fn.path} returned a value that is not a Convex value: {e}") from None
+        if value_size(value) > MAX_VALUE_SIZE:
+            raise EngineError("ResultTooLarge", f"{fn.path} returned more than {MAX_VALUE_SIZE} bytes.")
+        return wire
+
+    # -- queries -------------------------------------------------------------------------------
+    async def run_query(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
+                        snapshot: Snapshot | None = None, journal: str | None = None) -> tuple[QueryRun, list[str]]:
+        """Run a query at `snapshot` (or a fresh one). The snapshot is left open if passed in."""
+        own = snapshot is None
+        snap = self.dep.persistence.snapshot() if own else snapshot
+        txn = Transaction(self.dep.catalog, snap, writable=False)  # type: ignore[arg-type]
+        txn.journal_end = _journal_end(journal)
+        try:
+            with capture() as lines:
+                args = self._check_args(fn, args)
+                authv = AuthView(auth)
+                value = await fn.handler(QueryCtx(DatabaseReader(txn), authv), args)
+                txn.flush_scans()
+                wire = self._check_result(fn, value)
+            return QueryRun(value, wire, txn.ts, txn.reads, _journal(txn), authv.used), lines
+        finally:
+            if own:
+                snap.close()  # type: ignore[union-attr]
+
+    # -- mutations -----------------------------------------------------------------------------
+    async def run_mutation(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
+                           extra: Any = None) -> tuple[Any, Any, int, list[str]]:
+        """(value, wire, commit ts, log lines). `extra(record)` may add rows to the commit."""
+        args = self._check_args(fn, args)
+        conflicts = 0
+        while True:
+            if conflicts:
+                async with self._lane:
+                    await self.dep.committer.wait_settled(self.dep.committer.sequenced_ts)
+                    outcome = await self._mutation_attempt(fn, args, auth, extra)
+            else:
+                outcome = await self._mutation_attempt(fn, args, auth, extra)
+            if outcome is not None:
+                value, wire, ts, future, lines = outcome
+                if future is not None:
+                    await future
+                return value, wire, ts, lines
+            conflicts += 1
+            if conflicts >= MAX_MUTATION_ATTEMPTS:
+                raise EngineError("OptimisticConcurrencyControlFailure",
+                                  f"{fn.path} kept conflicting with concurrent writes ({conflicts} attempts).",
+                                  status=503)
+
+    async def _mutation_attempt(self, fn: RegisteredFunction, args: dict[str, Any], auth: Auth, extra: Any):
+        txn = Transaction(self.dep.catalog, self.dep.persistence.snapshot(), writable=True)
+        try:
+            with capture() as lines:
+                value = await fn.handler(MutationCtx(DatabaseWriter(txn), AuthView(auth)), _copy_args(args))
+                txn.flush_scans()
+                wire = self._check_result(fn, value)
+            if txn.writes or extra is not None:
+                hook = (lambda rec: extra(rec, wire)) if extra is not None else None
+                ts, future = self.dep.committer.sequence(txn, hook)
+            else:
+                # Read-only: serializable at its snapshot; nothing to persist.
+                ts, future = txn.ts, None
+            return value, wire, ts, future, lines
+        except Conflict:
+            return None
+        finally:
+            txn.close()
+
+    # -- actions -------------------------------------------------------------------------------
+    async def run_action(self, fn: RegisteredFunction, args: Any, auth: Auth) -> tuple[Any, Any, list[str]]:
+        with capture() as lines:
+            args = self._check_args(fn, args)
+            value = await fn.handler(ActionCtx(self, auth), args)
+            wire = self._check_result(fn, value)
+        return value, wire, lines
+
+    # -- nested calls from actions ---------------------------------------------------------------
+    async def call_nested(self, kind: str, ref: Any, args: Any, auth: Auth) -> Any:
+        path = function_name(ref)
+        fn = self.dep.lookup(path, kind=kind, auth=auth, internal_ok=True)
+        parent = current_sink()
+        if kind == "query":
+            run, lines = await self.run_query(fn, args, auth)
+            value = run.value
+        elif kind == "mutation":
+            value, _, _, lines = await self.run_mutation(fn, args, auth)
+        else:
+            value, _, lines = await self.run_action(fn, args, auth)
+        if parent is not None:
+            parent.extend(lines)
+        return value
+
+
+def _copy_args(args: dict[str, Any]) -> dict[str, Any]:
+    # A retried mutation must see the arguments as they came, even if an attempt mutated them.
+    from .transaction import _copy
+
+    return _copy(args)
+
+
+def _journal_end(journal: str | None) -> str | None:
+    # A journal is the end cursor of the query's paginated read (already opaque); "" means none.
+    return journal or None
+
+
+def _journal(txn: Transaction) -> str | None:
+    return txn.journal_out

@@ -1,0 +1,283 @@
+"""Persistence: the only module that talks to SQLite (and the only importer of aiosqlite).
+
+Layout (see engine.sql): `documents` holds the latest version of each document as Convex-encoded
+JSON; `index_entries` maps (index id, order-preserving key bytes) -> document id, one row per
+document per stored index; `meta` keeps the commit-timestamp high-water mark.
+
+Concurrency model:
+- One writer. All writes go through `SqlitePersistence.write()` on a single aiosqlite connection
+  (its own thread), one SQLite transaction per group commit. Nothing else writes.
+- Many readers. A `Snapshot` is a read transaction on a pooled plain sqlite3 connection used from the
+  event-loop thread; SQLite's WAL gives it a stable view while the writer commits. Reads are short
+  B-tree walks, so running them inline costs less than a thread hop per read.
+- The snapshot's `ts` is read from `meta` inside the same read transaction, so the data it sees is
+  exactly the state after the commit with that timestamp.
+
+`Persistence` is the interface the engine codes against; SQLite is the embedded default and the SQL
+is rendered per dialect (engine.sql) so another backend can implement the same contract.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiosqlite
+
+from .sql import render
+
+__all__ = ["CommitRecord", "Persistence", "Snapshot", "SqlitePersistence", "read_only_dump"]
+
+
+@dataclass(slots=True)
+class CommitRecord:
+    """Everything one committed transaction changes, in storage terms."""
+
+    ts: int
+    doc_puts: list[tuple[str, int, bytes]] = field(default_factory=list)  # (id, table number, json)
+    doc_deletes: list[str] = field(default_factory=list)
+    entry_deletes: list[tuple[int, bytes]] = field(default_factory=list)  # (index id, key)
+    entry_puts: list[tuple[int, bytes, str]] = field(default_factory=list)  # (index id, key, doc id)
+    mutation_results: list[tuple[str, int, bytes]] = field(default_factory=list)  # (session, request, json)
+
+
+class Snapshot(ABC):
+    """A consistent read view at commit timestamp `ts`. Close it when done."""
+
+    ts: int
+
+    @abstractmethod
+    def get(self, doc_id: str) -> tuple[int, bytes] | None: ...
+
+    @abstractmethod
+    def scan(self, index_id: int, lo: bytes, hi: bytes, desc: bool) -> Iterator[tuple[bytes, str, bytes]]: ...
+
+    @abstractmethod
+    def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class Persistence(ABC):
+    """What the engine needs from a store. One writer, snapshot readers."""
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    def snapshot(self) -> Snapshot: ...
+
+    @abstractmethod
+    async def write(self, batch: list[CommitRecord]) -> None: ...
+
+    @abstractmethod
+    async def load_catalog(self) -> tuple[int, dict[str, int], dict[tuple[str, str], tuple[int, list[str]]]]:
+        """(max ts, {table: number}, {(table, index): (index id, fields)})."""
+
+    @abstractmethod
+    async def add_table(self, name: str, number: int) -> None: ...
+
+    @abstractmethod
+    async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None: ...
+
+    @abstractmethod
+    async def drop_index(self, index_id: int) -> None: ...
+
+    @abstractmethod
+    def table_documents(self, table_number: int) -> Iterator[tuple[str, bytes]]: ...
+
+    @abstractmethod
+    async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None: ...
+
+
+class _SqliteSnapshot(Snapshot):
+    __slots__ = ("_conn", "_owner", "_stmts", "ts")
+
+    def __init__(self, owner: SqlitePersistence, conn: sqlite3.Connection) -> None:
+        self._owner = owner
+        self._conn = conn
+        self._stmts = owner._stmts
+        conn.execute("BEGIN")
+        row = conn.execute(self._stmts["meta_get"], ("ts",)).fetchone()
+        self.ts = row[0] if row else 0
+
+    def get(self, doc_id: str) -> tuple[int, bytes] | None:
+        return self._conn.execute(self._stmts["doc_get"], (doc_id,)).fetchone()
+
+    def scan(self, index_id: int, lo: bytes, hi: bytes, desc: bool) -> Iterator[tuple[bytes, str, bytes]]:
+        sql = self._stmts["scan_desc" if desc else "scan_asc"]
+        cursor = self._conn.execute(sql, (index_id, lo, hi))
+        cursor.arraysize = 64
+        while rows := cursor.fetchmany():
+            yield from rows
+
+    def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
+        return self._conn.execute(self._stmts["mutation_result_get"], (session_id, request_id)).fetchone()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.execute("COMMIT")
+            self._owner._release(self._conn)
+            self._conn = None  # type: ignore[assignment]
+
+
+class SqlitePersistence(Persistence):
+    """SQLite in WAL mode. `path=":memory:"` uses a private temporary file, removed on close:
+    snapshot isolation between the writer and readers needs WAL, which needs a file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        if str(path) == ":memory:":
+            self._tempdir = tempfile.TemporaryDirectory(prefix="convex-mem-")
+            path = Path(self._tempdir.name) / "db.sqlite3"
+        self.path = Path(path)
+        # NORMAL in WAL mode survives a process crash (kill -9): a commit is in the OS page cache
+        # before write() returns. FULL also survives power loss, at an fsync per group commit.
+        self._synchronous = synchronous
+        self._schema, self._stmts = render("sqlite")
+        self._writer: aiosqlite.Connection | None = None
+        self._idle: list[sqlite3.Connection] = []
+        self._all: list[sqlite3.Connection] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=WAL", f"synchronous={self._synchronous}", "foreign_keys=OFF",
+                       "busy_timeout=10000", "cache_size=-65536"):
+            await self._writer.execute(f"PRAGMA {pragma}")
+        for ddl in self._schema:
+            await self._writer.execute(ddl)
+
+    async def close(self) -> None:
+        for conn in self._all:
+            conn.close()
+        self._all.clear()
+        self._idle.clear()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+    # -- reads ---------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        conn = self._idle.pop() if self._idle else self._new_reader()
+        return _SqliteSnapshot(self, conn)
+
+    def _new_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA cache_size=-32768")
+        self._all.append(conn)
+        return conn
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        if len(self._idle) < 32:
+            self._idle.append(conn)
+        else:
+            self._all.remove(conn)
+            conn.close()
+
+    def table_documents(self, table_number: int) -> Iterator[tuple[str, bytes]]:
+        conn = self.snapshot()
+        try:
+            assert isinstance(conn, _SqliteSnapshot)
+            yield from conn._conn.execute(self._stmts["docs_of_table"], (table_number,))
+        finally:
+            conn.close()
+
+    # -- writes --------------------------------------------------------------------------------
+    async def write(self, batch: list[CommitRecord]) -> None:
+        """Apply a group of commits atomically, in order, in one SQLite transaction."""
+        w = self._writer
+        assert w is not None, "persistence is not open"
+        st = self._stmts
+        await w.execute("BEGIN IMMEDIATE")
+        try:
+            for rec in batch:
+                # Deletes before puts: an entry whose key did not change is deleted and re-put.
+                if rec.entry_deletes:
+                    await w.executemany(st["entry_delete"], rec.entry_deletes)
+                if rec.doc_deletes:
+                    await w.executemany(st["doc_delete"], [(d,) for d in rec.doc_deletes])
+                if rec.doc_puts:
+                    await w.executemany(st["doc_put"], [(i, t, rec.ts, v) for i, t, v in rec.doc_puts])
+                if rec.entry_puts:
+                    await w.executemany(st["entry_put"], rec.entry_puts)
+                if rec.mutation_results:
+                    await w.executemany(st["mutation_result_put"],
+                                        [(s, r, rec.ts, v) for s, r, v in rec.mutation_results])
+            await w.execute(st["meta_put"], ("ts", batch[-1].ts))
+            await w.execute("COMMIT")
+        except BaseException:
+            await w.execute("ROLLBACK")
+            raise
+
+    # -- catalog -------------------------------------------------------------------------------
+    async def load_catalog(self) -> tuple[int, dict[str, int], dict[tuple[str, str], tuple[int, list[str]]]]:
+        w = self._writer
+        assert w is not None
+        st = self._stmts
+        row = await (await w.execute(st["meta_get"], ("ts",))).fetchone()
+        tables = {name: number for name, number in await w.execute_fetchall(st["tables_all"])}
+        indexes = {
+            (table, name): (index_id, fields.split("\x1f") if fields else [])
+            for index_id, table, name, fields in await w.execute_fetchall(st["indexes_all"])
+        }
+        return (row[0] if row else 0), tables, indexes
+
+    async def add_table(self, name: str, number: int) -> None:
+        assert self._writer is not None
+        await self._writer.execute(self._stmts["table_add"], (name, number))
+
+    async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None:
+        assert self._writer is not None
+        await self._writer.execute(self._stmts["index_add"], (index_id, table, name, "\x1f".join(fields)))
+
+    async def drop_index(self, index_id: int) -> None:
+        assert self._writer is not None
+        await self._writer.execute("BEGIN IMMEDIATE")
+        await self._writer.execute(self._stmts["index_clear"], (index_id,))
+        await self._writer.execute(self._stmts["index_drop"], (index_id,))
+        await self._writer.execute("COMMIT")
+
+    async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None:
+        assert self._writer is not None
+        await self._writer.execute("BEGIN IMMEDIATE")
+        await self._writer.executemany(self._stmts["entry_put"], entries)
+        await self._writer.execute("COMMIT")
+
+
+def read_only_dump(db_path: str | os.PathLike[str], table: str | None = None,
+                   limit: int | None = None) -> dict[str, int] | list[bytes]:
+    """For `python -m engine data`: {table: document count}, or the raw JSON of a table's documents."""
+    uri = f"file:{Path(db_path).resolve()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        _, stmts = render("sqlite")
+        tables = dict(conn.execute(stmts["tables_all"]).fetchall())
+        if table is None:
+            return {name: conn.execute(stmts["count_of_table"], (num,)).fetchone()[0]
+                    for name, num in sorted(tables.items()) if not name.startswith("_")}
+        if table not in tables:
+            raise KeyError(table)
+        rows = conn.execute(stmts["docs_of_table"], (tables[table],))
+        out = []
+        for _, value in rows:
+            out.append(value)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+    finally:
+        conn.close()

@@ -1,0 +1,355 @@
+"""A transaction: one function execution's reads and (for mutations) writes, at one snapshot.
+
+Reads go to the snapshot, overlaid with this transaction's own pending writes, and every read is
+recorded in the read set as the index interval actually walked. Writes are validated against the
+schema when they are made, kept in memory, and turned into a `CommitRecord` plus the written index
+keys when the committer sequences the transaction. Nothing reaches storage before that.
+
+Convex's limits are enforced here with Convex's codes, so a runaway function fails with a clear
+error instead of exhausting the process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import Catalog, IndexInfo, TableInfo
+from .errors import EngineError
+from .ids import new_id
+from .index_keys import UNDEFINED, encode_value
+from .reads import ReadSet, point, successor
+from .storage import CommitRecord, Snapshot
+from .values import check_field_name, decode_json, encode_json, value_size
+
+__all__ = ["Transaction", "Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    documents_read: int = 32_000
+    bytes_read: int = 16 * 1024 * 1024
+    index_ranges_read: int = 4_096
+    documents_written: int = 16_000
+    bytes_written: int = 16 * 1024 * 1024
+    document_size: int = 1024 * 1024
+    document_depth: int = 16
+    document_fields: int = 1024
+    array_length: int = 8192
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _CreationClock:
+    """`_creationTime` values: milliseconds since the epoch, strictly increasing in this process."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def next(self) -> float:
+        now = time.time_ns() / 1e6
+        if now <= self.last:
+            now = self.last + 0.001
+        self.last = now
+        return now
+
+
+creation_clock = _CreationClock()
+
+
+@dataclass(slots=True)
+class _Write:
+    table: TableInfo
+    old: dict[str, Any] | None  # as of the snapshot
+    new: dict[str, Any] | None  # None = deleted
+
+
+class Transaction:
+    def __init__(self, catalog: Catalog, snapshot: Snapshot, *, writable: bool,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
+        self.catalog = catalog
+        self.snapshot = snapshot
+        self.ts = snapshot.ts
+        self.writable = writable
+        self.limits = limits
+        self.reads = ReadSet()
+        self.writes: dict[str, _Write] = {}
+        self.docs_read = 0
+        self.bytes_read = 0
+        self.ranges_read = 0
+        self.bytes_written = 0
+        self.paginated = False
+        self.open_scans: list[RangeScan] = []
+        self.journal_end: str | None = None  # the page end a re-run must keep (pagination)
+        self.journal_out: str | None = None
+
+    def close(self) -> None:
+        self.snapshot.close()
+
+    def flush_scans(self) -> None:
+        """Record the read intervals of scans the function abandoned part-way (an early `break`)."""
+        for scan in list(self.open_scans):
+            scan.finish()
+
+    # -- accounting ----------------------------------------------------------------------------
+    def _count_range(self) -> None:
+        self.ranges_read += 1
+        if self.ranges_read > self.limits.index_ranges_read:
+            raise EngineError("TooManyIndexRangesRead",
+                              f"Too many index ranges read in one function (limit: {self.limits.index_ranges_read}).")
+
+    def _count_doc(self, size: int) -> None:
+        self.docs_read += 1
+        self.bytes_read += size
+        if self.docs_read > self.limits.documents_read:
+            raise EngineError("TooManyDocumentsRead",
+                              f"Too many documents read in one function (limit: {self.limits.documents_read}). "
+                              "Use an index or paginate.")
+        if self.bytes_read > self.limits.bytes_read:
+            raise EngineError("TooManyBytesRead",
+                              f"Too many bytes read in one function (limit: {self.limits.bytes_read}).")
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        table = self._table_of(doc_id)
+        if table is None:
+            return None
+        self._count_range()
+        self.reads.add(table.by_id.id, *point(encode_value(doc_id)))
+        pending = self.writes.get(doc_id)
+        if pending is not None:
+            return _copy(pending.new)
+        row = self.snapshot.get(doc_id)
+        if row is None:
+            return None
+        self._count_doc(len(row[1]))
+        return decode_json(row[1])
+
+    def _table_of(self, doc_id: Any) -> TableInfo | None:
+        if not isinstance(doc_id, str):
+            raise EngineError("InvalidId", f"Expected a document id string, got {type(doc_id).__name__}.")
+        name = self.catalog.table_of_id(doc_id)
+        return self.catalog.by_name[name] if name is not None else None
+
+    def scan(self, table: TableInfo, index: IndexInfo, lo: bytes, hi: bytes,
+             desc: bool) -> RangeScan:
+        self._count_range()
+        return RangeScan(self, table, index, lo, hi, desc)
+
+    # -- writes --------------------------------------------------------------------------------
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise EngineError("ReadOnlyTransaction", "Queries cannot write to the database; use a mutation.")
+
+    def _existing(self, doc_id: str, verb: str) -> tuple[TableInfo, dict[str, Any]]:
+        table = self._table_of(doc_id)
+        current = self.get(doc_id) if table is not None else None
+        if table is None or current is None:
+            raise EngineError("DocumentNotFound", f"Cannot {verb} document {doc_id!r}: it does not exist.")
+        return table, current
+
+    def _stage(self, table: TableInfo, doc_id: str, new: dict[str, Any] | None) -> None:
+        if new is not None:
+            self._check_document(table, new)
+        w = self.writes.get(doc_id)
+        if w is None:
+            row = self.snapshot.get(doc_id)
+            old = decode_json(row[1]) if row is not None else None
+            self.writes[doc_id] = _Write(table, old, new)
+        else:
+            w.new = new
+        if len(self.writes) > self.limits.documents_written:
+            raise EngineError("TooManyDocumentsWritten",
+                              f"Too many documents written in one mutation (limit: {self.limits.documents_written}).")
+
+    def _check_document(self, table: TableInfo, doc: dict[str, Any]) -> None:
+        user = {k: v for k, v in doc.items() if k not in ("_id", "_creationTime")}
+        for key in user:
+            if key.startswith("_"):
+                raise EngineError("InvalidDocument",
+                                  f'Field "{key}" in table "{table.name}" starts with "_", which is reserved for system fields.')
+            try:
+                check_field_name(key, document=True)
+            except ValueError as e:
+                raise EngineError("InvalidDocument", f'Table "{table.name}": {e}') from None
+        _check_shape(doc, table.name, self.limits)
+        size = value_size(doc)
+        if size > self.limits.document_size:
+            raise EngineError("DocumentTooLarge",
+                              f'Document in table "{table.name}" is {size} bytes; the limit is {self.limits.document_size}.')
+        self.bytes_written += size
+        if self.bytes_written > self.limits.bytes_written:
+            raise EngineError("TooManyBytesWritten",
+                              f"Too many bytes written in one mutation (limit: {self.limits.bytes_written}).")
+        if self.catalog.schema is not None:
+            if table.definition is None:
+                raise EngineError("SchemaValidationError",
+                                  f'Table "{table.name}" is not in the schema; add it to schema.py before writing to it.')
+            table.definition.validate(user, self.catalog, table=table.name)
+
+    def insert(self, table: TableInfo, value: dict[str, Any]) -> str:
+        self._require_writable()
+        if not isinstance(value, dict):
+            raise EngineError("InvalidDocument", f'insert into "{table.name}" expects an object.')
+        for key in ("_id", "_creationTime"):
+            if key in value:
+                raise EngineError("InvalidDocument", f'insert into "{table.name}": "{key}" is a system field set by the database.')
+        doc_id = new_id(table.number)
+        doc = {k: v for k, v in value.items() if v is not UNDEFINED}
+        doc["_id"] = doc_id
+        doc["_creationTime"] = creation_clock.next()
+        self._stage(table, doc_id, doc)
+        return doc_id
+
+    def patch(self, doc_id: str, fields: dict[str, Any]) -> None:
+        self._require_writable()
+        if not isinstance(fields, dict):
+            raise EngineError("InvalidDocument", "patch expects an object of fields.")
+        table, current = self._existing(doc_id, "patch")
+        for key, value in fields.items():
+            if key in ("_id", "_creationTime"):
+                if value is not UNDEFINED and value != current[key]:
+                    raise EngineError("InvalidDocument", f'patch cannot change the system field "{key}".')
+                continue
+            if value is UNDEFINED:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        self._stage(table, doc_id, current)
+
+    def replace(self, doc_id: str, value: dict[str, Any]) -> None:
+        self._require_writable()
+        if not isinstance(value, dict):
+            raise EngineError("InvalidDocument", "replace expects an object.")
+        table, current = self._existing(doc_id, "replace")
+        doc = {k: v for k, v in value.items() if v is not UNDEFINED and k not in ("_id", "_creationTime")}
+        for key in ("_id", "_creationTime"):
+            if key in value and value[key] != current[key]:
+                raise EngineError("InvalidDocument", f'replace cannot change the system field "{key}".')
+        doc["_id"] = current["_id"]
+        doc["_creationTime"] = current["_creationTime"]
+        self._stage(table, doc_id, doc)
+
+    def delete(self, doc_id: str) -> None:
+        self._require_writable()
+        table, _ = self._existing(doc_id, "delete")
+        self._stage(table, doc_id, None)
+
+    # -- commit --------------------------------------------------------------------------------
+    def to_commit(self, ts: int) -> tuple[CommitRecord, list[tuple[int, bytes]]]:
+        """The storage record and the written index keys (old and new, every index)."""
+        rec = CommitRecord(ts)
+        keys: list[tuple[int, bytes]] = []
+        for doc_id, w in self.writes.items():
+            if w.old is None and w.new is None:
+                continue
+            for ix in w.table.indexes.values():
+                old_key = ix.key(w.old) if w.old is not None else None
+                new_key = ix.key(w.new) if w.new is not None else None
+                if old_key is not None:
+                    keys.append((ix.id, old_key))
+                if new_key is not None and new_key != old_key:
+                    keys.append((ix.id, new_key))
+                if ix.stored and old_key != new_key:
+                    if old_key is not None:
+                        rec.entry_deletes.append((ix.id, old_key))
+                    if new_key is not None:
+                        rec.entry_puts.append((ix.id, new_key, doc_id))
+            if w.new is None:
+                rec.doc_deletes.append(doc_id)
+            else:
+                rec.doc_puts.append((doc_id, w.table.number, encode_json(w.new)))
+        return rec, keys
+
+
+class RangeScan:
+    """Walks [lo, hi) of one index in order, merging the transaction's own writes, and records the
+    interval actually covered in the read set when `finish()` is called."""
+
+    def __init__(self, txn: Transaction, table: TableInfo, index: IndexInfo, lo: bytes, hi: bytes,
+                 desc: bool) -> None:
+        self.txn = txn
+        self.table = table
+        self.index = index
+        self.lo = lo
+        self.hi = hi
+        self.desc = desc
+        self.last_key: bytes | None = None
+        self._done = False
+        txn.open_scans.append(self)
+
+    def __iter__(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        txn, ix, lo, hi, desc = self.txn, self.index, self.lo, self.hi, self.desc
+        if not ix.stored:
+            raise EngineError("InvalidIndexRange", 'The "by_id" index only supports db.get(id).')
+        mine = [d for d, w in txn.writes.items() if w.table is self.table]
+        pending = sorted(
+            ((key, w.new) for d in mine if (w := txn.writes[d]).new is not None
+             and lo <= (key := ix.key(w.new)) < hi),
+            key=lambda kv: kv[0], reverse=desc)
+        skip = set(mine)
+        p = 0
+        for key, doc_id, value in txn.snapshot.scan(ix.id, lo, hi, desc):
+            txn._count_doc(len(value))
+            while p < len(pending) and ((pending[p][0] > key) if desc else (pending[p][0] < key)):
+                self.last_key = pending[p][0]
+                yield pending[p][0], _copy(pending[p][1])  # type: ignore[misc]
+                p += 1
+            if doc_id in skip:
+                continue
+            self.last_key = key
+            yield key, decode_json(value)
+        while p < len(pending):
+            self.last_key = pending[p][0]
+            yield pending[p][0], _copy(pending[p][1])  # type: ignore[misc]
+            p += 1
+        self._done = True
+
+    def finish(self, exhausted: bool | None = None) -> None:
+        """Record what was read: the whole range if the walk ran to its end, else up to last_key."""
+        if self in self.txn.open_scans:
+            self.txn.open_scans.remove(self)
+        else:
+            return
+        exhausted = self._done if exhausted is None else exhausted
+        if exhausted:
+            self.txn.reads.add(self.index.id, self.lo, self.hi)
+        elif self.last_key is None:
+            # Stopped before reading anything (e.g. take(0)): nothing was observed.
+            return
+        elif self.desc:
+            self.txn.reads.add(self.index.id, self.last_key, self.hi)
+        else:
+            self.txn.reads.add(self.index.id, self.lo, successor(self.last_key))
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of a document, so application code cannot mutate pending writes in place."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _check_shape(value: Any, table: str, limits: Limits, depth: int = 0) -> None:
+    if depth > limits.document_depth:
+        raise EngineError("DocumentTooDeep",
+                          f'Document in table "{table}" is nested more than {limits.document_depth} levels deep.')
+    if isinstance(value, dict):
+        if len(value) > limits.document_fields:
+            raise EngineError("TooManyFields",
+                              f'An object in table "{table}" has {len(value)} fields; the limit is {limits.document_fields}.')
+        for v in value.values():
+            if isinstance(v, (dict, list)):
+                _check_shape(v, table, limits, depth + 1)
+    elif isinstance(value, list):
+        if len(value) > limits.array_length:
+            raise EngineError("ArrayTooLong",
+                              f'An array in table "{table}" has {len(value)} elements; the limit is {limits.array_length}.')
+        for v in value:
+            if isinstance(v, (dict, list)):
+                _check_shape(v, table, limits, depth + 1)

@@ -1,0 +1,50 @@
+from engine import ConvexError, mutation, pagination_opts_validator, query, v
+
+
+@mutation(args={"group": v.string(), "rank": v.float64(), "tags": v.optional(v.array(v.string()))})
+async def add(ctx, args):
+    return await ctx.db.insert("items", dict(args))
+
+
+@mutation(args={"id": v.id("items")})
+async def remove(ctx, args):
+    await ctx.db.delete(args["id"])
+
+
+@mutation(args={"docs": v.array(v.any())})
+async def addMany(ctx, args):
+    return [await ctx.db.insert("items", d) for d in args["docs"]]
+
+
+@query(args={"group": v.string(), "min": v.optional(v.float64()), "limit": v.optional(v.float64())})
+async def byRank(ctx, args):
+    def rng(q):
+        q = q.eq("group", args["group"])
+        return q.gte("rank", args["min"]) if "min" in args else q
+    query_ = ctx.db.query("items").with_index("by_group_rank", rng)
+    if "limit" in args:
+        return await query_.take(int(args["limit"]))
+    return await query_.collect()
+
+
+@query(args={"group": v.string(), "paginationOpts": pagination_opts_validator})
+async def page(ctx, args):
+    return await (ctx.db.query("items").with_index("by_group_rank", lambda q: q.eq("group", args["group"]))
+                  .paginate(args["paginationOpts"]))
+
+
+@query(args={"tag": v.string()})
+async def withTag(ctx, args):
+    return [d["_id"] async for d in ctx.db.query("items").filter(
+        lambda q: q.eq(q.field("group"), args["tag"]))]
+
+
+@mutation(args={"group": v.string()})
+async def failAfterWrite(ctx, args):
+    await ctx.db.insert("items", {"group": args["group"], "rank": 0.0})
+    raise ConvexError({"code": "NOPE", "group": args["group"]})
+
+
+@mutation(args={"doc": v.any()})
+async def insertRaw(ctx, args):
+    return await ctx.db.insert("items", args["doc"])

@@ -23,8 +23,14 @@ from .registration import (
     mutation,
     query,
 )
+from .cron import cronJobs, cron_jobs
 from .schema import define_schema, define_table
 from .validators import v
+from . import env
+from .http_router import HttpRouter, Request, Response, http_action, json_response
+
+httpRouter = HttpRouter
+"""Convex's spelling: `http = httpRouter()`."""
 
 pagination_opts_validator = v.object({
     "numItems": v.number(),
@@ -41,15 +47,24 @@ paginationOptsValidator = pagination_opts_validator
 __all__ = [
     "ConvexError",
     "EngineError",
+    "HttpRouter",
+    "Request",
+    "Response",
     "UNDEFINED",
     "action",
     "api",
+    "cronJobs",
+    "cron_jobs",
     "define_schema",
     "define_table",
+    "env",
+    "http_action",
+    "httpRouter",
     "internal",
     "internal_action",
     "internal_mutation",
     "internal_query",
+    "json_response",
     "mutation",
     "pagination_opts_validator",
     "paginationOptsValidator",

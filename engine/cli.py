@@ -6,6 +6,9 @@
 - `run` calls one function through `/api/function` with the admin key, like `npx convex run`.
 - `data` reads the SQLite file read-only (`engine.storage.read_only_dump`), like `npx convex data`.
 - `function-spec` prints the app's functions in Convex's function-spec JSON.
+- `env list|get|set|remove` edits the env file functions read secrets from (`engine.env`), like
+  `npx convex env`; `list` masks values unless `--show-values`.
+- `logs` follows a running server's function log lines (`GET /api/logs/stream`), like `npx convex logs`.
 """
 
 from __future__ import annotations
@@ -87,6 +90,13 @@ async def _serve(args: argparse.Namespace) -> int:
         key_file = _key_file(app, db)
         admin_key, created = load_or_create_admin_key(key_file)
         print(f"Admin key {'written to' if created else 'read from'} {key_file}", flush=True)
+    from engine import env, logs
+
+    logs.configure_server_logging()
+    env_path = Path(args.env_file) if args.env_file else _default_env_file(app, db)
+    env.use_file(env_path)
+    print(f"Environment variables: the process environment, then {env_path}"
+          f"{'' if env_path.exists() else ' (not created yet)'}", flush=True)
     dep = await Deployment.open(app, db, admin_key=admin_key)
     await serve(dep, args.host, args.port, args.site_port)  # closes dep
     return 0
@@ -208,6 +218,118 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- env -----------------------------------------------------------------------------------------
+
+
+def _default_env_file(app: Path, db: str) -> Path:
+    from engine.env import ENV_FILE_NAME
+
+    return _key_file(app, db).parent / ENV_FILE_NAME
+
+
+def _env(args: argparse.Namespace) -> int:
+    from engine import env
+    from engine.errors import EngineError
+
+    app = Path(args.app).resolve()
+    path = Path(args.env_file) if args.env_file else _default_env_file(app, args.db or str(default_db_path(app)))
+    try:
+        if args.env_command == "list":
+            values = env.read_file(path)
+            if not values:
+                print(f"No environment variables in {path}.", file=sys.stderr)
+            for name, value in sorted(values.items()):
+                shown = value if args.show_values else "********"
+                note = "  (overridden by the process environment)" if name in os.environ else ""
+                print(f"{name}={shown}{note}")
+            return 0
+        if args.env_command == "get":
+            value = os.environ.get(args.name)
+            if value is not None:
+                print("(from the process environment)", file=sys.stderr)
+            else:
+                value = env.read_file(path).get(args.name)
+            if value is None:
+                print(f"error: environment variable {args.name} is not set in {path} or the environment",
+                      file=sys.stderr)
+                return 1
+            print(value)
+            return 0
+        if args.env_command == "set":
+            value = args.value if args.value is not None else sys.stdin.read().rstrip("\r\n")
+            created = env.set_var(path, args.name, value)
+            print(f"{'Added' if created else 'Updated'} {args.name} in {path}")
+            if args.name in os.environ:
+                print(f"note: {args.name} is also set in this process environment, which takes precedence",
+                      file=sys.stderr)
+            return 0
+        removed = env.remove_var(path, args.name)
+        print(f"Removed {args.name} from {path}" if removed else f"{args.name} was not set in {path}")
+        return 0
+    except EngineError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 1
+
+
+# --- logs ----------------------------------------------------------------------------------------
+
+_KIND_LETTERS = {"query": "Q", "mutation": "M", "action": "A", "http": "H"}
+
+
+def _format_log_entry(entry: dict) -> str:
+    import time
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.get("ts", 0)))
+    letter = _KIND_LETTERS.get(entry.get("kind", ""), "?")
+    return f"{when} [CONVEX {letter}({entry.get('path', '')})] {entry.get('line', '')}"
+
+
+def _logs(args: argparse.Namespace) -> int:
+    admin_key = args.admin_key or _read_admin_key(Path(args.app).resolve())
+    if not admin_key:
+        print(f"error: no admin key; pass --admin-key or set ${ADMIN_KEY_ENV}", file=sys.stderr)
+        return 1
+    url = args.url.rstrip("/")
+    request = urllib.request.Request(
+        url + "/api/logs/stream", headers={"Authorization": f"Convex {admin_key}", "Accept": "text/event-stream"}
+    )
+    try:
+        # The server sends a keep-alive comment every 15 s, so a much longer silence means it is gone.
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            event = ""
+            for raw in resp:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if line == ": connected":
+                    print(f"Watching logs for {url}...", file=sys.stderr, flush=True)
+                elif line.startswith("event:"):
+                    event = line[len("event:"):].strip()
+                elif line.startswith("data:"):
+                    entry = json.loads(line[len("data:"):])
+                    if event == "dropped":
+                        print(f"({entry.get('dropped')} log lines dropped: this reader fell behind)",
+                              file=sys.stderr, flush=True)
+                    elif args.jsonl:
+                        print(json.dumps(entry, ensure_ascii=False), flush=True)
+                    else:
+                        print(_format_log_entry(entry), flush=True)
+                elif not line:
+                    event = ""
+    except KeyboardInterrupt:
+        return 0
+    except urllib.error.HTTPError as e:
+        try:
+            err = json.loads(e.read())
+            print(f"error: {err.get('code')}: {err.get('message')}", file=sys.stderr)
+        except ValueError:
+            print(f"error: HTTP {e.code}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as e:
+        print(f"error: cannot follow logs at {url}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1
+    print("The server closed the log stream.", file=sys.stderr)
+    return 0
+
+
 # --- function-spec -------------------------------------------------------------------------------
 
 
@@ -236,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3210)
     p.add_argument("--site-port", type=int, default=3211)
+    p.add_argument("--env-file", help="JSON env file for functions' secrets; default: <db dir>/env.json "
+                                      "(the process environment takes precedence)")
 
     p = sub.add_parser("run", help="run a function with the admin key, like `npx convex run`")
     p.add_argument("function", metavar="FUNCTION", help='e.g. "tasks:list" or "dir/file:fn"')
@@ -255,6 +379,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("function-spec", help="print the app's functions as Convex function-spec JSON")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+
+    p = sub.add_parser("env", help="list, get, set or remove environment variables, like `npx convex env`")
+    env_sub = p.add_subparsers(dest="env_command", required=True)
+    for name, text in [("list", "list variable names (values masked unless --show-values)"),
+                       ("get", "print one variable's value"), ("set", "set a variable (VALUE or stdin)"),
+                       ("remove", "remove a variable")]:
+        q = env_sub.add_parser(name, help=text)
+        if name != "list":
+            q.add_argument("name", metavar="NAME")
+        if name == "set":
+            q.add_argument("value", metavar="VALUE", nargs="?", help="default: read from stdin")
+        if name == "list":
+            q.add_argument("--show-values", action="store_true", help="print the values too")
+        q.add_argument("--app", default=str(default_app_dir()), help=app_help)
+        q.add_argument("--db", help="SQLite file whose folder holds env.json; default: <app>/data/convex.sqlite3")
+        q.add_argument("--env-file", help="the env file itself (overrides --db)")
+
+    p = sub.add_parser("logs", help="follow function logs of a running server, like `npx convex logs`")
+    p.add_argument("--url", default=os.environ.get(URL_ENV, "http://127.0.0.1:3210"))
+    p.add_argument("--admin-key", help=f"default: ${ADMIN_KEY_ENV}, else <app>/data/admin_key")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+    p.add_argument("--jsonl", action="store_true", help="print each entry as a JSON line")
     return parser
 
 
@@ -266,4 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "data":
         return _data(args)
+    if args.command == "env":
+        return _env(args)
+    if args.command == "logs":
+        return _logs(args)
     return asyncio.run(_function_spec(args))

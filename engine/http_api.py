@@ -82,6 +82,7 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)  # keys lower-case
     query: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    query_string: str = ""  # raw, as sent (HTTP actions rebuild request.url from it)
 
 
 @dataclass

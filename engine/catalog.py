@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .schema import SchemaDefinition, TableDefinition
     from .storage import Persistence
 
-__all__ = ["Catalog", "IndexInfo", "TableInfo"]
+__all__ = ["Catalog", "IndexInfo", "TableInfo", "SystemTable", "SYSTEM_TABLES", "define_system_table"]
 
 BY_ID = "by_id"
 BY_CREATION_TIME = "by_creation_time"
@@ -50,6 +50,7 @@ class TableInfo:
     number: int
     indexes: dict[str, IndexInfo] = field(default_factory=dict)
     definition: TableDefinition | None = None
+    system: bool = False  # an engine table ("_scheduled_functions", ...): read via ctx.db.system only
 
     @property
     def by_id(self) -> IndexInfo:
@@ -57,6 +58,31 @@ class TableInfo:
 
     def stored_indexes(self) -> list[IndexInfo]:
         return [ix for ix in self.indexes.values() if ix.stored]
+
+
+@dataclass(frozen=True, slots=True)
+class SystemTable:
+    """An engine-owned table. Its number is fixed (below FIRST_USER_TABLE_NUMBER) so ids of its
+    documents mean the same thing in every deployment; `indexes` are user-style index fields."""
+
+    name: str
+    number: int
+    indexes: dict[str, list[str]]
+
+
+SYSTEM_TABLES: dict[str, SystemTable] = {}
+
+
+def define_system_table(name: str, number: int, indexes: dict[str, list[str]]) -> SystemTable:
+    """Declare a system table (called by the module that owns it, at import time). App code can
+    read it through `ctx.db.system` and never write it; the engine writes it inside transactions."""
+    if not name.startswith("_") or not 0 < number < FIRST_USER_TABLE_NUMBER:
+        raise ValueError(f"system table {name!r} needs a '_' name and a number below {FIRST_USER_TABLE_NUMBER}")
+    for other in SYSTEM_TABLES.values():
+        if other.name != name and other.number == number:
+            raise ValueError(f"system tables {other.name!r} and {name!r} both claim number {number}")
+    table = SYSTEM_TABLES[name] = SystemTable(name, number, {k: list(v) for k, v in indexes.items()})
+    return table
 
 
 def _index(index_id: int, name: str, fields: list[str]) -> IndexInfo:
@@ -85,6 +111,8 @@ class Catalog:
         for (table, name), (index_id, fields) in indexes.items():
             self.by_name[table].indexes[name] = _index(index_id, name, fields)
             self._next_index = max(self._next_index, index_id + 1)
+        for system in SYSTEM_TABLES.values():
+            await self._load_system_table(system)
         if self.schema is not None:
             for name, definition in self.schema.tables.items():
                 info = await self.ensure_table(name)
@@ -93,6 +121,21 @@ class Catalog:
                     ix: list(fields) + list(SYSTEM_FIELDS) for ix, fields in definition.indexes.items()
                 })
         return max_ts
+
+    async def _load_system_table(self, system: SystemTable) -> None:
+        info = self.by_name.get(system.name)
+        if info is None:
+            if system.number in self.by_number:
+                raise EngineError("CatalogConflict", f'Table number {system.number} is taken by '
+                                  f'"{self.by_number[system.number].name}"; it belongs to "{system.name}".')
+            info = TableInfo(system.name, system.number)
+            await self._persistence.add_table(system.name, system.number)
+            self._add(info)
+        elif info.number != system.number:
+            raise EngineError("CatalogConflict", f'System table "{system.name}" is stored as number '
+                              f"{info.number}, expected {system.number}.")
+        info.system = True
+        await self._sync_indexes(info, {ix: fields + list(SYSTEM_FIELDS) for ix, fields in system.indexes.items()})
 
     def _add(self, info: TableInfo) -> None:
         self.by_name[info.name] = info

@@ -1,8 +1,10 @@
 """`ctx.db`: the database as application functions see it.
 
 `DatabaseReader` is what queries get; `DatabaseWriter` adds insert/patch/replace/delete for
-mutations. Both are thin: they resolve tables and ids through the catalog and delegate every read
-and write to the `Transaction`, which records the read set and stages the writes.
+mutations; `ctx.db.system` (`SystemDatabaseReader`) reads the engine's system tables, which app
+code can never write and `ctx.db` refuses to touch. All are thin: they resolve tables and ids
+through the catalog and delegate every read and write to the `Transaction`, which records the read
+set and stages the writes.
 """
 
 from __future__ import annotations
@@ -10,16 +12,31 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import EngineError
-from .ids import decode_id
+from .ids import FIRST_USER_TABLE_NUMBER, decode_id
 from .query_builder import Query
 from .transaction import Transaction
 
-__all__ = ["DatabaseReader", "DatabaseWriter"]
+__all__ = ["DatabaseReader", "DatabaseWriter", "SystemDatabaseReader"]
 
 
 class DatabaseReader:
+    _system_tables = False  # which side of the user/system divide this reader serves
+
     def __init__(self, txn: Transaction) -> None:
         self._txn = txn
+
+    @property
+    def system(self) -> SystemDatabaseReader:
+        """`ctx.db.system`: read-only access to system tables (`_scheduled_functions`, ...)."""
+        return SystemDatabaseReader(self._txn)
+
+    def _check_side(self, info: Any) -> None:
+        if info is not None and info.system != self._system_tables:
+            if info.system:
+                raise EngineError("SystemTableAccess", f'"{info.name}" is a system table: read it with '
+                                  f"ctx.db.system.get / ctx.db.system.query; app code cannot write it.")
+            raise EngineError("SystemTableAccess", f'ctx.db.system only reads system tables; "{info.name}" '
+                              "is an application table (use ctx.db).")
 
     async def _reader(self, table: str):  # -> (Transaction, TableInfo | None)
         if not isinstance(table, str):
@@ -28,13 +45,25 @@ class DatabaseReader:
         if info is None:
             # Reading a table nobody has written yet: register it so the read is recorded (an
             # insert later must invalidate this query) — it reads as empty.
+            if self._system_tables:
+                raise EngineError("TableNotFound", f'There is no system table "{table}".')
             info = await self._txn.catalog.ensure_table(table)
+        self._check_side(info)
         return self._txn, info
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
-        if isinstance(doc_id, str) and decode_id(doc_id) is None:
-            raise EngineError("InvalidId", f"Invalid argument `id` for `db.get`: {doc_id!r} is not a document ID.")
+        if isinstance(doc_id, str):
+            number = decode_id(doc_id)
+            if number is None:
+                raise EngineError("InvalidId", f"Invalid argument `id` for `db.get`: {doc_id!r} is not a document ID.")
+            if (number < FIRST_USER_TABLE_NUMBER) != self._system_tables:
+                self._check_side(self._txn.catalog.by_number.get(number))
         return self._txn.get(doc_id)
+
+    def _check_id_side(self, doc_id: Any) -> None:
+        number = decode_id(doc_id)
+        if number is not None and number < FIRST_USER_TABLE_NUMBER:
+            self._check_side(self._txn.catalog.by_number.get(number))
 
     def query(self, table: str) -> Query:
         return Query(self, table)
@@ -55,10 +84,34 @@ class DatabaseWriter(DatabaseReader):
         return self._txn.insert(info, value)
 
     async def patch(self, doc_id: str, fields: dict[str, Any]) -> None:
+        self._check_id_side(doc_id)
         self._txn.patch(doc_id, fields)
 
     async def replace(self, doc_id: str, value: dict[str, Any]) -> None:
+        self._check_id_side(doc_id)
         self._txn.replace(doc_id, value)
 
     async def delete(self, doc_id: str) -> None:
+        self._check_id_side(doc_id)
         self._txn.delete(doc_id)
+
+
+class SystemDatabaseReader(DatabaseReader):
+    """`ctx.db.system`: the same reads, restricted to system tables; never writes. Reads are
+    recorded in the read set like any other, so a query over `_scheduled_functions` is reactive."""
+
+    _system_tables = True
+
+    async def get(self, table_or_id: str, doc_id: str | None = None) -> dict[str, Any] | None:
+        # Convex accepts both `db.system.get(id)` and `db.system.get("_scheduled_functions", id)`.
+        if doc_id is None:
+            return await super().get(table_or_id)
+        if self._txn.catalog.table_of_id(doc_id) != table_or_id:
+            if decode_id(doc_id) is None:
+                raise EngineError("InvalidId", f"Invalid argument `id` for `db.system.get`: {doc_id!r} is not a document ID.")
+            raise EngineError("InvalidId", f'{doc_id!r} is not an id of table "{table_or_id}".')
+        return await super().get(doc_id)
+
+    @property
+    def system(self) -> SystemDatabaseReader:
+        return self

@@ -18,15 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .auth import AuthProviders
 from .catalog import Catalog
 from .committer import Committer
+from .cron import CronService
 from .errors import ConvexError, EngineError
 from .loader import App, canonicalize_path, load_app
 from .logs import install as install_logs
 from .registration import RegisteredFunction
 from .runner import Auth, QueryRun, Runner, request_id
+from .scheduler import Clock, RealClock, Scheduler
 from .storage import Persistence, SqlitePersistence
-from .values import to_wire
+from .subscriptions import SubscriptionManager
+from .values import decode_json, encode_json, to_wire
 from .write_log import WriteLog
 
 __all__ = ["Deployment", "Auth", "Outcome", "MISSING"]
@@ -73,22 +77,30 @@ def failure_outcome(error: BaseException, rid: str, path: str, lines: list[str])
 
 
 class Deployment:
-    def __init__(self, app: App, persistence: Persistence, admin_key: str | None) -> None:
+    def __init__(self, app: App, persistence: Persistence, admin_key: str | None,
+                 clock: Clock | None = None) -> None:
         self.app = app
         self.persistence = persistence
         self.admin_key = admin_key
         self.catalog = Catalog(persistence, app.schema)
         self.committer: Committer = None  # type: ignore[assignment]
+        self.subscriptions: SubscriptionManager | None = None  # live queries (the sync layer)
         self.runner = Runner(self)
+        self.auth_providers = AuthProviders()  # Deployment.open loads auth_config.py + $CONVEX_AUTH_PROVIDERS
+        self.clock: Clock = clock or RealClock()  # wall time for the scheduler and crons (tests inject one)
+        self.scheduler = Scheduler(self, self.clock)
+        self.crons = CronService(self, self.clock)
 
     @classmethod
     async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,
-                   persistence: Persistence | None = None) -> Deployment:
+                   persistence: Persistence | None = None, clock: Clock | None = None) -> Deployment:
         install_logs()
         app = load_app(app_dir)
+        auth_providers = AuthProviders.load(app)  # before the store opens: a bad config fails fast
         store = persistence or SqlitePersistence(db_path)
         await store.open()
-        dep = cls(app, store, admin_key)
+        dep = cls(app, store, admin_key, clock)
+        dep.auth_providers = auth_providers
         try:
             max_ts = await dep.catalog.load()
         except BaseException:
@@ -96,12 +108,32 @@ class Deployment:
             raise
         dep.committer = Committer(store, WriteLog(max_ts), max_ts)
         dep.committer.start()
+        dep.subscriptions = SubscriptionManager(dep)
+        dep.subscriptions.start()
+        try:
+            # Jobs and crons that came due while the server was down run now.
+            await dep.scheduler.start()
+            await dep.crons.start()
+        except BaseException:
+            await dep.close()
+            raise
         return dep
 
     async def close(self) -> None:
+        # Background runs stop first (their commits settle below); an action cut off here is
+        # recorded as interrupted at the next start.
+        await self.crons.stop()
+        await self.scheduler.stop()
+        if self.subscriptions is not None:
+            await self.subscriptions.stop()
         if self.committer is not None:
             await self.committer.stop()
         await self.persistence.close()
+
+    # -- auth ----------------------------------------------------------------------------------
+    async def verify_token(self, token: str) -> dict[str, Any]:
+        """A user JWT -> its UserIdentity object; EngineError (status 401) when it is not valid."""
+        return await self.auth_providers.verify(token)
 
     # -- lookups -------------------------------------------------------------------------------
     def latest_ts(self) -> int:
@@ -120,8 +152,14 @@ class Deployment:
 
     # -- calls ---------------------------------------------------------------------------------
     async def call(self, path: str, args: Any, *, kind: str | None, auth: Auth,
-                   ts: int | None = None) -> Outcome:
+                   ts: int | None = None, idempotency: tuple[str, int] | None = None) -> Outcome:
+        """Run `path` for a client. `idempotency=(session id, request id)` makes a mutation run at
+        most once per key: its result is stored in the same commit, and a repeat returns it."""
         rid = request_id()
+        if idempotency is not None:
+            stored = self._stored_mutation_result(*idempotency)
+            if stored is not None:
+                return stored
         try:
             fn = self.lookup(path, kind=kind, auth=auth)
         except _NotFound as e:
@@ -131,18 +169,37 @@ class Deployment:
             if fn.kind == "query":
                 snapshot = self._snapshot_at(ts) if ts is not None else None
                 try:
-                    run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot)
+                    run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot, request_id=rid)
                 finally:
                     if snapshot is not None:
                         snapshot.close()
                 return Outcome(True, run.value, log_lines=lines, ts=run.ts, wire=run.wire)
             if fn.kind == "mutation":
-                value, wire, commit_ts, lines = await self.runner.run_mutation(fn, args, auth)
+                extra = None
+                if idempotency is not None:
+                    session_id, request_no = idempotency
+
+                    def extra(record: Any, wire: Any) -> None:
+                        record.mutation_results.append((session_id, request_no, encode_json(wire)))
+
+                value, wire, commit_ts, lines = await self.runner.run_mutation(fn, args, auth, request_id=rid,
+                                                                                extra=extra)
                 return Outcome(True, value, log_lines=lines, ts=commit_ts, wire=wire)
-            value, wire, lines = await self.runner.run_action(fn, args, auth)
+            value, wire, lines = await self.runner.run_action(fn, args, auth, request_id=rid)
             return Outcome(True, value, log_lines=lines, wire=wire)
         except Exception as e:  # a function failure, reported to the caller, never fatal
             return failure_outcome(e, rid, fn.path, getattr(e, "log_lines", lines))
+
+    def _stored_mutation_result(self, session_id: str, request_no: int) -> Outcome | None:
+        snapshot = self.persistence.snapshot()
+        try:
+            row = snapshot.mutation_result(session_id, request_no)
+        finally:
+            snapshot.close()
+        if row is None:
+            return None
+        value = decode_json(row[1])
+        return Outcome(True, value, ts=row[0], wire=to_wire(value))
 
     async def query_batch(self, calls: list[tuple[str, Any]], auth: Auth) -> list[Outcome]:
         """Run several queries at one snapshot."""
@@ -157,7 +214,7 @@ class Deployment:
                     out.append(Outcome(False, error_message=str(e)))
                     continue
                 try:
-                    run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot)
+                    run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot, request_id=rid)
                     out.append(Outcome(True, run.value, log_lines=lines, ts=run.ts, wire=run.wire))
                 except Exception as e:
                     out.append(failure_outcome(e, rid, fn.path, []))
@@ -183,6 +240,14 @@ class Deployment:
                               "Data at the requested timestamp has since changed; this engine keeps only "
                               "the latest version. Query at the latest timestamp instead.", status=400)
         return snapshot
+
+    # -- HTTP actions --------------------------------------------------------------------------
+    async def handle_http_action(self, request: Any) -> Any:
+        """Serve one request to the app's `http_routes.py` router (engine.http_router)."""
+        # Imported here: http_router -> http_api -> deployment would be an import cycle at load time.
+        from .http_router import dispatch
+
+        return await dispatch(self, request)
 
     # -- introspection -------------------------------------------------------------------------
     def function_spec(self) -> list[dict[str, Any]]:

@@ -49,15 +49,22 @@ class AuthView:
     """`ctx.auth`. Notes whether the function looked at the identity (queries that never do can be
     shared between users)."""
 
-    __slots__ = ("_identity", "used")
+    __slots__ = ("_identity", "_admin", "used")
 
     def __init__(self, auth: Auth) -> None:
         self._identity = auth.identity
+        self._admin = auth.admin
         self.used = False
 
     async def get_user_identity(self) -> dict[str, Any] | None:
         self.used = True
         return dict(self._identity) if self._identity is not None else None
+
+    def is_admin(self) -> bool:
+        """Whether the caller holds the deployment's admin key (an engine extension; Convex has no
+        equivalent). Counts as looking at the caller: the result differs between callers."""
+        self.used = True
+        return self._admin
 
 
 class _SchedulerStub:
@@ -87,7 +94,7 @@ class ActionCtx:
         self._runner = runner
         self._auth = auth
         self.auth = AuthView(auth)
-        self.scheduler = _SchedulerStub()
+        self.scheduler = runner.scheduler_for(None)
 
     async def run_query(self, ref: Any, args: dict[str, Any] | None = None) -> Any:
         return await self._runner.call_nested("query", ref, args, self._auth)
@@ -109,6 +116,18 @@ class QueryRun:
     reads: ReadSet
     journal: str | None
     used_auth: bool
+
+
+@dataclass(slots=True)
+class QueryEvaluation:
+    ok: bool
+    wire: Any
+    error: BaseException | None
+    log_lines: list[str]
+    reads: ReadSet
+    journal: str | None
+    used_auth: bool
+    ts: int
 
 
 def request_id() -> str:
@@ -150,14 +169,15 @@ class Runner:
 
     # -- queries -------------------------------------------------------------------------------
     async def run_query(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
-                        snapshot: Snapshot | None = None, journal: str | None = None) -> tuple[QueryRun, list[str]]:
+                        snapshot: Snapshot | None = None, journal: str | None = None,
+                        request_id: str | None = None) -> tuple[QueryRun, list[str]]:
         """Run a query at `snapshot` (or a fresh one). The snapshot is left open if passed in."""
         own = snapshot is None
         snap = self.dep.persistence.snapshot() if own else snapshot
         txn = Transaction(self.dep.catalog, snap, writable=False)  # type: ignore[arg-type]
         txn.journal_end = _journal_end(journal)
         try:
-            with capture() as lines:
+            with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
                 args = self._check_args(fn, args)
                 authv = AuthView(auth)
                 value = await fn.handler(QueryCtx(DatabaseReader(txn), authv), args)
@@ -168,19 +188,44 @@ class Runner:
             if own:
                 snap.close()  # type: ignore[union-attr]
 
+    async def evaluate_query(self, fn: RegisteredFunction, args: Any, auth: Auth, snapshot: Snapshot,
+                             journal: str | None) -> QueryEvaluation:
+        """Run a query for a subscription: never raises; a failure keeps the read set it had made,
+        so the subscription re-runs when what it read changes."""
+        txn = Transaction(self.dep.catalog, snapshot, writable=False)
+        txn.journal_end = _journal_end(journal)
+        authv = AuthView(auth)
+        error: BaseException | None = None
+        wire: Any = None
+        with capture(fn.path, kind=fn.kind) as lines:
+            try:
+                checked = self._check_args(fn, args)
+                value = await fn.handler(QueryCtx(DatabaseReader(txn), authv), checked)
+                txn.flush_scans()
+                wire = self._check_result(fn, value)
+            except Exception as e:  # reported to the subscriber as QueryFailed
+                txn.flush_scans()
+                error = e
+        return QueryEvaluation(error is None, wire, error, lines, txn.reads, _journal(txn), authv.used, txn.ts)
+
     # -- mutations -----------------------------------------------------------------------------
     async def run_mutation(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
-                           extra: Any = None) -> tuple[Any, Any, int, list[str]]:
-        """(value, wire, commit ts, log lines). `extra(record)` may add rows to the commit."""
+                           extra: Any = None, request_id: str | None = None,
+                           before_commit: Any = None) -> tuple[Any, Any, int, list[str]]:
+        """(value, wire, commit ts, log lines). `extra(record)` may add rows to the commit;
+        `before_commit(txn)` runs after the handler succeeded, on each attempt, and may read and
+        write in the same transaction (the scheduler marks its job done atomically this way)."""
         args = self._check_args(fn, args)
         conflicts = 0
         while True:
             if conflicts:
                 async with self._lane:
                     await self.dep.committer.wait_settled(self.dep.committer.sequenced_ts)
-                    outcome = await self._mutation_attempt(fn, args, auth, extra)
+                    outcome = await self._mutation_attempt(fn, args, auth, extra, request_id,
+                                                           before_commit=before_commit)
             else:
-                outcome = await self._mutation_attempt(fn, args, auth, extra)
+                outcome = await self._mutation_attempt(fn, args, auth, extra, request_id,
+                                                       before_commit=before_commit)
             if outcome is not None:
                 value, wire, ts, future, lines = outcome
                 if future is not None:
@@ -192,13 +237,17 @@ class Runner:
                                   f"{fn.path} kept conflicting with concurrent writes ({conflicts} attempts).",
                                   status=503)
 
-    async def _mutation_attempt(self, fn: RegisteredFunction, args: dict[str, Any], auth: Auth, extra: Any):
+    async def _mutation_attempt(self, fn: RegisteredFunction, args: dict[str, Any], auth: Auth, extra: Any,
+                                request_id: str | None = None, *, before_commit: Any = None):
         txn = Transaction(self.dep.catalog, self.dep.persistence.snapshot(), writable=True)
         try:
-            with capture() as lines:
-                value = await fn.handler(MutationCtx(DatabaseWriter(txn), AuthView(auth)), _copy_args(args))
+            with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
+                ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn))
+                value = await fn.handler(ctx, _copy_args(args))
                 txn.flush_scans()
                 wire = self._check_result(fn, value)
+            if before_commit is not None:
+                before_commit(txn)
             if txn.writes or extra is not None:
                 hook = (lambda rec: extra(rec, wire)) if extra is not None else None
                 ts, future = self.dep.committer.sequence(txn, hook)
@@ -211,9 +260,17 @@ class Runner:
         finally:
             txn.close()
 
+    def scheduler_for(self, txn: Transaction | None) -> Any:
+        """`ctx.scheduler`: bound to the mutation's transaction, or (txn None) for an action."""
+        scheduler = getattr(self.dep, "scheduler", None)
+        if scheduler is None:
+            return _SchedulerStub()
+        return scheduler.for_mutation(txn) if txn is not None else scheduler.for_action()
+
     # -- actions -------------------------------------------------------------------------------
-    async def run_action(self, fn: RegisteredFunction, args: Any, auth: Auth) -> tuple[Any, Any, list[str]]:
-        with capture() as lines:
+    async def run_action(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
+                         request_id: str | None = None) -> tuple[Any, Any, list[str]]:
+        with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
             args = self._check_args(fn, args)
             value = await fn.handler(ActionCtx(self, auth), args)
             wire = self._check_result(fn, value)

@@ -11,6 +11,9 @@ Seams for the rest of the engine:
 - `http_actions`: an `HttpActionHandler` (`async (HttpRequest) -> HttpResponse`) serving HTTP actions:
   every path on the site port, and `/http/...` on the API port (with `/http` stripped). `serve` takes
   it from `dep.handle_http_action` when the Deployment has one. Without it those paths answer 404 JSON.
+  HTTP-action bodies may be up to `engine.http_router.MAX_REQUEST_BODY` (20 MiB, Convex's limit).
+- `GET /api/logs/stream` (admin key): function log lines as server-sent events, one JSON object per
+  `data:` line, from `engine.logs.feed`; open streams end when the server shuts down.
 
 Invariants: the Deployment is closed exactly once, after both servers have stopped; SIGINT/SIGTERM
 trigger a graceful shutdown (a second SIGINT forces it); the admin key never reaches a log line.
@@ -26,14 +29,17 @@ import urllib.parse
 from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, Iterator, Sequence
 
+import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.handlers import asgi
 from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 
-from engine import http_api
+from engine import http_api, logs
+from engine.errors import EngineError
 from engine.http_api import HttpRequest, HttpResponse
+from engine.http_router import MAX_REQUEST_BODY as HTTP_ACTION_MAX_BODY
 
 __all__ = ["HttpActionHandler", "build_app", "build_site_app", "serve"]
 
@@ -98,20 +104,23 @@ def _not_found(path: str, what: str) -> HttpResponse:
 
 
 def _asgi_endpoint(
-    respond: Callable[[HttpRequest], Awaitable[HttpResponse]], *, prefix: str = ""
+    respond: Callable[[HttpRequest], Awaitable[HttpResponse]], *, prefix: str = "",
+    limit: int = http_api.MAX_BODY_SIZE,
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         path, headers, query = _request_parts(scope, prefix)
         try:
-            body = await _read_body(scope, receive, http_api.MAX_BODY_SIZE)
+            body = await _read_body(scope, receive, limit)
         except _Disconnected:
             return
         except _BodyTooLarge:
-            response = http_api.payload_too_large()
+            response = http_api.payload_too_large() if limit == http_api.MAX_BODY_SIZE else \
+                http_api.error_response(413, "PayloadTooLarge", f"The request body exceeds the limit of {limit} bytes.")
             response.headers.extend(http_api.cors_headers(headers))
             await _send(send, response)
             return
-        request = HttpRequest(scope["method"], path, headers, query, body)
+        request = HttpRequest(scope["method"], path, headers, query, body,
+                              scope.get("query_string", b"").decode("latin-1"))
         await _send(send, await respond(request))
 
     return endpoint
@@ -120,12 +129,77 @@ def _asgi_endpoint(
 def _http_action_responder(http_actions: HttpActionHandler | None, strip: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
     async def respond(request: HttpRequest) -> HttpResponse:
         if strip:
+            if request.path != strip and not request.path.startswith(strip + "/"):
+                # The mount also catches "/httpfoo": that is not under the prefix.
+                return http_api.error_response(404, "NotFound", f"No route for {request.method} {request.path}.")
             request.path = request.path[len(strip):] or "/"
         if http_actions is None:
             return _not_found(request.path, "HTTP action")
         return await http_actions(request)
 
     return respond
+
+
+LOG_STREAM_KEEPALIVE_S = 15.0
+
+
+def _sse(entries: list[logs.LogEntry], dropped: int) -> bytes:
+    parts = []
+    if dropped:
+        parts.append(b"event: dropped\ndata: " + msgspec.json.encode({"dropped": dropped}) + b"\n\n")
+    parts.extend(b"data: " + msgspec.json.encode(e.to_json()) + b"\n\n" for e in entries)
+    return b"".join(parts)
+
+
+def _log_stream_endpoint(dep: Any, streams: set[logs.Subscriber]) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """GET /api/logs/stream: a long-lived text/event-stream of function log lines (admin only).
+
+    A reader that falls behind loses its oldest lines (an `event: dropped` says how many); functions
+    never wait for it. A comment line goes out every 15 s so proxies keep the connection open."""
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        _, headers, query = _request_parts(scope, "")
+        if scope["method"] != "GET":
+            response = http_api.error_response(405, "MethodNotAllowed", "Use GET /api/logs/stream.")
+            await _send(send, response)
+            return
+        try:
+            auth = await http_api.resolve_auth(dep, headers, query)
+            if not auth.admin:
+                raise EngineError("Unauthenticated", "/api/logs/stream requires an admin key "
+                                                     "(`Authorization: Convex <key>`).", status=401)
+        except EngineError as e:
+            await _send(send, http_api.error_response(e.status, e.code, e.message))
+            return
+        sub = logs.feed.subscribe()
+        streams.add(sub)
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            sub.close()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"), *[(k.encode(), v.encode()) for k, v in http_api.cors_headers(headers)],
+            ]})
+            await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+            while not sub.closed:
+                entries, dropped = await sub.get(timeout=LOG_STREAM_KEEPALIVE_S)
+                chunk = _sse(entries, dropped) or (b"" if sub.closed else b": keep-alive\n\n")
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the client went away mid-write
+            pass
+        finally:
+            watcher.cancel()
+            sub.close()
+            streams.discard(sub)
+
+    return endpoint
 
 
 def _json_exception_handler(request: Request, exc: Exception) -> Response:
@@ -138,6 +212,40 @@ def _json_exception_handler(request: Request, exc: Exception) -> Response:
 
 
 _EXCEPTION_HANDLERS = {NotFoundException: _json_exception_handler, MethodNotAllowedException: _json_exception_handler}
+
+
+def sync_route(dep: Any) -> ControllerRouterHandler:
+    """The WebSocket sync endpoint: `/api/<client version>/sync` (npm) and `/api/sync` (Python)."""
+    from litestar import WebSocket, websocket
+    from litestar.exceptions import WebSocketDisconnect
+
+    from engine.sync import SyncSession
+
+    @websocket(path=["/api/sync", "/api/{client_version:str}/sync"], name="convex-sync")
+    async def sync(socket: WebSocket) -> None:
+        await socket.accept()
+        client = socket.headers.get("convex-client", "")
+        npm = "client_version" in socket.path_params and not client.startswith("python")
+        raw_send = socket.send
+
+        async def send(text: str) -> None:
+            await raw_send({"type": "websocket.send", "text": text})
+
+        async def receive() -> str | bytes | None:
+            try:
+                message = await socket.receive()
+            except WebSocketDisconnect:
+                return None
+            if message["type"] == "websocket.disconnect":
+                return None
+            return message.get("text") or message.get("bytes") or ""
+
+        async def close(code: int, reason: str) -> None:
+            await socket.close(code, reason)
+
+        await SyncSession(dep, dep.subscriptions, send, npm=npm).run(receive, close)
+
+    return sync
 
 
 def build_app(
@@ -156,23 +264,29 @@ def build_app(
         _asgi_endpoint(respond, prefix="/api/run")
     )
     http = asgi("/http", is_mount=True, copy_scope=False, name="convex-http-actions")(
-        _asgi_endpoint(_http_action_responder(http_actions, "/http"), prefix="/http")
+        _asgi_endpoint(_http_action_responder(http_actions, "/http"), prefix="/http", limit=HTTP_ACTION_MAX_BODY)
     )
+    log_streams: set[logs.Subscriber] = set()
+    log_stream = asgi("/api/logs/stream", copy_scope=False, name="convex-logs-stream")(
+        _log_stream_endpoint(dep, log_streams)
+    )
+    sync = [sync_route(dep)] if getattr(dep, "subscriptions", None) is not None else []
     app = Litestar(
-        [*extra_routes, api, run, http],
+        [*extra_routes, *sync, api, run, http, log_stream],
         openapi_config=None,
         request_max_body_size=None,  # enforced while streaming, with Convex's limit and error shape
         logging_config=None,
         exception_handlers=_EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     app.state.deployment = dep
+    app.state.log_streams = log_streams  # `serve` ends them at shutdown (uvicorn waits for open responses)
     return app
 
 
 def build_site_app(dep: Any, *, http_actions: HttpActionHandler | None = None) -> Litestar:
     """The HTTP-actions origin (port 3211): every path goes to `http_actions` (404 JSON without one)."""
     site = asgi("/", is_mount=True, copy_scope=False, name="convex-site")(
-        _asgi_endpoint(_http_action_responder(http_actions, ""))
+        _asgi_endpoint(_http_action_responder(http_actions, ""), limit=HTTP_ACTION_MAX_BODY)
     )
     app = Litestar([site], openapi_config=None, request_max_body_size=None, logging_config=None)
     app.state.deployment = dep
@@ -228,7 +342,9 @@ async def serve(
     ]
     socks = [_bind(host, port), _bind(host, site_port)]
     servers = [
-        _Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", ws_max_size=64 * 1024 * 1024))
+        _Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", ws_max_size=64 * 1024 * 1024,
+                                     # WebSocket-level pings every 5 s; a peer silent for 20 s more is dropped
+                                     ws_ping_interval=5.0, ws_ping_timeout=20.0))
         for app in apps
     ]
     stop = stop or asyncio.Event()
@@ -265,6 +381,9 @@ async def serve(
     finally:
         for s in servers:
             s.should_exit = True
+        for app in apps:
+            for sub in list(getattr(app.state, "log_streams", ())):
+                sub.close()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()
         for sig in installed:

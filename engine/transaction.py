@@ -184,7 +184,7 @@ class Transaction:
         if self.bytes_written > self.limits.bytes_written:
             raise EngineError("TooManyBytesWritten",
                               f"Too many bytes written in one mutation (limit: {self.limits.bytes_written}).")
-        if self.catalog.schema is not None:
+        if self.catalog.schema is not None and not table.system:  # system tables: engine-shaped
             if table.definition is None:
                 raise EngineError("SchemaValidationError",
                                   f'Table "{table.name}" is not in the schema; add it to schema.py before writing to it.')

@@ -1,0 +1,401 @@
+"""One WebSocket sync session: the Convex client protocol's state machine (reference §1, §2, §5, §10).
+
+The session owns the connection's versions. Its invariants:
+
+- Messages are handled in arrival order. ModifyQuerySet and Authenticate only record what changed
+  and ask the `SubscriptionManager` for a round; the manager applies them at one snapshot and hands
+  back modifications, and `push_transition` chains `startVersion` to the one authoritative current
+  version. Nothing else creates Transitions.
+- Mutations run one at a time in arrival order (a queue and one worker); actions run concurrently.
+  Every response is queued before the session asks for the Transition that follows it, so a client
+  always sees MutationResponse(ts=T) before a Transition with endVersion.ts >= T.
+- The outbox is bounded in practice: a Transition that has not gone out yet absorbs later ones
+  (start stays, end and modifications move forward — the newest state wins), so a slow socket holds
+  at most one pending Transition plus its responses and never delays anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .errors import EngineError
+from .loader import canonicalize_path
+from .protocol import (
+    PING,
+    Action,
+    Add,
+    Authenticate,
+    ClientMessage,
+    Connect,
+    Event,
+    ModifyQuerySet,
+    Mutation,
+    ProtocolError,
+    Remove,
+    StateVersion,
+    action_response,
+    auth_error,
+    decode_client_message,
+    decode_ts,
+    fatal_error,
+    mutation_response,
+)
+from .runner import Auth
+from .values import from_wire, to_wire
+
+if TYPE_CHECKING:
+    from .deployment import Deployment, Outcome
+    from .subscriptions import QueryEntry, SubscriptionManager
+
+__all__ = ["SyncSession", "CloseConnection"]
+
+log = logging.getLogger("engine.sync")
+MAX_QUEUED_MUTATIONS = 1000
+MAX_INFLIGHT_ACTIONS = 1000
+CHUNK_THRESHOLD = 5_000_000
+CHUNK_SIZE = 1_000_000
+
+
+class CloseConnection(Exception):
+    """End the connection: optionally send `message` first, then close with `code`/`reason`."""
+
+    def __init__(self, code: int, reason: str, message: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+class _Transition:
+    __slots__ = ("start", "end", "frags", "server_ts")
+
+    def __init__(self, start: StateVersion, end: StateVersion, frags: dict[int, bytes]) -> None:
+        self.start = start
+        self.end = end
+        self.frags = frags
+
+    def encode(self, clock_skew: float | None) -> bytes:
+        mods = b",".join(self.frags[q] for q in sorted(self.frags))
+        skew = b"null" if clock_skew is None else str(clock_skew).encode()
+        return (b'{"type":"Transition","startVersion":%s,"endVersion":%s,"modifications":[%s],'
+                b'"clientClockSkew":%s,"serverTs":%d}' % (
+                    self.start.encode(), self.end.encode(), mods, skew, time.time_ns()))
+
+
+def _removed(query_id: int) -> bytes:
+    return b'{"type":"QueryRemoved","queryId":%d}' % query_id
+
+
+class SyncSession:
+    def __init__(self, dep: Deployment, manager: SubscriptionManager, send: Callable[[str], Awaitable[None]], *,
+                 npm: bool) -> None:
+        self.dep = dep
+        self.manager = manager
+        self._send = send
+        self.npm = npm
+        self.closed = False
+        self.session_id: str | None = None
+        self.clock_skew: float | None = None
+        # Versions: what the client sent (received_*), what a Transition has applied (applied_*).
+        self.version = StateVersion(0, 0, 0)
+        self.received_qs = 0
+        self.received_identity = 0
+        self.applied_qs = 0
+        self.applied_identity = 0
+        self.auth = Auth()  # the identity queries run as (applied in a round)
+        self.request_auth = Auth()  # the identity mutations/actions run as (applied on receipt)
+        self._pending_auth: tuple[Auth, int] | None = None
+        self._pending_mods: list[tuple[Add | Remove, int]] = []
+        self.live_ids: set[int] = set()
+        self.queries: dict[int, QueryEntry] = {}
+        self.changed_queries: set[int] = set()
+        self._force = False
+        self._outbox: deque[bytes | _Transition] = deque()
+        self._ready = asyncio.Event()
+        self.last_sent = time.monotonic()
+        self._mutations: asyncio.Queue[Mutation] = asyncio.Queue()
+        self._actions: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._fatal: CloseConnection | None = None
+        manager.sessions.add(self)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def run(self, receive: Callable[[], Awaitable[str | bytes | None]],
+                  close: Callable[[int, str], Awaitable[None]]) -> None:
+        self._tasks = [asyncio.create_task(self._sender()), asyncio.create_task(self._mutation_worker())]
+        try:
+            while self._fatal is None:
+                frame = await receive()
+                if frame is None:
+                    break
+                try:
+                    await self.handle(decode_client_message(frame))
+                except ProtocolError as e:
+                    raise CloseConnection(1000, "FatalError", fatal_error(str(e))) from None
+            if self._fatal is not None:
+                raise self._fatal
+        except CloseConnection as c:
+            if c.message is not None:
+                self.enqueue(c.message)
+            await self._flush()
+            try:
+                await close(c.code, c.reason)
+            except Exception:
+                pass
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for task in [*self._tasks, *self._actions]:
+            task.cancel()
+        self.manager.forget(self)
+        self._outbox.clear()
+
+    async def _flush(self) -> None:
+        """Send whatever is queued (used right before closing)."""
+        while self._outbox:
+            item = self._outbox.popleft()
+            try:
+                await self._send_item(item)
+            except Exception:
+                return
+
+    # -- incoming ---------------------------------------------------------------------------------
+    async def handle(self, msg: ClientMessage) -> None:
+        if isinstance(msg, ModifyQuerySet):
+            self._modify_query_set(msg)
+        elif isinstance(msg, Mutation):
+            if self._mutations.qsize() >= MAX_QUEUED_MUTATIONS:
+                raise CloseConnection(1013, "TooManyConcurrentMutations")
+            self._mutations.put_nowait((msg, self.request_auth))  # type: ignore[arg-type]
+        elif isinstance(msg, Action):
+            if len(self._actions) >= MAX_INFLIGHT_ACTIONS:
+                raise CloseConnection(1013, "TooManyConcurrentActions")
+            task = asyncio.create_task(self._run_action(msg, self.request_auth))
+            self._actions.add(task)
+            task.add_done_callback(self._actions.discard)
+        elif isinstance(msg, Authenticate):
+            await self._authenticate(msg)
+        elif isinstance(msg, Connect):
+            self._connect(msg)
+        elif isinstance(msg, Event):
+            pass  # client telemetry
+        else:  # pragma: no cover - the union is exhaustive
+            raise ProtocolError(f"unexpected message {msg!r}")
+
+    def _connect(self, msg: Connect) -> None:
+        self.session_id = msg.sessionId
+        if msg.clientTs:
+            self.clock_skew = msg.clientTs - time.time() * 1000
+        if msg.maxObservedTimestamp:
+            try:
+                observed = decode_ts(msg.maxObservedTimestamp)
+            except Exception:
+                raise ProtocolError("maxObservedTimestamp is not a valid timestamp") from None
+            # A client ahead of us (e.g. the server restarted on a fresh database) must not be locked
+            # out: move the clock past what it has seen instead of failing the connection.
+            self.dep.committer.advance_to(observed)
+
+    def _modify_query_set(self, msg: ModifyQuerySet) -> None:
+        if msg.baseVersion != self.received_qs:
+            raise CloseConnection(1000, "BaseVersionMismatch", fatal_error(
+                f"BaseVersionMismatch: ModifyQuerySet baseVersion {msg.baseVersion} does not match the "
+                f"server's query set version {self.received_qs}."))
+        if msg.newVersion <= msg.baseVersion:
+            raise CloseConnection(1000, "BadRequest", fatal_error(
+                f"ModifyQuerySet newVersion {msg.newVersion} must be greater than baseVersion {msg.baseVersion}."))
+        for mod in msg.modifications:
+            if isinstance(mod, Add):
+                if mod.queryId in self.live_ids:
+                    raise CloseConnection(1011, "InternalServerError")  # "Duplicate query ID"
+                self.live_ids.add(mod.queryId)
+            else:
+                if mod.queryId not in self.live_ids:
+                    raise CloseConnection(1011, "InternalServerError")  # removing an unknown query
+                self.live_ids.discard(mod.queryId)
+            self._pending_mods.append((mod, msg.newVersion))
+        self.received_qs = msg.newVersion
+        if not msg.modifications:
+            self._pending_mods.append((None, msg.newVersion))  # type: ignore[arg-type]
+        self.manager.request(self)
+
+    async def _authenticate(self, msg: Authenticate) -> None:
+        if msg.baseVersion != self.received_identity:
+            raise CloseConnection(1000, "BaseVersionMismatch", fatal_error(
+                f"BaseVersionMismatch: Authenticate baseVersion {msg.baseVersion} does not match the "
+                f"server's identity version {self.received_identity}."))
+        try:
+            auth = await self._resolve_auth(msg)
+        except EngineError as e:
+            raise CloseConnection(1000, "AuthError", auth_error(e.message, self.applied_identity, True)) from None
+        self.received_identity += 1
+        self.request_auth = auth
+        self._pending_auth = (auth, self.received_identity)
+        self.manager.request(self)
+
+    async def _resolve_auth(self, msg: Authenticate) -> Auth:
+        from .auth import authenticate
+
+        acting = msg.impersonating or msg.acting_as
+        auth = await authenticate(self.dep, msg.tokenType, msg.value)
+        if acting is not None and auth.admin:
+            return Auth(identity=acting, admin=True)
+        return auth
+
+    # -- applied by the manager, inside a round -----------------------------------------------------
+    async def apply_pending(self, manager: SubscriptionManager, snapshot: Any, frags: dict[int, bytes]) -> None:
+        self._force = True  # whatever asked for this round is answered by a Transition
+        if self._pending_auth is not None:
+            auth, version = self._pending_auth
+            self._pending_auth = None
+            self.auth = auth
+            self.applied_identity = version
+            # A new identity re-runs every query as that identity (shared ones are reused).
+            for qid, entry in list(self.queries.items()):
+                manager.unsubscribe(self, qid, entry)
+                new = await manager.subscribe(self, qid, entry.path, entry.fn, entry.args, self.auth,
+                                              entry.journal, snapshot)
+                self.queries[qid] = new
+                frags[qid] = new.fragment(qid)
+        mods, self._pending_mods = self._pending_mods, []
+        for mod, version in mods:
+            if isinstance(mod, Add):
+                entry = await self._subscribe(manager, mod, snapshot)
+                self.queries[mod.queryId] = entry
+                frags[mod.queryId] = entry.fragment(mod.queryId)
+            elif isinstance(mod, Remove):
+                entry = self.queries.pop(mod.queryId, None)
+                if entry is not None:
+                    manager.unsubscribe(self, mod.queryId, entry)
+                frags[mod.queryId] = _removed(mod.queryId)
+            self.applied_qs = version
+        for qid in self.changed_queries:
+            entry = self.queries.get(qid)
+            if entry is not None:
+                frags[qid] = entry.fragment(qid)
+        self.changed_queries.clear()
+
+    async def _subscribe(self, manager: SubscriptionManager, mod: Add, snapshot: Any) -> QueryEntry:
+        from .deployment import _NotFound
+
+        error = None
+        fn = None
+        args: Any = None
+        try:
+            path = canonicalize_path(mod.udfPath)
+            args = _decode_args(mod.args)
+            fn = self.dep.lookup(path, kind="query", auth=self.auth)
+        except (_NotFound, EngineError, ValueError) as e:
+            error = e.message if isinstance(e, EngineError) else str(e)
+            path = mod.udfPath
+        return await manager.subscribe(self, mod.queryId, path, fn, args, self.auth, mod.journal or None,
+                                       snapshot, error=error)
+
+    def push_transition(self, ts: int, frags: dict[int, bytes]) -> None:
+        end = StateVersion(self.applied_qs, self.applied_identity, max(ts, self.version.ts))
+        if not frags and not self._force and end == self.version:
+            return
+        self._force = False
+        start, self.version = self.version, end
+        last = self._outbox[-1] if self._outbox else None
+        if isinstance(last, _Transition):
+            last.end = end
+            last.frags.update(frags)
+        else:
+            self._outbox.append(_Transition(start, end, frags))
+            self._ready.set()
+
+    # -- outgoing ---------------------------------------------------------------------------------
+    def enqueue(self, data: bytes) -> None:
+        self._outbox.append(data)
+        self._ready.set()
+
+    async def _send_item(self, item: bytes | _Transition) -> None:
+        data = item if isinstance(item, bytes) else item.encode(self.clock_skew)
+        self.last_sent = time.monotonic()
+        if self.npm and len(data) > CHUNK_THRESHOLD and isinstance(item, _Transition):
+            text = data.decode()
+            parts = [text[i:i + CHUNK_SIZE] for i in range(0, len(text), CHUNK_SIZE)]
+            for n, part in enumerate(parts):
+                await self._send(msgspec.json.encode({
+                    "type": "TransitionChunk", "chunk": part, "partNumber": n, "totalParts": len(parts),
+                    "transitionId": str(len(text))}).decode())
+            return
+        await self._send(data.decode())
+
+    async def _sender(self) -> None:
+        while True:
+            if not self._outbox:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            await self._send_item(self._outbox.popleft())
+
+    def ping_if_idle(self, now: float, interval: float) -> None:
+        if not self._outbox and now - self.last_sent >= interval:
+            self.last_sent = now
+            self.enqueue(PING)
+
+    # -- requests -----------------------------------------------------------------------------------
+    async def _mutation_worker(self) -> None:
+        while True:
+            msg, auth = await self._mutations.get()  # type: ignore[misc]
+            outcome = await self._call(msg.udfPath, msg.args, "mutation", auth,
+                                       idempotency=(self.session_id, msg.requestId) if self.session_id else None)
+            if outcome.success:
+                self.enqueue(mutation_response(msg.requestId, True, outcome.wire, outcome.ts, outcome.log_lines))
+            else:
+                self.enqueue(self._failure(mutation_response, msg.requestId, outcome))
+            # Convex schedules a Transition after every mutation: the JS promise resolves on it.
+            self.manager.request(self)
+
+    async def _run_action(self, msg: Action, auth: Auth) -> None:
+        outcome = await self._call(msg.udfPath, msg.args, "action", auth)
+        if outcome.success:
+            self.enqueue(action_response(msg.requestId, True, outcome.wire, outcome.log_lines))
+        else:
+            self.enqueue(self._failure(action_response, msg.requestId, outcome))
+        self.manager.request(self)
+
+    async def _call(self, path: str, raw_args: list[Any], kind: str, auth: Auth,
+                    idempotency: tuple[str, int] | None = None) -> Outcome:
+        from .deployment import Outcome
+
+        try:
+            args = _decode_args(raw_args)
+        except ValueError as e:
+            return Outcome(False, error_message=str(e))
+        try:
+            return await self.dep.call(path, args, kind=kind, auth=auth, idempotency=idempotency)
+        except EngineError as e:
+            return Outcome(False, error_message=f"{e.code}: {e.message}")
+
+    @staticmethod
+    def _failure(build: Callable[..., bytes], request_id: int, outcome: Outcome) -> bytes:
+        from .deployment import MISSING
+
+        if outcome.error_data is not MISSING:
+            return build(request_id, False, outcome.error_message, *(() if build is action_response else (None,)),
+                         outcome.log_lines, to_wire(outcome.error_data))
+        return build(request_id, False, outcome.error_message, *(() if build is action_response else (None,)),
+                     outcome.log_lines)
+
+
+def _decode_args(raw: Any) -> dict[str, Any]:
+    """`args` on the wire is a one-element array holding the encoded arguments object."""
+    if not isinstance(raw, list) or len(raw) != 1:
+        raise ValueError("ArgumentValidationError: args must be an array holding exactly one object")
+    args = from_wire(raw[0])
+    if not isinstance(args, dict):
+        raise ValueError("ArgumentValidationError: the arguments must be an object")
+    return args

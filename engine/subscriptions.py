@@ -239,7 +239,12 @@ class SubscriptionManager:
                 if session.closed:
                     continue
                 frags = touched.setdefault(session, {})
-                await session.apply_pending(self, snapshot, frags)
+                try:
+                    await session.apply_pending(self, snapshot, frags)
+                except Exception:  # one session's failure must not cost the others their updates
+                    log.exception("applying a session's query-set change failed")
+                    touched.pop(session, None)
+                    session.fail(1011, "InternalServerError")
             self.rounds += 1
             for session, frags in touched.items():
                 if not session.closed:

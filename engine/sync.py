@@ -124,11 +124,17 @@ class SyncSession:
         self._actions: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._fatal: CloseConnection | None = None
+        self._close: Callable[[int, str], Awaitable[None]] | None = None
+        self._ready_drained = asyncio.Event()
+        self.expires_at: float | None = None  # when the user token expires (unix seconds)
+        self.closing = False
+        self.specs: dict[int, Add] = {}  # every live query as the client added it
         manager.sessions.add(self)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def run(self, receive: Callable[[], Awaitable[str | bytes | None]],
                   close: Callable[[int, str], Awaitable[None]]) -> None:
+        self._close = close
         self._tasks = [asyncio.create_task(self._sender()), asyncio.create_task(self._mutation_worker())]
         try:
             while self._fatal is None:
@@ -235,22 +241,46 @@ class SyncSession:
                 f"BaseVersionMismatch: Authenticate baseVersion {msg.baseVersion} does not match the "
                 f"server's identity version {self.received_identity}."))
         try:
-            auth = await self._resolve_auth(msg)
+            auth, self.expires_at = await self._resolve_auth(msg)
         except EngineError as e:
-            raise CloseConnection(1000, "AuthError", auth_error(e.message, self.applied_identity, True)) from None
+            raise CloseConnection(1000, "AuthError", auth_error(e.message, self.received_identity, True)) from None
         self.received_identity += 1
         self.request_auth = auth
         self._pending_auth = (auth, self.received_identity)
         self.manager.request(self)
 
-    async def _resolve_auth(self, msg: Authenticate) -> Auth:
-        from .auth import authenticate
+    async def _resolve_auth(self, msg: Authenticate) -> tuple[Auth, float | None]:
+        from .auth import authenticate_with_expiry
 
-        acting = msg.impersonating or msg.acting_as
-        auth = await authenticate(self.dep, msg.tokenType, msg.value)
-        if acting is not None and auth.admin:
-            return Auth(identity=acting, admin=True)
-        return auth
+        return await authenticate_with_expiry(self.dep, msg.tokenType, msg.value,
+                                              impersonating=msg.impersonating or msg.acting_as)
+
+    def _check_expiry(self, now: float) -> bool:
+        """A user token that expired while connected: AuthError (not attempted) and close, like Convex."""
+        if self.expires_at is None or now < self.expires_at or self.closing:
+            return False
+        from .auth import token_expired_error
+
+        self.enqueue(auth_error(token_expired_error().message, self.received_identity, False))
+        self.fail(1000, "TokenExpired")
+        return True
+
+    async def _close_after_flush(self, code: int, reason: str) -> None:
+        while self._outbox and not self.closed:
+            self._ready_drained.clear()
+            await self._ready_drained.wait()  # the sender owns the socket's write side
+        if self._close is not None and not self.closed:
+            try:
+                await self._close(code, reason)
+            except Exception:
+                pass
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close this connection from outside its receive loop (the client reconnects)."""
+        if self.closing or self.closed:
+            return
+        self.closing = True
+        self._tasks.append(asyncio.create_task(self._close_after_flush(code, reason)))
 
     # -- applied by the manager, inside a round -----------------------------------------------------
     async def apply_pending(self, manager: SubscriptionManager, snapshot: Any, frags: dict[int, bytes]) -> None:
@@ -260,21 +290,24 @@ class SyncSession:
             self._pending_auth = None
             self.auth = auth
             self.applied_identity = version
-            # A new identity re-runs every query as that identity (shared ones are reused).
+            # A new identity re-runs every query as that identity (shared ones are reused); paths are
+            # resolved again, since what is visible (internal functions) depends on who asks.
             for qid, entry in list(self.queries.items()):
                 manager.unsubscribe(self, qid, entry)
-                new = await manager.subscribe(self, qid, entry.path, entry.fn, entry.args, self.auth,
-                                              entry.journal, snapshot)
+                spec = self.specs[qid]
+                new = await self._subscribe(manager, spec, snapshot, journal=entry.journal)
                 self.queries[qid] = new
                 frags[qid] = new.fragment(qid)
         mods, self._pending_mods = self._pending_mods, []
         for mod, version in mods:
             if isinstance(mod, Add):
                 entry = await self._subscribe(manager, mod, snapshot)
+                self.specs[mod.queryId] = mod
                 self.queries[mod.queryId] = entry
                 frags[mod.queryId] = entry.fragment(mod.queryId)
             elif isinstance(mod, Remove):
                 entry = self.queries.pop(mod.queryId, None)
+                self.specs.pop(mod.queryId, None)
                 if entry is not None:
                     manager.unsubscribe(self, mod.queryId, entry)
                 frags[mod.queryId] = _removed(mod.queryId)
@@ -285,7 +318,8 @@ class SyncSession:
                 frags[qid] = entry.fragment(qid)
         self.changed_queries.clear()
 
-    async def _subscribe(self, manager: SubscriptionManager, mod: Add, snapshot: Any) -> QueryEntry:
+    async def _subscribe(self, manager: SubscriptionManager, mod: Add, snapshot: Any,
+                         journal: str | None = None) -> QueryEntry:
         from .deployment import _NotFound
 
         error = None
@@ -298,8 +332,8 @@ class SyncSession:
         except (_NotFound, EngineError, ValueError) as e:
             error = e.message if isinstance(e, EngineError) else str(e)
             path = mod.udfPath
-        return await manager.subscribe(self, mod.queryId, path, fn, args, self.auth, mod.journal or None,
-                                       snapshot, error=error)
+        return await manager.subscribe(self, mod.queryId, path, fn, args, self.auth,
+                                       journal or mod.journal or None, snapshot, error=error)
 
     def push_transition(self, ts: int, frags: dict[int, bytes]) -> None:
         end = StateVersion(self.applied_qs, self.applied_identity, max(ts, self.version.ts))
@@ -337,11 +371,15 @@ class SyncSession:
         while True:
             if not self._outbox:
                 self._ready.clear()
+                self._ready_drained.set()
                 await self._ready.wait()
                 continue
+            self._ready_drained.clear()
             await self._send_item(self._outbox.popleft())
 
     def ping_if_idle(self, now: float, interval: float) -> None:
+        if self._check_expiry(time.time()):
+            return
         if not self._outbox and now - self.last_sent >= interval:
             self.last_sent = now
             self.enqueue(PING)

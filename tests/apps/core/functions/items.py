@@ -48,3 +48,27 @@ async def failAfterWrite(ctx, args):
 @mutation(args={"doc": v.any()})
 async def insertRaw(ctx, args):
     return await ctx.db.insert("items", args["doc"])
+
+
+@query(args={"paginationOpts": pagination_opts_validator})
+async def pageAll(ctx, args):
+    """Pages over the whole table in creation order (a different index than `page`)."""
+    return await ctx.db.query("items").paginate(args["paginationOpts"])
+
+
+@query(args={"group": v.string(), "paginationOpts": pagination_opts_validator})
+async def twoPages(ctx, args):
+    """Two paginated reads in one function: refused (Convex allows one)."""
+    first = await ctx.db.query("items").paginate(args["paginationOpts"])
+    second = await (ctx.db.query("items").with_index("by_group", lambda q: q.eq("group", args["group"]))
+                    .paginate(args["paginationOpts"]))
+    return [first, second]
+
+
+@mutation(args={"group": v.string(), "start": v.float64(), "count": v.float64()})
+async def fill(ctx, args):
+    """Insert `count` items with ranks start, start+1, ... (bulk loads without huge arguments)."""
+    start = args["start"]
+    for i in range(int(args["count"])):
+        await ctx.db.insert("items", {"group": args["group"], "rank": start + i})
+    return args["count"]

@@ -37,10 +37,10 @@ def float_order(x: float) -> tuple:
     """IEEE-754 total order, written without bit tricks: NaNs by sign at the extremes, -0.0 < 0.0."""
     sign = math.copysign(1.0, x)
     if x != x:
-        return (2 if sign > 0 else -2, 0.0)
+        return (2 if sign > 0 else -2, 0.0, 0.0)
     if x == 0.0:
-        return (0, sign)
-    return (0, x)
+        return (0, 0.0, sign)
+    return (0, x, 0.0)
 
 
 def reference_cmp(a, b) -> int:

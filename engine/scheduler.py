@@ -1,0 +1,494 @@
+"""The scheduler: `ctx.scheduler.run_after / run_at / cancel`, and the loop that runs due jobs.
+
+    job_id = await ctx.scheduler.run_after(5_000, internal.messages.destruct, {"id": message_id})
+    await ctx.scheduler.cancel(job_id)
+
+Jobs are documents of the system table `_scheduled_functions` (Convex's shape: `name`, `args` as a
+one-element array, `scheduledTime` in ms, `completedTime`, `state.kind` in pending / inProgress /
+success / failed / canceled, with `state.error` when failed). Apps read them through `ctx.db.system`.
+
+Invariants:
+- From a mutation, a job is inserted in the mutation's own transaction: it exists iff the mutation
+  committed. From an action, scheduling commits at once in a small transaction of its own.
+- A scheduled mutation runs exactly once: its job turns `success` in the same transaction as the
+  mutation's writes (`Runner.run_mutation(before_commit=...)`), after re-reading the job, so a
+  concurrent cancel makes it conflict and re-run into "canceled, do nothing". A crash before that
+  commit leaves the job pending, and it runs again at start.
+- A scheduled action runs at most once: the job turns `inProgress` in a committed transaction before
+  the action starts; one found `inProgress` at start is failed ("Action interrupted by a restart").
+- Time is injected (`Clock`): the loop sleeps until the next due job, or until a commit writes to
+  `_scheduled_functions` (a committer listener reading the write log), whichever comes first.
+  Tests use `ManualClock` and `await scheduler.drain()`; nothing sleeps on the real clock.
+
+`DueLoop` (the loop, task tracking, `poll`/`drain`) is shared with engine.cron.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from .catalog import define_system_table
+from .committer import Conflict
+from .errors import ConvexError, EngineError
+from .index_keys import encode_key
+from .loader import canonicalize_path
+from .registration import function_name
+from .runner import Auth
+from .transaction import Transaction, _copy
+from .values import decode_json, to_wire, value_size
+
+if TYPE_CHECKING:
+    from .deployment import Deployment
+
+__all__ = ["Clock", "RealClock", "ManualClock", "Scheduler", "DueLoop", "system_transaction", "to_ms",
+           "error_text", "SCHEDULED_FUNCTIONS"]
+
+log = logging.getLogger("engine.scheduler")
+
+SCHEDULED_FUNCTIONS = "_scheduled_functions"
+define_system_table(SCHEDULED_FUNCTIONS, 1, {"by_state": ["state.kind", "scheduledTime"]})
+
+MAX_SCHEDULED_PER_FUNCTION = 1000  # Convex: one function may schedule at most 1000 jobs ...
+MAX_SCHEDULED_ARGS_BYTES = 8 * 1024 * 1024  # ... with at most 8 MiB of arguments in total
+MAX_SYSTEM_TXN_ATTEMPTS = 32
+INTERRUPTED = "Action interrupted by a restart"
+RETRY_PAUSE_MS = 5000.0
+T = TypeVar("T")
+
+
+# -- time ----------------------------------------------------------------------------------------
+class Clock(Protocol):
+    """Wall-clock time in ms since the epoch, and a way to wait for a moment of it."""
+
+    def now_ms(self) -> float: ...
+
+    async def sleep_until(self, ms: float) -> None: ...
+
+
+class RealClock:
+    def now_ms(self) -> float:
+        return time.time_ns() / 1e6
+
+    async def sleep_until(self, ms: float) -> None:
+        # In slices, so a wall-clock jump (NTP, suspend) is noticed within a minute.
+        while (remaining := ms - self.now_ms()) > 0:
+            await asyncio.sleep(min(remaining / 1000, 60.0))
+
+
+class ManualClock:
+    """A clock that moves only when told to: `advance(minutes=15)`, `set(ms)`. Sleepers whose
+    moment has come wake on the next event-loop turn."""
+
+    def __init__(self, start: float | datetime = 0.0) -> None:
+        self._now = to_ms(start)
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def now_ms(self) -> float:
+        return self._now
+
+    def set(self, moment: float | datetime) -> None:
+        ms = to_ms(moment)
+        if ms < self._now:
+            raise ValueError("a ManualClock only moves forward")
+        self._now = ms
+        waiting = []
+        for deadline, fut in self._sleepers:
+            if deadline <= ms:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                waiting.append((deadline, fut))
+        self._sleepers = waiting
+
+    def advance(self, ms: float = 0.0, *, seconds: float = 0, minutes: float = 0, hours: float = 0,
+                days: float = 0) -> None:
+        self.set(self._now + ms + 1000 * (seconds + 60 * minutes + 3600 * hours + 86400 * days))
+
+    async def sleep_until(self, ms: float) -> None:
+        if ms <= self._now:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (ms, fut)
+        self._sleepers.append(entry)
+        try:
+            await fut
+        finally:
+            if entry in self._sleepers:
+                self._sleepers.remove(entry)
+
+
+def to_ms(moment: Any) -> float:
+    """Milliseconds since the epoch from a number (already ms) or a datetime (naive = UTC)."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp() * 1000
+    if isinstance(moment, bool) or not isinstance(moment, (int, float)) or not math.isfinite(moment):
+        raise EngineError("InvalidTimestamp", f"Expected a timestamp in milliseconds or a datetime, got {moment!r}.")
+    return float(moment)
+
+
+# -- small engine transactions -------------------------------------------------------------------
+async def system_transaction(dep: Deployment, body: Callable[[Transaction], T]) -> T:
+    """Run `body(txn)` on a fresh snapshot and commit what it wrote, re-running it on conflicts.
+    `body` is synchronous (the transaction API is), so one attempt is atomic on the event loop."""
+    for _ in range(MAX_SYSTEM_TXN_ATTEMPTS):
+        txn = Transaction(dep.catalog, dep.persistence.snapshot(), writable=True)
+        future = None
+        try:
+            result = body(txn)
+            if txn.writes:
+                _, future = dep.committer.sequence(txn)
+        except Conflict:
+            continue
+        finally:
+            txn.close()
+        if future is not None:
+            await future
+        return result
+    raise EngineError("OptimisticConcurrencyControlFailure", "A system transaction kept conflicting.", status=503)
+
+
+def error_text(error: BaseException) -> str:
+    """How a failed job or cron run records its error (the text Convex clients see, minus the request id)."""
+    if isinstance(error, ConvexError):
+        try:
+            return "Uncaught ConvexError: " + json.dumps(to_wire(error.data), separators=(",", ":"))
+        except (ValueError, TypeError):
+            return f"Uncaught ConvexError: {error.data!r}"
+    if isinstance(error, EngineError):
+        return f"{error.code}: {error.message}"
+    name = type(error).__name__
+    return f"Uncaught {'Error' if name == 'Exception' else name}: {error}"
+
+
+# -- the loop ------------------------------------------------------------------------------------
+class DueLoop:
+    """Runs `_pass` whenever it may have work: at the next due time it returned, on `wake()`, and
+    whenever a task it launched finishes. At most `max_running` tasks at once; a key (a document
+    id) is never launched twice concurrently."""
+
+    name = "due-loop"
+    max_running = 16
+
+    def __init__(self, dep: Deployment, clock: Clock) -> None:
+        self.dep = dep
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._not_before: dict[str, float] = {}  # keys whose bookkeeping failed: retry after a pause
+        self._task: asyncio.Task[None] | None = None
+
+    # lifecycle
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
+        self._task = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # for tests and tools
+    async def poll(self) -> None:
+        """Run one pass now: launch whatever is due at the clock's current time."""
+        async with self._lock:
+            await self._pass(self.clock.now_ms())
+
+    async def drain(self) -> None:
+        """Run everything due at the clock's current time, including what those runs schedule for
+        now, and wait until nothing is running."""
+        while True:
+            await self.poll()
+            if not self._running:
+                return
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
+    # internals
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                async with self._lock:
+                    next_due = await self._pass(self.clock.now_ms())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a storage hiccup must not end the loop; try again shortly
+                log.exception("%s pass failed", self.name)
+                next_due = self.clock.now_ms() + 1000
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+            if next_due is not None:
+                waits.append(asyncio.ensure_future(self.clock.sleep_until(next_due)))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    def _launch(self, key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # A factory, so a task canceled before it starts leaves no never-awaited coroutine behind.
+        task = asyncio.create_task(self._guard(key, work), name=f"{self.name}:{key}")
+        self._running[key] = task
+
+    async def _guard(self, key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        try:
+            await work()
+            self._not_before.pop(key, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # recording the outcome failed (storage trouble): retry in a while
+            log.exception("%s: running %s failed", self.name, key)
+            self._not_before[key] = self.clock.now_ms() + RETRY_PAUSE_MS
+        finally:
+            self._running.pop(key, None)
+            self._wake.set()
+
+    def _has_room(self) -> bool:
+        return len(self._running) < self.max_running
+
+    def _blocked_until(self, key: str, now: float) -> float | None:
+        """None if `key` may be launched now, else when it may (running ones: on wake)."""
+        if key in self._running:
+            return math.inf
+        retry = self._not_before.get(key)
+        return retry if retry is not None and retry > now else None
+
+    async def _pass(self, now: float) -> float | None:
+        """Launch due work; return the next time there will be some (None: only on wake)."""
+        raise NotImplementedError
+
+
+# -- the scheduler -------------------------------------------------------------------------------
+class _JobChanged(Exception):
+    """The job is no longer pending (canceled meanwhile): its mutation must not commit."""
+
+
+class Scheduler(DueLoop):
+    name = "scheduler"
+
+    def __init__(self, dep: Deployment, clock: Clock) -> None:
+        super().__init__(dep, clock)
+        self._seen_ts = 0
+
+    def _table(self):
+        return self.dep.catalog.by_name[SCHEDULED_FUNCTIONS]
+
+    async def start(self) -> None:
+        # Actions found in progress were cut off by a crash or a stop: at most once means failing
+        # them, never running them again.
+        await self._recover_interrupted()
+        self._seen_ts = self.dep.committer.durable_ts
+        self.dep.committer.listeners.append(self._on_commit)
+        await super().start()
+
+    async def stop(self) -> None:
+        if self._on_commit in self.dep.committer.listeners:
+            self.dep.committer.listeners.remove(self._on_commit)
+        await super().stop()
+
+    def for_mutation(self, txn: Transaction) -> MutationScheduler:
+        return MutationScheduler(self, txn)
+
+    def for_action(self) -> ActionScheduler:
+        return ActionScheduler(self)
+
+    # waking on new jobs
+    def _on_commit(self, durable_ts: int) -> None:
+        by_id = self._table().by_id.id
+        seen, self._seen_ts = self._seen_ts, durable_ts
+        for _, keys in self.dep.committer.write_log.since(seen, durable_ts):
+            if any(index_id == by_id for index_id, _ in keys):
+                self._wake.set()
+                return
+
+    # finding work
+    def _scan(self, kind: str):  # -> Iterator[dict] of jobs in `kind`, by scheduledTime
+        table = self._table()
+        ix = table.indexes["by_state"]
+        lo = encode_key([kind])
+        snapshot = self.dep.persistence.snapshot()
+        try:
+            for _, _, raw in snapshot.scan(ix.id, lo, lo + b"\xff", False):
+                yield decode_json(raw)
+        finally:
+            snapshot.close()
+
+    async def _pass(self, now: float) -> float | None:
+        next_due = math.inf
+        jobs = self._scan("pending")
+        try:
+            for job in jobs:
+                if job["scheduledTime"] > now:
+                    next_due = min(next_due, job["scheduledTime"])
+                    break
+                blocked = self._blocked_until(job["_id"], now)
+                if blocked is not None:
+                    next_due = min(next_due, blocked)
+                    continue
+                if not self._has_room():
+                    break  # a finishing job wakes the loop
+                self._launch(job["_id"], lambda job=job: self._execute(job))
+        finally:
+            jobs.close()
+        return next_due if next_due != math.inf else None
+
+    async def _recover_interrupted(self) -> None:
+        ids = [job["_id"] for job in self._scan("inProgress")]
+        for job_id in ids:
+            await system_transaction(self.dep, lambda txn, job_id=job_id: _transition(
+                txn, job_id, ("inProgress",), {"kind": "failed", "error": INTERRUPTED}, self.clock.now_ms()))
+            log.warning("scheduled action %s was interrupted by a restart; marked failed", job_id)
+
+    # running a job
+    async def _execute(self, job: dict[str, Any]) -> None:
+        job_id, name = job["_id"], job["name"]
+        args = job["args"][0] if job["args"] else {}
+        fn = self.dep.app.functions.get(name)
+        if fn is None or fn.kind == "query":
+            reason = (f"Could not find function for '{name}'. Was it removed or renamed?" if fn is None
+                      else f"{name} is a query; only mutations and actions can be scheduled.")
+            log.warning("scheduled job %s failed: %s", job_id, reason)
+            await self._finish(job_id, ("pending",), {"kind": "failed", "error": reason})
+            return
+        if fn.kind == "mutation":
+            def mark_success(txn: Transaction) -> None:
+                if not _transition(txn, job_id, ("pending",), {"kind": "success"}, self.clock.now_ms()):
+                    raise _JobChanged
+
+            try:
+                await self.dep.runner.run_mutation(fn, args, Auth(), before_commit=mark_success)
+            except _JobChanged:
+                return
+            except Exception as e:
+                # The mutation's writes are discarded; only the failure is recorded.
+                await self._finish(job_id, ("pending",), {"kind": "failed", "error": error_text(e)})
+            return
+        started = await system_transaction(self.dep, lambda txn: _transition(
+            txn, job_id, ("pending",), {"kind": "inProgress"}, None))
+        if not started:
+            return
+        try:
+            await self.dep.runner.run_action(fn, args, Auth())
+            state: dict[str, Any] = {"kind": "success"}
+        except Exception as e:
+            state = {"kind": "failed", "error": error_text(e)}
+        # A job canceled while its action ran stays canceled (Convex does the same).
+        await self._finish(job_id, ("inProgress",), state)
+
+    async def _finish(self, job_id: str, from_kinds: tuple[str, ...], state: dict[str, Any]) -> None:
+        await system_transaction(self.dep, lambda txn: _transition(txn, job_id, from_kinds, state,
+                                                                   self.clock.now_ms()))
+
+    # scheduling (from the API objects)
+    def _job_document(self, when: Any, ref: Any, args: Any) -> dict[str, Any]:
+        try:
+            path = canonicalize_path(function_name(ref))
+        except (TypeError, ValueError) as e:
+            raise EngineError("InvalidFunctionReference", f"ctx.scheduler needs a function reference: {e}") from None
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise EngineError("InvalidScheduledArgs",
+                              f"Arguments scheduled for {path} must be an object, got {type(args).__name__}.")
+        try:
+            to_wire(args)
+        except (TypeError, ValueError) as e:
+            raise EngineError("InvalidScheduledArgs", f"Arguments scheduled for {path} are not Convex values: {e}") from None
+        return {"name": path, "args": [_copy(args)], "scheduledTime": when, "state": {"kind": "pending"}}
+
+
+def _transition(txn: Transaction, job_id: str, from_kinds: tuple[str, ...], state: dict[str, Any],
+                completed_ms: float | None) -> bool:
+    """Move a job to `state` if it is in one of `from_kinds`; False (and no write) otherwise."""
+    job = txn.get(job_id)
+    if job is None or job["state"]["kind"] not in from_kinds:
+        return False
+    fields: dict[str, Any] = {"state": state}
+    if completed_ms is not None:
+        fields["completedTime"] = completed_ms
+    txn.patch(job_id, fields)
+    return True
+
+
+class _SchedulerApi:
+    """`ctx.scheduler`. Convex's `runAfter` / `runAt` / `cancel`, snake_cased and awaitable."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self._count = 0
+        self._bytes = 0
+
+    async def run_after(self, delay_ms: float, fn: Any, args: dict[str, Any] | None = None) -> str:
+        if isinstance(delay_ms, bool) or not isinstance(delay_ms, (int, float)) or not math.isfinite(delay_ms):
+            raise EngineError("InvalidScheduledTime", f"run_after needs a delay in milliseconds, got {delay_ms!r}.")
+        return await self._schedule(self._scheduler.clock.now_ms() + max(float(delay_ms), 0.0), fn, args)
+
+    async def run_at(self, timestamp: float | datetime, fn: Any, args: dict[str, Any] | None = None) -> str:
+        return await self._schedule(to_ms(timestamp), fn, args)
+
+    async def _schedule(self, when: float, fn: Any, args: Any) -> str:
+        doc = self._scheduler._job_document(when, fn, args)
+        self._count += 1
+        self._bytes += value_size(doc["args"])
+        if self._count > MAX_SCHEDULED_PER_FUNCTION:
+            raise EngineError("TooManyFunctionsScheduled",
+                              f"One function may schedule at most {MAX_SCHEDULED_PER_FUNCTION} functions.")
+        if self._bytes > MAX_SCHEDULED_ARGS_BYTES:
+            raise EngineError("ScheduledFunctionsArgumentsTooLarge",
+                              f"Functions scheduled by one function may take at most {MAX_SCHEDULED_ARGS_BYTES} "
+                              "bytes of arguments in total.")
+        return await self._insert(doc)
+
+    def _check_job_id(self, job_id: Any) -> str:
+        if self._scheduler.dep.catalog.table_of_id(job_id) != SCHEDULED_FUNCTIONS:
+            raise EngineError("InvalidId", f"ctx.scheduler.cancel needs an id of {SCHEDULED_FUNCTIONS}, got {job_id!r}.")
+        return job_id
+
+    def _cancel_in(self, txn: Transaction, job_id: str) -> None:
+        # Pending jobs never run; a running action keeps running (as in Convex) but is recorded canceled.
+        _transition(txn, job_id, ("pending", "inProgress"), {"kind": "canceled"}, self._scheduler.clock.now_ms())
+
+    async def _insert(self, doc: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    async def cancel(self, job_id: str) -> None:
+        raise NotImplementedError
+
+
+class MutationScheduler(_SchedulerApi):
+    """Scheduling inside a mutation: the job is part of the mutation's transaction."""
+
+    def __init__(self, scheduler: Scheduler, txn: Transaction) -> None:
+        super().__init__(scheduler)
+        self._txn = txn
+
+    async def _insert(self, doc: dict[str, Any]) -> str:
+        return self._txn.insert(self._scheduler._table(), doc)
+
+    async def cancel(self, job_id: str) -> None:
+        self._cancel_in(self._txn, self._check_job_id(job_id))
+
+
+class ActionScheduler(_SchedulerApi):
+    """Scheduling from an action: each call commits on its own, before it returns."""
+
+    async def _insert(self, doc: dict[str, Any]) -> str:
+        table = self._scheduler._table()
+        return await system_transaction(self._scheduler.dep, lambda txn: txn.insert(table, doc))
+
+    async def cancel(self, job_id: str) -> None:
+        job_id = self._check_job_id(job_id)
+        await system_transaction(self._scheduler.dep, lambda txn: self._cancel_in(txn, job_id))

@@ -1,0 +1,295 @@
+"""Nova Command's schema (the spec's `convex/schema.ts`), table by table as the spec writes it.
+
+Deviations from the spec, each needed for correctness (listed in the README):
+- every table carries `tenantId` (the spec's `threadSubscriptions` lacked a `by_tenant` index);
+- indexes never list `_creationTime`: it is implied as the last field of every index (Convex rejects it);
+- `tasks.status` gains "blocked" (the event hook and the standup use it); tasks gain `updatedAt`,
+  `completedAt` (standups need "completed today") and `blockedReason`;
+- `taskAssignees` (new): one row per (task, agent) mirroring the task's status, so "tasks assigned to
+  agent X in status S" is one index range (`by_assignee` indexes the whole array and cannot answer it);
+- `documents.type` accepts the types agents capture (markdown, code, image, note, text, media, document);
+- lookups that must stay inside a tenant get `tenantId` appended to their index (`by_session`,
+  `by_recipient`), which keeps the spec's prefix queries working.
+"""
+
+from engine import define_schema, define_table, v
+
+author_type = v.union(v.literal("user"), v.literal("agent"))
+
+task_status = v.union(
+    v.literal("inbox"),
+    v.literal("assigned"),
+    v.literal("in_progress"),
+    v.literal("review"),
+    v.literal("done"),
+    v.literal("blocked"),
+    v.literal("archived"),
+)
+
+schema = define_schema({
+    # agents - AI team members
+    "agents": define_table({
+        "name": v.string(),                    # "Friday"
+        "role": v.string(),                    # "Developer Agent"
+        "avatar": v.string(),                  # "⚙️"
+        "status": v.union(
+            v.literal("active"),
+            v.literal("idle"),
+            v.literal("blocked"),
+        ),
+        "level": v.union(
+            v.literal("lead"),
+            v.literal("specialist"),
+            v.literal("intern"),
+        ),
+        "sessionKey": v.string(),              # "agent:developer:main"
+        "currentTaskId": v.optional(v.id("tasks")),
+        "personality": v.optional(v.string()), # SOUL content
+        "lastActiveAt": v.optional(v.number()),
+        "tenantId": v.string(),
+    })
+    .index("by_tenant", ["tenantId"])
+    .index("by_session", ["sessionKey", "tenantId"]),
+
+    # channels - text and voice channels
+    "channels": define_table({
+        "name": v.string(),                    # "dev-tasks"
+        "type": v.union(
+            v.literal("text"),
+            v.literal("voice"),
+        ),
+        "description": v.optional(v.string()),
+        "tenantId": v.string(),
+    })
+    .index("by_tenant", ["tenantId"]),
+
+    # messages - chat messages in channels
+    "messages": define_table({
+        "channelId": v.id("channels"),
+        "authorId": v.string(),                # agent or user ID
+        "authorType": author_type,
+        "content": v.string(),                 # markdown
+        "threadId": v.optional(v.id("messages")),
+        "attachments": v.optional(v.array(v.id("documents"))),
+        "tenantId": v.string(),
+    })
+    .index("by_channel", ["channelId"])
+    .index("by_thread", ["threadId"])
+    .index("by_tenant", ["tenantId"]),
+
+    # tasks - kanban tasks
+    "tasks": define_table({
+        "title": v.string(),
+        "description": v.string(),
+        "status": task_status,
+        "assigneeIds": v.array(v.id("agents")),
+        "tags": v.array(v.string()),
+        "priority": v.union(
+            v.literal("low"),
+            v.literal("medium"),
+            v.literal("high"),
+            v.literal("urgent"),
+        ),
+        "progress": v.number(),                # 0-100
+        "borderColor": v.optional(v.string()),
+        "openclawRunId": v.optional(v.string()),
+        "channelId": v.optional(v.id("channels")),  # linked channel
+        "updatedAt": v.number(),               # ms since the epoch, every change
+        "completedAt": v.optional(v.number()), # set when moved to "done", cleared when it leaves
+        "blockedReason": v.optional(v.string()),
+        "tenantId": v.string(),
+    })
+    .index("by_tenant", ["tenantId"])
+    .index("by_status", ["status", "tenantId"])
+    .index("by_assignee", ["assigneeIds", "tenantId"])  # kept from the spec: exact-set lookups only
+    .index("by_openclaw", ["openclawRunId"])
+    .index("by_completed", ["tenantId", "completedAt"]),
+
+    # taskAssignees - one row per (task, agent): "tasks assigned to X in status S" as one index range
+    "taskAssignees": define_table({
+        "taskId": v.id("tasks"),
+        "agentId": v.id("agents"),
+        "status": task_status,                 # mirrors tasks.status
+        "tenantId": v.string(),
+    })
+    .index("by_agent", ["tenantId", "agentId", "status"])
+    .index("by_task", ["taskId"]),
+
+    # taskComments - comments on tasks
+    "taskComments": define_table({
+        "taskId": v.id("tasks"),
+        "authorId": v.string(),
+        "authorType": author_type,
+        "content": v.string(),
+        "attachments": v.optional(v.array(v.id("documents"))),
+        "tenantId": v.string(),
+    })
+    .index("by_task", ["taskId"])
+    .index("by_tenant", ["tenantId"]),
+
+    # activities - activity feed events
+    "activities": define_table({
+        "type": v.union(
+            v.literal("task_created"),
+            v.literal("task_moved"),
+            v.literal("task_assigned"),
+            v.literal("task_completed"),
+            v.literal("comment"),
+            v.literal("document_created"),
+            v.literal("agent_started"),
+            v.literal("agent_completed"),
+            v.literal("message"),
+        ),
+        "agentId": v.optional(v.id("agents")),
+        "userId": v.optional(v.string()),
+        "message": v.string(),
+        "targetId": v.optional(v.string()),    # task/channel/doc ID
+        "targetType": v.optional(v.string()),
+        "metadata": v.optional(v.any()),
+        "tenantId": v.string(),
+    })
+    .index("by_tenant", ["tenantId"])
+    .index("by_type", ["type", "tenantId"]),
+
+    # documents - files and deliverables
+    "documents": define_table({
+        "title": v.string(),
+        "content": v.string(),                 # markdown
+        "type": v.union(
+            v.literal("deliverable"),
+            v.literal("research"),
+            v.literal("protocol"),
+            v.literal("attachment"),
+            v.literal("markdown"),
+            v.literal("code"),
+            v.literal("image"),
+            v.literal("note"),
+            v.literal("text"),
+            v.literal("media"),
+            v.literal("document"),
+        ),
+        "taskId": v.optional(v.id("tasks")),
+        "agentId": v.optional(v.id("agents")),
+        "path": v.optional(v.string()),
+        "tenantId": v.string(),
+    })
+    .index("by_tenant", ["tenantId"])
+    .index("by_task", ["taskId"]),
+
+    # voiceRooms - voice room state
+    "voiceRooms": define_table({
+        "channelId": v.id("channels"),
+        "livekitRoom": v.string(),             # LiveKit room name
+        "participants": v.array(v.object({
+            "id": v.string(),
+            "type": author_type,
+            "joinedAt": v.number(),
+        })),
+        "tenantId": v.string(),
+    })
+    .index("by_channel", ["channelId"])
+    .index("by_tenant", ["tenantId"]),
+
+    # notifications - @mentions and alerts
+    "notifications": define_table({
+        "recipientId": v.string(),             # agent or user ID
+        "recipientType": author_type,
+        "content": v.string(),
+        "sourceType": v.union(
+            v.literal("mention"),
+            v.literal("assignment"),
+            v.literal("thread"),
+            v.literal("standup"),
+        ),
+        "sourceId": v.optional(v.string()),
+        "delivered": v.boolean(),
+        "readAt": v.optional(v.number()),
+        "tenantId": v.string(),
+    })
+    .index("by_recipient", ["recipientId", "delivered", "tenantId"])
+    .index("by_tenant", ["tenantId"]),
+
+    # agentMemory - working memory and notes
+    "agentMemory": define_table({
+        "agentId": v.id("agents"),
+        "type": v.union(
+            v.literal("working"),              # WORKING.md
+            v.literal("daily"),                # daily notes
+            v.literal("longterm"),             # MEMORY.md
+        ),
+        "date": v.optional(v.string()),        # for daily: "2026-01-31"
+        "content": v.string(),                 # markdown
+        "tenantId": v.string(),
+    })
+    .index("by_agent", ["agentId", "type"])
+    .index("by_agent_date", ["agentId", "type", "date"])
+    .index("by_tenant", ["tenantId"]),
+
+    # agentStream - real-time agent output (Codex-style)
+    "agentStream": define_table({
+        "agentId": v.id("agents"),
+        "runId": v.string(),                   # OpenClaw run ID
+        "chunks": v.array(v.object({
+            "type": v.union(
+                v.literal("thinking"),
+                v.literal("tool_call"),
+                v.literal("tool_result"),
+                v.literal("output"),
+                v.literal("error"),
+            ),
+            "content": v.string(),
+            "timestamp": v.number(),
+        })),
+        "status": v.union(
+            v.literal("running"),
+            v.literal("completed"),
+            v.literal("error"),
+            v.literal("paused"),
+        ),
+        "progress": v.number(),
+        "startedAt": v.number(),
+        "completedAt": v.optional(v.number()),
+        "tenantId": v.string(),
+    })
+    .index("by_agent", ["agentId"])
+    .index("by_run", ["runId"])
+    .index("by_tenant", ["tenantId"]),
+
+    # threadSubscriptions - who's subscribed to task threads
+    "threadSubscriptions": define_table({
+        "taskId": v.id("tasks"),
+        "subscriberId": v.string(),
+        "subscriberType": author_type,
+        "tenantId": v.string(),
+    })
+    .index("by_task", ["taskId"])
+    .index("by_subscriber", ["subscriberId"])
+    .index("by_tenant", ["tenantId"]),
+
+    # standups - daily standup summaries
+    "standups": define_table({
+        "date": v.string(),                    # "2026-01-31"
+        "completed": v.array(v.object({
+            "agentId": v.id("agents"),
+            "taskTitle": v.string(),
+        })),
+        "inProgress": v.array(v.object({
+            "agentId": v.id("agents"),
+            "taskTitle": v.string(),
+            "progress": v.number(),
+        })),
+        "blocked": v.array(v.object({
+            "agentId": v.id("agents"),
+            "reason": v.string(),
+        })),
+        "needsReview": v.array(v.object({
+            "taskId": v.id("tasks"),
+            "taskTitle": v.string(),
+        })),
+        "decisions": v.array(v.string()),
+        "sentToTelegram": v.boolean(),
+        "tenantId": v.string(),
+    })
+    .index("by_date", ["date", "tenantId"])
+    .index("by_tenant", ["tenantId"]),
+})

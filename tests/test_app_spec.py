@@ -1,0 +1,36 @@
+"""The app's public surface as `function-spec` describes it: every function, its kind and visibility,
+declared argument and return validators (so the README's function table cannot drift silently)."""
+
+from app_harness import nova, app_env  # noqa: F401  (fixtures)
+
+PUBLIC = {
+    "Query": [
+        "activities:list", "agentStream:getRun", "agentStream:listByAgent", "agents:get", "agents:list",
+        "channels:get", "channels:list", "documents:get", "documents:list", "documents:listByTask",
+        "heartbeat:check", "memory:getDaily", "memory:getLongTerm", "memory:getWorking", "memory:listDaily",
+        "messages:list", "messages:thread", "notifications:list", "standups:get", "standups:list",
+        "tasks:board", "tasks:get", "tasks:list", "tasks:listForAgent", "tasks:subscribers", "voice:getRoom",
+    ],
+    "Mutation": [
+        "agentStream:appendChunk", "agentStream:finishRun", "agentStream:startRun", "agents:create",
+        "agents:reportHeartbeat", "agents:setStatus", "agents:update", "channels:create", "documents:create",
+        "documents:update", "memory:appendDaily", "memory:setLongTerm", "memory:setWorking", "messages:send",
+        "notifications:markDelivered", "notifications:markRead", "tasks:addComment", "tasks:archive",
+        "tasks:assign", "tasks:create", "tasks:move", "tasks:setBorderColor", "tasks:setProgress",
+        "tasks:unassign", "tasks:update", "voice:getVoiceToken", "voice:leave",
+    ],
+}
+INTERNAL = ["seed:run", "standups:generateDailyStandup", "standups:markSent"]
+
+
+async def test_function_spec_lists_the_whole_api(nova):
+    spec = {f["identifier"].replace(".js:", ":"): f for f in nova.dep.function_spec()}
+    public = {kind: sorted(p for p, f in spec.items() if f["functionType"] == kind and f["visibility"]["kind"] == "public")
+              for kind in ("Query", "Mutation", "Action")}
+    assert public == {**PUBLIC, "Action": []}
+    assert sorted(p for p, f in spec.items() if f["visibility"]["kind"] == "internal") == INTERNAL
+    for path, f in spec.items():
+        assert f["args"]["type"] == "object", path
+        assert f["returns"]["type"] != "any", path
+    # Arguments never carry the tenant: it comes from the caller.
+    assert not [p for p, f in spec.items() if "tenantId" in f["args"]["value"] and p != "seed:run"]

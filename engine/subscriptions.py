@@ -227,8 +227,8 @@ class SubscriptionManager:
             self.processed_ts = max(self.processed_ts, ts)
             touched: dict[SyncSession, dict[int, bytes]] = {}
             for entry in affected:
-                if entry.key not in self.entries:
-                    continue
+                if self.entries.get(entry.key) is not entry:
+                    continue  # retired (new code loaded); its subscribers are moving to a new entry
                 if await self._rerun(entry, snapshot):
                     for session, query_ids in entry.subscribers.items():
                         frags = touched.setdefault(session, {})
@@ -251,6 +251,17 @@ class SubscriptionManager:
                     session.push_transition(ts, frags)
         finally:
             snapshot.close()
+
+    async def code_changed(self) -> None:
+        """New code was loaded (dev mode): every live query re-runs on it, and every session is sent
+        whatever changed. A path that no longer exists becomes a QueryFailed for its subscribers."""
+        # Retire every entry: sessions re-subscribing create fresh ones on the new code, and an old
+        # entry goes away when its last subscriber has moved.
+        self.entries.clear()
+        for session in list(self.sessions):
+            if not session.closed and session.queries:
+                session.resubscribe_all = True
+                self.request(session)
 
     def affected_since(self, after_ts: int, until_ts: int) -> set[QueryEntry]:
         """Live queries whose read sets contain a key written by a commit in (after_ts, until_ts]."""

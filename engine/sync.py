@@ -129,6 +129,7 @@ class SyncSession:
         self.expires_at: float | None = None  # when the user token expires (unix seconds)
         self.closing = False
         self.specs: dict[int, Add] = {}  # every live query as the client added it
+        self.resubscribe_all = False  # set when the app's code changed (dev mode)
         manager.sessions.add(self)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -285,12 +286,16 @@ class SyncSession:
     # -- applied by the manager, inside a round -----------------------------------------------------
     async def apply_pending(self, manager: SubscriptionManager, snapshot: Any, frags: dict[int, bytes]) -> None:
         self._force = True  # whatever asked for this round is answered by a Transition
+        resubscribe = self.resubscribe_all
+        self.resubscribe_all = False
         if self._pending_auth is not None:
             auth, version = self._pending_auth
             self._pending_auth = None
             self.auth = auth
             self.applied_identity = version
-            # A new identity re-runs every query as that identity (shared ones are reused); paths are
+            resubscribe = True
+        if resubscribe:
+            # A new identity (or new code) re-runs every query (shared ones are reused); paths are
             # resolved again, since what is visible (internal functions) depends on who asks.
             for qid, entry in list(self.queries.items()):
                 manager.unsubscribe(self, qid, entry)

@@ -12,6 +12,7 @@ included, formatted as Convex formats them. Infrastructure problems raise `Engin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ from .errors import ConvexError, EngineError
 from .loader import App, canonicalize_path, load_app
 from .logs import install as install_logs
 from .registration import RegisteredFunction
+from .reload import reload_app
 from .runner import Auth, QueryRun, Runner, request_id
 from .scheduler import Clock, RealClock, Scheduler
 from .storage import Persistence, SqlitePersistence
 from .subscriptions import SubscriptionManager
-from .values import decode_json, encode_json, to_wire
+from .values import to_wire
 from .write_log import WriteLog
 
 __all__ = ["Deployment", "Auth", "Outcome", "MISSING"]
@@ -90,6 +92,7 @@ class Deployment:
         self.clock: Clock = clock or RealClock()  # wall time for the scheduler and crons (tests inject one)
         self.scheduler = Scheduler(self, self.clock)
         self.crons = CronService(self, self.clock)
+        self._reload_lock = asyncio.Lock()  # dev mode: one code reload at a time
 
     @classmethod
     async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,
@@ -156,10 +159,6 @@ class Deployment:
         """Run `path` for a client. `idempotency=(session id, request id)` makes a mutation run at
         most once per key: its result is stored in the same commit, and a repeat returns it."""
         rid = request_id()
-        if idempotency is not None:
-            stored = self._stored_mutation_result(*idempotency)
-            if stored is not None:
-                return stored
         try:
             fn = self.lookup(path, kind=kind, auth=auth)
         except _NotFound as e:
@@ -175,31 +174,13 @@ class Deployment:
                         snapshot.close()
                 return Outcome(True, run.value, log_lines=lines, ts=run.ts, wire=run.wire)
             if fn.kind == "mutation":
-                extra = None
-                if idempotency is not None:
-                    session_id, request_no = idempotency
-
-                    def extra(record: Any, wire: Any) -> None:
-                        record.mutation_results.append((session_id, request_no, encode_json(wire)))
-
                 value, wire, commit_ts, lines = await self.runner.run_mutation(fn, args, auth, request_id=rid,
-                                                                                extra=extra)
+                                                                                idempotency=idempotency)
                 return Outcome(True, value, log_lines=lines, ts=commit_ts, wire=wire)
             value, wire, lines = await self.runner.run_action(fn, args, auth, request_id=rid)
             return Outcome(True, value, log_lines=lines, wire=wire)
         except Exception as e:  # a function failure, reported to the caller, never fatal
             return failure_outcome(e, rid, fn.path, getattr(e, "log_lines", lines))
-
-    def _stored_mutation_result(self, session_id: str, request_no: int) -> Outcome | None:
-        snapshot = self.persistence.snapshot()
-        try:
-            row = snapshot.mutation_result(session_id, request_no)
-        finally:
-            snapshot.close()
-        if row is None:
-            return None
-        value = decode_json(row[1])
-        return Outcome(True, value, ts=row[0], wire=to_wire(value))
 
     async def query_batch(self, calls: list[tuple[str, Any]], auth: Auth) -> list[Outcome]:
         """Run several queries at one snapshot."""
@@ -248,6 +229,14 @@ class Deployment:
         from .http_router import dispatch
 
         return await dispatch(self, request)
+
+    # -- dev mode --------------------------------------------------------------------------------
+    async def reload(self) -> App:
+        """Swap in the app folder's current code without dropping clients (engine.reload): refuses
+        with EngineError (naming the file, or the table and document that do not fit the new
+        schema) and keeps the old code serving; live queries re-run on the new code."""
+        async with self._reload_lock:
+            return await reload_app(self)
 
     # -- introspection -------------------------------------------------------------------------
     def function_spec(self) -> list[dict[str, Any]]:

@@ -16,16 +16,19 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from msgspec.json import encode as _enc
+
 from .committer import Conflict
 from .database import DatabaseReader, DatabaseWriter
 from .errors import ConvexError, EngineError
+from .index_keys import encode_key
 from .logs import capture, current_sink
-from .reads import ReadSet
+from .reads import ReadSet, point
 from .registration import RegisteredFunction, function_name
 from .storage import Snapshot
-from .transaction import Transaction
+from .transaction import IDEMPOTENCY_KEYS, Transaction
 from .validators import ValidationError
-from .values import to_wire, value_size
+from .values import decode_json, to_wire, value_size
 
 if TYPE_CHECKING:
     from .deployment import Deployment
@@ -104,6 +107,17 @@ class ActionCtx:
 
     async def run_action(self, ref: Any, args: dict[str, Any] | None = None) -> Any:
         return await self._runner.call_nested("action", ref, args, self._auth)
+
+    def admin_key_matches(self, candidate: str) -> bool:
+        """Whether `candidate` is this deployment's admin key (constant-time; False when the
+        deployment has none). An engine extension for HTTP actions that operators trigger with the
+        admin key (`Authorization: Convex <key>`); the key itself is never exposed."""
+        import hmac  # only this extension needs it
+
+        expected = getattr(self._runner.dep, "admin_key", None)
+        if not expected or not isinstance(candidate, str) or not candidate:
+            return False
+        return hmac.compare_digest(candidate.encode("utf-8"), expected.encode("utf-8"))
 
 
 @dataclass(slots=True)
@@ -211,7 +225,8 @@ class Runner:
     # -- mutations -----------------------------------------------------------------------------
     async def run_mutation(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
                            extra: Any = None, request_id: str | None = None,
-                           before_commit: Any = None) -> tuple[Any, Any, int, list[str]]:
+                           before_commit: Any = None,
+                           idempotency: tuple[str, int] | None = None) -> tuple[Any, Any, int, list[str]]:
         """(value, wire, commit ts, log lines). `extra(record)` may add rows to the commit;
         `before_commit(txn)` runs after the handler succeeded, on each attempt, and may read and
         write in the same transaction (the scheduler marks its job done atomically this way)."""
@@ -222,10 +237,10 @@ class Runner:
                 async with self._lane:
                     await self.dep.committer.wait_settled(self.dep.committer.sequenced_ts)
                     outcome = await self._mutation_attempt(fn, args, auth, extra, request_id,
-                                                           before_commit=before_commit)
+                                                           before_commit=before_commit, idempotency=idempotency)
             else:
                 outcome = await self._mutation_attempt(fn, args, auth, extra, request_id,
-                                                       before_commit=before_commit)
+                                                       before_commit=before_commit, idempotency=idempotency)
             if outcome is not None:
                 value, wire, ts, future, lines = outcome
                 if future is not None:
@@ -238,9 +253,19 @@ class Runner:
                                   status=503)
 
     async def _mutation_attempt(self, fn: RegisteredFunction, args: dict[str, Any], auth: Auth, extra: Any,
-                                request_id: str | None = None, *, before_commit: Any = None):
+                                request_id: str | None = None, *, before_commit: Any = None,
+                                idempotency: tuple[str, int] | None = None):
         txn = Transaction(self.dep.catalog, self.dep.persistence.snapshot(), writable=True)
         try:
+            if idempotency is not None:
+                key = encode_key(list(idempotency))
+                txn.reads.add(IDEMPOTENCY_KEYS, *point(key))
+                stored = txn.snapshot.mutation_result(*idempotency)
+                if stored is not None:  # ran before (a client re-sent it after a reconnect)
+                    value = decode_json(stored[1])
+                    return value, to_wire(value), stored[0], None, []
+                txn.extra_keys.append((IDEMPOTENCY_KEYS, key))
+                extra = _store_result(idempotency, extra)
             with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
                 ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn))
                 value = await fn.handler(ctx, _copy_args(args))
@@ -291,6 +316,18 @@ class Runner:
         if parent is not None:
             parent.extend(lines)
         return value
+
+
+def _store_result(idempotency: tuple[str, int], extra: Any) -> Any:
+    """A commit hook that also records the mutation's result under its (session, request) key."""
+    session_id, request_no = idempotency
+
+    def hook(record: Any, wire: Any) -> None:
+        record.mutation_results.append((session_id, request_no, _enc(wire)))
+        if extra is not None:
+            extra(record, wire)
+
+    return hook
 
 
 def _copy_args(args: dict[str, Any]) -> dict[str, Any]:

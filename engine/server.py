@@ -214,6 +214,24 @@ def _json_exception_handler(request: Request, exc: Exception) -> Response:
 _EXCEPTION_HANDLERS = {NotFoundException: _json_exception_handler, MethodNotAllowedException: _json_exception_handler}
 
 
+def _chunk_capable(client_header: str, path_version: str | None) -> bool:
+    """Only npm clients >= 1.28.0 understand TransitionChunk (Convex: MIN_NPM_VERSION_FOR_TRANSITION_CHUNKS).
+    The version comes from the `Convex-Client: npm-X.Y.Z` header if present, else from the path."""
+    if client_header:
+        kind, _, version = client_header.partition("-")
+        if kind != "npm":
+            return False
+    elif path_version is None:
+        return False
+    else:
+        version = path_version
+    try:
+        parts = tuple(int(p) for p in version.split("-")[0].split(".")[:3])
+    except ValueError:
+        return False
+    return parts >= (1, 28, 0)
+
+
 def sync_route(dep: Any) -> ControllerRouterHandler:
     """The WebSocket sync endpoint: `/api/<client version>/sync` (npm) and `/api/sync` (Python)."""
     from litestar import WebSocket, websocket
@@ -224,8 +242,7 @@ def sync_route(dep: Any) -> ControllerRouterHandler:
     @websocket(path=["/api/sync", "/api/{client_version:str}/sync"], name="convex-sync")
     async def sync(socket: WebSocket) -> None:
         await socket.accept()
-        client = socket.headers.get("convex-client", "")
-        npm = "client_version" in socket.path_params and not client.startswith("python")
+        npm = _chunk_capable(socket.headers.get("convex-client", ""), socket.path_params.get("client_version"))
         raw_send = socket.send
 
         async def send(text: str) -> None:

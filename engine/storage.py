@@ -19,6 +19,7 @@ is rendered per dialect (engine.sql) so another backend can implement the same c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import tempfile
@@ -98,14 +99,20 @@ class Persistence(ABC):
     @abstractmethod
     async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None: ...
 
+    async def restore(self, ts: int, tables: dict[str, int], indexes: list[tuple[int, str, str, list[str]]],
+                      docs: list[tuple[str, int, bytes]], entries: list[tuple[int, bytes, str]]) -> None:
+        """Replace the whole store in one transaction (snapshot import)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore a snapshot")
+
 
 class _SqliteSnapshot(Snapshot):
-    __slots__ = ("_conn", "_owner", "_stmts", "ts")
+    __slots__ = ("_conn", "_owner", "_stmts", "ts", "_scans")
 
     def __init__(self, owner: SqlitePersistence, conn: sqlite3.Connection) -> None:
         self._owner = owner
         self._conn = conn
         self._stmts = owner._stmts
+        self._scans: set[sqlite3.Cursor] = set()  # statements of scans not yet run to their end
         conn.execute("BEGIN")
         row = conn.execute(self._stmts["meta_get"], ("ts",)).fetchone()
         self.ts = row[0] if row else 0
@@ -115,16 +122,29 @@ class _SqliteSnapshot(Snapshot):
 
     def scan(self, index_id: int, lo: bytes, hi: bytes, desc: bool) -> Iterator[tuple[bytes, str, bytes]]:
         sql = self._stmts["scan_desc" if desc else "scan_asc"]
+        # Step one row at a time: each step joins a document, and a take(10) over a huge range
+        # must not step (and join) a whole prefetch batch it will never use.
         cursor = self._conn.execute(sql, (index_id, lo, hi))
-        cursor.arraysize = 64
-        while rows := cursor.fetchmany():
-            yield from rows
+        self._scans.add(cursor)
+        try:
+            # A plain loop, not `yield from`: closing this generator late (garbage collection,
+            # after the connection is gone) must not call cursor.close() on a closed database.
+            for row in cursor:
+                yield row
+        finally:
+            self._scans.discard(cursor)
 
     def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
         return self._conn.execute(self._stmts["mutation_result_get"], (session_id, request_id)).fetchone()
 
     def close(self) -> None:
         if self._conn is not None:
+            # A scan abandoned part-way (take, first, `async for` + break) leaves its statement
+            # unfinished, and an unfinished statement keeps the read transaction -- and its old
+            # view -- alive past COMMIT, into the next snapshot that reuses this connection.
+            for cursor in self._scans:
+                cursor.close()
+            self._scans.clear()
             self._conn.execute("COMMIT")
             self._owner._release(self._conn)
             self._conn = None  # type: ignore[assignment]
@@ -147,6 +167,9 @@ class SqlitePersistence(Persistence):
         self._writer: aiosqlite.Connection | None = None
         self._idle: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
+        # The writer connection has one user at a time: a catalog change (dev-mode reload, a new
+        # table) must never interleave its statements with a group commit's open transaction.
+        self._write_lock = asyncio.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -200,28 +223,38 @@ class SqlitePersistence(Persistence):
     # -- writes --------------------------------------------------------------------------------
     async def write(self, batch: list[CommitRecord]) -> None:
         """Apply a group of commits atomically, in order, in one SQLite transaction."""
+        async with self._write_lock:
+            await self._write_locked(batch)
+
+    async def _write_locked(self, batch: list[CommitRecord]) -> None:
         w = self._writer
         assert w is not None, "persistence is not open"
+        # The whole group commit is one function run on aiosqlite's connection thread: one thread
+        # round trip per group, not one per statement (aiosqlite's own `execute` queues a function
+        # onto that thread the same way; `_execute` is that mechanism, pinned by our version range).
+        await w._execute(self._write_batch, w._conn, batch)
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[CommitRecord]) -> None:
         st = self._stmts
-        await w.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
             for rec in batch:
-                # Deletes before puts: an entry whose key did not change is deleted and re-put.
+                # Deletes before puts: an entry whose key changed is removed from its old place.
                 if rec.entry_deletes:
-                    await w.executemany(st["entry_delete"], rec.entry_deletes)
+                    conn.executemany(st["entry_delete"], rec.entry_deletes)
                 if rec.doc_deletes:
-                    await w.executemany(st["doc_delete"], [(d,) for d in rec.doc_deletes])
+                    conn.executemany(st["doc_delete"], [(d,) for d in rec.doc_deletes])
                 if rec.doc_puts:
-                    await w.executemany(st["doc_put"], [(i, t, rec.ts, v) for i, t, v in rec.doc_puts])
+                    conn.executemany(st["doc_put"], [(i, t, rec.ts, v) for i, t, v in rec.doc_puts])
                 if rec.entry_puts:
-                    await w.executemany(st["entry_put"], rec.entry_puts)
+                    conn.executemany(st["entry_put"], rec.entry_puts)
                 if rec.mutation_results:
-                    await w.executemany(st["mutation_result_put"],
-                                        [(s, r, rec.ts, v) for s, r, v in rec.mutation_results])
-            await w.execute(st["meta_put"], ("ts", batch[-1].ts))
-            await w.execute("COMMIT")
+                    conn.executemany(st["mutation_result_put"],
+                                     [(sid, r, rec.ts, v) for sid, r, v in rec.mutation_results])
+            conn.execute(st["meta_put"], ("ts", batch[-1].ts))
+            conn.execute("COMMIT")
         except BaseException:
-            await w.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
 
     # -- catalog -------------------------------------------------------------------------------
@@ -239,24 +272,51 @@ class SqlitePersistence(Persistence):
 
     async def add_table(self, name: str, number: int) -> None:
         assert self._writer is not None
-        await self._writer.execute(self._stmts["table_add"], (name, number))
+        async with self._write_lock:
+            await self._writer.execute(self._stmts["table_add"], (name, number))
 
     async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None:
         assert self._writer is not None
-        await self._writer.execute(self._stmts["index_add"], (index_id, table, name, "\x1f".join(fields)))
+        async with self._write_lock:
+            await self._writer.execute(self._stmts["index_add"], (index_id, table, name, "\x1f".join(fields)))
 
     async def drop_index(self, index_id: int) -> None:
         assert self._writer is not None
-        await self._writer.execute("BEGIN IMMEDIATE")
-        await self._writer.execute(self._stmts["index_clear"], (index_id,))
-        await self._writer.execute(self._stmts["index_drop"], (index_id,))
-        await self._writer.execute("COMMIT")
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            await self._writer.execute(self._stmts["index_clear"], (index_id,))
+            await self._writer.execute(self._stmts["index_drop"], (index_id,))
+            await self._writer.execute("COMMIT")
 
     async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None:
         assert self._writer is not None
-        await self._writer.execute("BEGIN IMMEDIATE")
-        await self._writer.executemany(self._stmts["entry_put"], entries)
-        await self._writer.execute("COMMIT")
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            await self._writer.executemany(self._stmts["entry_put"], entries)
+            await self._writer.execute("COMMIT")
+
+    async def restore(self, ts: int, tables: dict[str, int], indexes: list[tuple[int, str, str, list[str]]],
+                      docs: list[tuple[str, int, bytes]], entries: list[tuple[int, bytes, str]]) -> None:
+        """Replace everything (catalog, documents, index entries; stored mutation results are
+        dropped) in ONE SQLite transaction: a snapshot import lands whole or not at all."""
+        w = self._writer
+        assert w is not None, "persistence is not open"
+        st = self._stmts
+        async with self._write_lock:
+            await w.execute("BEGIN IMMEDIATE")
+            try:
+                for name in ("documents_clear", "entries_clear", "mutation_results_clear", "tables_clear",
+                             "indexes_clear"):
+                    await w.execute(st[name])
+                await w.executemany(st["table_add"], list(tables.items()))
+                await w.executemany(st["index_add"], [(i, t, n, "\x1f".join(f)) for i, t, n, f in indexes])
+                await w.executemany(st["doc_put"], [(i, t, ts, v) for i, t, v in docs])
+                await w.executemany(st["entry_put"], entries)
+                await w.execute(st["meta_put"], ("ts", ts))
+                await w.execute("COMMIT")
+            except BaseException:
+                await w.execute("ROLLBACK")
+                raise
 
 
 def read_only_dump(db_path: str | os.PathLike[str], table: str | None = None,

@@ -171,6 +171,8 @@ class SubscriptionManager:
         self.sessions: set[SyncSession] = set()
         # App-level Ping after this much outbound silence (JS reconnects after 60 s without a message).
         self.ping_interval = 15.0
+        self._in_round = False
+        self._idle = asyncio.Condition()  # notified after every round (see `settled`)
         dep.committer.listeners.append(self._on_commit)
 
     def start(self) -> None:
@@ -195,6 +197,10 @@ class SubscriptionManager:
                 session.ping_if_idle(now, self.ping_interval)
 
     def _on_commit(self, ts: int) -> None:
+        if not self.entries and not self._pending and not self._in_round and not self._wake.is_set():
+            # Nothing is subscribed: no read set can contain what was written. Skip the round.
+            self.processed_ts = max(self.processed_ts, ts)
+            return
         self._wake.set()
 
     def request(self, session: SyncSession) -> None:
@@ -213,10 +219,23 @@ class SubscriptionManager:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._in_round = True
             try:
                 await self.round()
             except Exception:  # never let one bad round stop reactivity for everyone
                 log.exception("subscription round failed")
+            self._in_round = False
+            async with self._idle:
+                self._idle.notify_all()
+
+    async def settled(self, ts: int | None = None) -> None:
+        """Wait until every commit up to `ts` (default: the latest durable one) has gone through a
+        finished round and no session is waiting for one: every Transition owed so far is queued in
+        its session's outbox. Tests wait on this instead of sleeping."""
+        target = self.dep.committer.durable_ts if ts is None else ts
+        async with self._idle:
+            await self._idle.wait_for(lambda: self.processed_ts >= target and not self._in_round
+                                      and not self._wake.is_set() and not self._pending)
 
     # -- one round -------------------------------------------------------------------------------
     async def round(self) -> None:

@@ -302,7 +302,9 @@ class SyncSession:
                 spec = self.specs[qid]
                 new = await self._subscribe(manager, spec, snapshot, journal=entry.journal)
                 self.queries[qid] = new
-                frags[qid] = new.fragment(qid)
+                # The client holds the old entry's result: send only what differs from it.
+                if new.tail != entry.tail or new.failed != entry.failed:
+                    frags[qid] = new.fragment(qid)
         mods, self._pending_mods = self._pending_mods, []
         for mod, version in mods:
             if isinstance(mod, Add):

@@ -24,7 +24,12 @@ from .reads import ReadSet, point, successor
 from .storage import CommitRecord, Snapshot
 from .values import check_field_name, decode_json, encode_json, value_size
 
-__all__ = ["Transaction", "Limits"]
+__all__ = ["Transaction", "Limits", "IDEMPOTENCY_KEYS"]
+
+# A pseudo-index (no real index has id 0) holding (sessionId, requestId) keys of stored mutation
+# results: a mutation run for a key reads it and its commit writes it, so two runs racing for the
+# same key conflict like any read-modify-write, and the retry finds the stored result.
+IDEMPOTENCY_KEYS = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,7 @@ class Transaction:
         self.bytes_written = 0
         self.paginated = False
         self.open_scans: list[RangeScan] = []
+        self.extra_keys: list[tuple[int, bytes]] = []  # non-index keys this commit writes (OCC only)
         self.journal_end: str | None = None  # the page end a re-run must keep (pagination)
         self.journal_out: str | None = None
 
@@ -242,7 +248,7 @@ class Transaction:
     def to_commit(self, ts: int) -> tuple[CommitRecord, list[tuple[int, bytes]]]:
         """The storage record and the written index keys (old and new, every index)."""
         rec = CommitRecord(ts)
-        keys: list[tuple[int, bytes]] = []
+        keys: list[tuple[int, bytes]] = list(self.extra_keys)
         for doc_id, w in self.writes.items():
             if w.old is None and w.new is None:
                 continue

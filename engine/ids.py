@@ -63,7 +63,9 @@ def _b32decode(text: str) -> bytes | None:
     bits = len(text) * 5
     nbytes = bits // 8
     pad = bits - nbytes * 8
-    if n & ((1 << pad) - 1):
+    # A canonical encoding pads fewer than 5 bits; a whole spare character (e.g. an appended "0")
+    # would otherwise decode to the same bytes, giving one document two accepted ids.
+    if pad >= 5 or n & ((1 << pad) - 1):
         return None
     return (n >> pad).to_bytes(nbytes, "big")
 

@@ -27,10 +27,11 @@ async def byRank(ctx, args):
     return await query_.collect()
 
 
-@query(args={"group": v.string(), "paginationOpts": pagination_opts_validator})
+@query(args={"group": v.string(), "paginationOpts": pagination_opts_validator,
+              "order": v.optional(v.union(v.literal("asc"), v.literal("desc")))})
 async def page(ctx, args):
     return await (ctx.db.query("items").with_index("by_group_rank", lambda q: q.eq("group", args["group"]))
-                  .paginate(args["paginationOpts"]))
+                  .order(args.get("order", "asc")).paginate(args["paginationOpts"]))
 
 
 @query(args={"tag": v.string()})

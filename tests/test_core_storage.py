@@ -1,0 +1,171 @@
+"""Storage and catalog: what survives a close/reopen, snapshot isolation, index backfill on open."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+import engine.committer
+from engine.deployment import Deployment
+from engine.storage import SqlitePersistence
+
+from test_core_support import CORE_APP, NOBODY, dep, db_path, ok  # noqa: F401  (fixtures)
+
+
+async def test_reopen_keeps_documents_tables_and_the_timestamp(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    first = await Deployment.open(CORE_APP, db)
+    item = await ok(first, "items:add", {"group": "g", "rank": 1.0, "tags": ["x"]})
+    await ok(first, "counters:increment", {"name": "c"})
+    numbers = {name: info.number for name, info in first.catalog.by_name.items()}
+    ts = first.latest_ts()
+    await first.close()
+
+    again = await Deployment.open(CORE_APP, db)
+    try:
+        assert {name: info.number for name, info in again.catalog.by_name.items()} == numbers
+        assert again.latest_ts() == ts
+        doc = await ok(again, "misc:get", {"id": item})
+        assert {k: doc[k] for k in ("group", "rank", "tags")} == {"group": "g", "rank": 1.0, "tags": ["x"]}
+        assert await ok(again, "counters:get", {"name": "c"}) == 1.0
+        outcome = await again.call("counters:increment", {"name": "c"}, kind="mutation", auth=NOBODY)
+        assert outcome.success and outcome.ts > ts
+    finally:
+        await again.close()
+
+
+class _ClockAhead:
+    """A wall clock one hour ahead: the commits it stamps must bound every later timestamp."""
+
+    @staticmethod
+    def time_ns() -> int:
+        return time.time_ns() + 3600 * 10**9
+
+
+async def test_timestamps_never_go_backwards_across_a_reopen(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "db.sqlite3"
+    monkeypatch.setattr(engine.committer, "time", _ClockAhead)
+    first = await Deployment.open(CORE_APP, db)
+    await ok(first, "items:add", {"group": "g", "rank": 1.0})
+    ahead = first.latest_ts()
+    assert ahead > time.time_ns() + 3000 * 10**9
+    await first.close()
+    monkeypatch.undo()  # the wall clock is now an hour behind the persisted high-water mark
+
+    again = await Deployment.open(CORE_APP, db)
+    try:
+        assert again.latest_ts() == ahead
+        outcome = await again.call("items:add", {"group": "g", "rank": 2.0}, kind="mutation",
+                                   auth=NOBODY)
+        assert outcome.success and outcome.ts > ahead
+        query = await again.call("items:byRank", {"group": "g"}, kind="query", auth=NOBODY)
+        assert query.ts == outcome.ts and [d["rank"] for d in query.value] == [1.0, 2.0]
+    finally:
+        await again.close()
+
+
+async def test_a_snapshot_keeps_its_view_while_commits_land(dep: Deployment) -> None:
+    item = await ok(dep, "items:add", {"group": "g", "rank": 1.0})
+    before = dep.persistence.snapshot()
+    try:
+        await ok(dep, "items:remove", {"id": item})
+        await ok(dep, "items:add", {"group": "g", "rank": 2.0})
+        assert before.get(item) is not None
+        assert before.ts < dep.latest_ts()
+        after = dep.persistence.snapshot()
+        try:
+            assert after.get(item) is None and after.ts == dep.latest_ts()
+        finally:
+            after.close()
+    finally:
+        before.close()
+
+
+async def test_memory_store_is_a_private_file_removed_on_close() -> None:
+    store = SqlitePersistence(":memory:")
+    await store.open()
+    path = store.path
+    assert path.exists()
+    await store.close()
+    assert not path.exists() and not path.parent.exists()
+
+
+# -- catalog -------------------------------------------------------------------------------------
+
+def _write_notes_app(root: Path, index: str) -> Path:
+    (root / "functions").mkdir(parents=True, exist_ok=True)
+    (root / "schema.py").write_text(dedent(f"""
+        from engine import define_schema, define_table, v
+
+        schema = define_schema({{
+            "notes": define_table({{"topic": v.string(), "n": v.float64()}}){index},
+        }})
+    """))
+    (root / "functions" / "notes.py").write_text(dedent("""
+        from engine import mutation, query, v
+
+        @mutation(args={"topic": v.string(), "n": v.float64()})
+        async def add(ctx, args):
+            return await ctx.db.insert("notes", dict(args))
+
+        @query(args={"index": v.string(), "field": v.string(), "value": v.any()})
+        async def lookup(ctx, args):
+            q = ctx.db.query("notes").with_index(args["index"], lambda q: q.eq(args["field"], args["value"]))
+            return [d["n"] for d in await q.collect()]
+    """))
+    return root
+
+
+async def test_an_index_added_to_the_schema_later_is_backfilled_on_open(tmp_path: Path) -> None:
+    app = _write_notes_app(tmp_path / "app", index="")
+    db = tmp_path / "db.sqlite3"
+    first = await Deployment.open(app, db)
+    for topic, n in [("b", 1.0), ("a", 2.0), ("b", 3.0), ("a", 4.0), ("b", 5.0)]:
+        await ok(first, "notes:add", {"topic": topic, "n": n})
+    missing = await first.call("notes:lookup", {"index": "by_topic", "field": "topic", "value": "b"},
+                               kind="query", auth=NOBODY)
+    assert not missing.success and "IndexNotFound" in missing.error_message
+    await first.close()
+
+    _write_notes_app(app, index='.index("by_topic", ["topic"])')
+    second = await Deployment.open(app, db)
+    try:
+        assert await ok(second, "notes:lookup", {"index": "by_topic", "field": "topic", "value": "b"}) == [1.0, 3.0, 5.0]
+        # Writes after the backfill keep the index current.
+        await ok(second, "notes:add", {"topic": "b", "n": 6.0})
+        assert await ok(second, "notes:lookup", {"index": "by_topic", "field": "topic", "value": "b"}) == [1.0, 3.0, 5.0, 6.0]
+    finally:
+        await second.close()
+
+    # Same index name, different fields: the old entries are dropped and the index rebuilt.
+    _write_notes_app(app, index='.index("by_topic", ["n"])')
+    third = await Deployment.open(app, db)
+    try:
+        assert await ok(third, "notes:lookup", {"index": "by_topic", "field": "n", "value": 4.0}) == [4.0]
+        assert await ok(third, "notes:lookup", {"index": "by_topic", "field": "n", "value": "b"}) == []
+    finally:
+        await third.close()
+
+
+async def test_a_scan_left_open_does_not_pin_the_next_snapshot_to_an_old_view(dep: Deployment) -> None:
+    """A query that stops part-way (take, first, `async for` + break) leaves its SQLite statement
+    unfinished. Closing the snapshot must end that statement too: otherwise the pooled connection
+    keeps the old read transaction and the next snapshot on it silently sees stale data."""
+    await ok(dep, "items:fill", {"group": "g", "start": 0.0, "count": 100.0})
+    ix = dep.catalog.table("items").indexes["by_creation_time"]
+    first = dep.persistence.snapshot()
+    rows = first.scan(ix.id, b"", b"\xff", False)
+    next(rows)  # the generator (and its statement) stays alive past close(), as an abandoned scan can
+    first.close()
+    await ok(dep, "items:add", {"group": "g", "rank": 1000.0})
+    fresh = dep.persistence.snapshot()
+    try:
+        assert fresh.ts == dep.latest_ts()
+        assert sum(1 for _ in fresh.scan(ix.id, b"", b"\xff", False)) == 101
+    finally:
+        fresh.close()
+    del rows

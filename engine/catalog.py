@@ -195,6 +195,14 @@ class Catalog:
             raise EngineError("IndexNotFound", f'Index "{table.name}.{name}" not found.')
         return ix
 
+    # -- changes while serving (dev-mode reload: engine.reload) ----------------------------------
+    def allocate_index(self, name: str, fields: list[str]) -> IndexInfo:
+        """A new index description with a fresh id. Persisting, filling and registering it is the
+        caller's job: while commits flow, that has to happen in step with the committer."""
+        ix = _index(self._next_index, name, fields)
+        self._next_index += 1
+        return ix
+
 
 def _check_table_name(name: str) -> None:
     if not isinstance(name, str) or not name or not (name[0].isalpha()) \

@@ -9,6 +9,10 @@
 - `env list|get|set|remove` edits the env file functions read secrets from (`engine.env`), like
   `npx convex env`; `list` masks values unless `--show-values`.
 - `logs` follows a running server's function log lines (`GET /api/logs/stream`), like `npx convex logs`.
+- `dev` is `serve` plus a watcher: saved changes to the app's code are loaded into the running
+  deployment (engine.dev), like `npx convex dev`.
+- `export` / `import` write and restore a snapshot ZIP of every table (engine.snapshot_zip), like
+  `npx convex export` / `npx convex import`; import writes the database file directly (stop the server).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = ["main", "default_app_dir", "default_db_path", "load_or_create_admin_k
 
 ADMIN_KEY_ENV = "CONVEX_ADMIN_KEY"
 URL_ENV = "CONVEX_URL"
+PING_INTERVAL_ENV = "CONVEX_SYNC_PING_INTERVAL"
 
 
 def default_app_dir() -> Path:
@@ -97,7 +102,20 @@ async def _serve(args: argparse.Namespace) -> int:
     env.use_file(env_path)
     print(f"Environment variables: the process environment, then {env_path}"
           f"{'' if env_path.exists() else ' (not created yet)'}", flush=True)
+    if args.command == "dev":
+        from engine.dev import fresh_imports
+
+        fresh_imports()
     dep = await Deployment.open(app, db, admin_key=admin_key)
+    ping_interval = os.environ.get(PING_INTERVAL_ENV)
+    if ping_interval and dep.subscriptions is not None:
+        # Seconds of outbound silence before an app-level Ping (tests shorten the 15 s default).
+        dep.subscriptions.ping_interval = float(ping_interval)
+    if args.command == "dev":
+        from engine.dev import serve_dev
+
+        await serve_dev(dep, args.host, args.port, args.site_port)  # closes dep
+        return 0
     await serve(dep, args.host, args.port, args.site_port)  # closes dep
     return 0
 
@@ -330,6 +348,44 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- export / import -----------------------------------------------------------------------------
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from engine.errors import EngineError
+    from engine.snapshot_zip import export_snapshot
+
+    db = Path(args.db) if args.db else default_db_path(Path(args.app).resolve())
+    try:
+        counts = await export_snapshot(db, args.path)
+    except EngineError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 1
+    total = sum(counts.values())
+    print(f"Exported {total} documents from {len(counts)} tables to {args.path}")
+    return 0
+
+
+async def _import(args: argparse.Namespace) -> int:
+    from engine.errors import EngineError
+    from engine.snapshot_zip import import_snapshot
+
+    app = Path(args.app).resolve()
+    db = Path(args.db) if args.db else default_db_path(app)
+    if not Path(args.path).is_file():
+        print(f"error: no snapshot at {args.path}", file=sys.stderr)
+        return 1
+    db.resolve().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        counts = await import_snapshot(app, db, args.path, replace=args.replace)
+    except EngineError as e:
+        print(f"error: import refused, nothing was written: {e.message}", file=sys.stderr)
+        return 1
+    total = sum(counts.values())
+    print(f"Imported {total} documents into {len(counts)} tables from {args.path}")
+    return 0
+
+
 # --- function-spec -------------------------------------------------------------------------------
 
 
@@ -360,6 +416,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site-port", type=int, default=3211)
     p.add_argument("--env-file", help="JSON env file for functions' secrets; default: <db dir>/env.json "
                                       "(the process environment takes precedence)")
+
+    p = sub.add_parser("dev", help="serve, and load saved code changes without dropping clients")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+    p.add_argument("--db", help="SQLite file (or :memory:); default: <app>/data/convex.sqlite3")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3210)
+    p.add_argument("--site-port", type=int, default=3211)
+    p.add_argument("--env-file", help="JSON env file for functions' secrets; default: <db dir>/env.json")
+
+    p = sub.add_parser("export", help="write every table to a snapshot ZIP, like `npx convex export`")
+    p.add_argument("--path", required=True, help="the ZIP file to write (must not exist)")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+    p.add_argument("--db", help="SQLite file; default: <app>/data/convex.sqlite3")
+
+    p = sub.add_parser("import", help="restore a snapshot ZIP (same ids) into an empty deployment; "
+                                      "stop the server first")
+    p.add_argument("--path", required=True, help="the snapshot ZIP")
+    p.add_argument("--replace", action="store_true", help="replace everything the deployment holds")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help + "; its schema is checked")
+    p.add_argument("--db", help="SQLite file; default: <app>/data/convex.sqlite3")
 
     p = sub.add_parser("run", help="run a function with the admin key, like `npx convex run`")
     p.add_argument("function", metavar="FUNCTION", help='e.g. "tasks:list" or "dir/file:fn"')
@@ -406,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
+    if args.command in ("serve", "dev"):
         return asyncio.run(_serve(args))
     if args.command == "run":
         return _run(args)
@@ -416,4 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _env(args)
     if args.command == "logs":
         return _logs(args)
+    if args.command == "export":
+        return asyncio.run(_export(args))
+    if args.command == "import":
+        return asyncio.run(_import(args))
     return asyncio.run(_function_spec(args))

@@ -55,6 +55,12 @@ STATEMENTS = {
     "mutation_result_get": "SELECT ts, result FROM mutation_results WHERE session_id = ? AND request_id = ?",
     "mutation_result_put": "INSERT INTO mutation_results (session_id, request_id, ts, result) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (session_id, request_id) DO NOTHING",
+    # Snapshot import (engine.snapshot_zip) replaces everything in one transaction.
+    "documents_clear": "DELETE FROM documents",
+    "entries_clear": "DELETE FROM index_entries",
+    "mutation_results_clear": "DELETE FROM mutation_results",
+    "tables_clear": "DELETE FROM tables_",
+    "indexes_clear": "DELETE FROM indexes_",
 }
 
 

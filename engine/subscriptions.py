@@ -198,8 +198,10 @@ class SubscriptionManager:
 
     def _on_commit(self, ts: int) -> None:
         if not self.entries and not self._pending and not self._in_round and not self._wake.is_set():
-            # Nothing is subscribed: no read set can contain what was written. Skip the round.
+            # Nothing is subscribed: no read set can contain what was written. Skip the round
+            # (and tell `settled` waiters, who would otherwise wait for a round that never runs).
             self.processed_ts = max(self.processed_ts, ts)
+            asyncio.get_running_loop().create_task(self._notify_idle())
             return
         self._wake.set()
 
@@ -227,6 +229,10 @@ class SubscriptionManager:
             self._in_round = False
             async with self._idle:
                 self._idle.notify_all()
+
+    async def _notify_idle(self) -> None:
+        async with self._idle:
+            self._idle.notify_all()
 
     async def settled(self, ts: int | None = None) -> None:
         """Wait until every commit up to `ts` (default: the latest durable one) has gone through a

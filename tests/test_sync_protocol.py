@@ -19,6 +19,7 @@ import base64
 import importlib.util
 import json
 import re
+import socket
 import struct
 import uuid
 from pathlib import Path
@@ -89,9 +90,17 @@ class Conn:
     @classmethod
     async def open(cls, server: Any, path: str = NPM_PATH, *, session_id: str | None = None,
                    connection_count: int = 0, max_observed: str | None = None, send_connect: bool = True,
-                   headers: dict[str, str] | None = None) -> Conn:
+                   headers: dict[str, str] | None = None, small_buffers: bool = False) -> Conn:
+        sock = None
+        if small_buffers:
+            # No receive-buffer autotuning and no compression: a client that stops reading fills
+            # its socket after a few big frames.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
         ws = await connect(ws_url(server, path), max_size=None, additional_headers=headers,
-                           open_timeout=RECV_TIMEOUT)
+                           open_timeout=RECV_TIMEOUT, sock=sock, compression=None if small_buffers else "deflate")
         conn = cls(ws, session_id or str(uuid.uuid4()))
         if send_connect:
             msg: dict[str, Any] = {"type": "Connect", "sessionId": conn.session_id,
@@ -391,6 +400,36 @@ async def test_modification_shapes(server):
         await conn.close()
 
 
+async def test_a_page_keeps_its_end_through_its_journal_also_after_a_reconnect(server):
+    name = unique()
+    page_args = {"list": name, "paginationOpts": {"numItems": 2.0, "cursor": None}}
+    conn = await Conn.open(server)
+    try:
+        await conn.call_mutation("items:addMany", {"list": name, "ranks": [10.0, 20.0, 30.0, 40.0]})
+        [q] = await conn.add(("items:page", page_args))
+        await conn.settle_query_set()
+        first = conn.results[q]
+        assert [r["rank"] for r in first["value"]["page"]] == [10.0, 20.0]
+        journal = first["journal"]
+        assert isinstance(journal, str)
+        # An insert inside the page: the page grows instead of pushing 20 onto the next page.
+        await conn.call_mutation("items:add", {"list": name, "rank": 15.0})
+        assert [r["rank"] for r in conn.value(q)["page"]] == [10.0, 15.0, 20.0]
+        assert conn.value(q)["continueCursor"] == first["value"]["continueCursor"]
+    finally:
+        await conn.close()
+    # A reconnecting client re-subscribes with the journal it was given: same end, same rows.
+    again = await Conn.open(server)
+    try:
+        [pinned] = await again.add(("items:page", page_args), journal=journal)
+        [fresh] = await again.add(("items:page", page_args))
+        await again.settle_query_set()
+        assert [r["rank"] for r in again.value(pinned)["page"]] == [10.0, 15.0, 20.0]
+        assert [r["rank"] for r in again.value(fresh)["page"]] == [10.0, 15.0]
+    finally:
+        await again.close()
+
+
 async def test_a_query_fails_and_recovers_reactively(server):
     name = unique()
     conn = await Conn.open(server)
@@ -651,10 +690,10 @@ async def test_an_identity_change_sends_only_the_results_that_changed(server):
 async def test_a_bad_token_gets_an_auth_error_and_the_socket_is_closed(server, token_type, make_value):
     value = make_value()
     conn = await Conn.open(server)
-    [q] = await conn.add(("whoami:greeting", {}))
+    await conn.add(("whoami:greeting", {}))
     await conn.settle_query_set()
     await conn.authenticate(token_type, value)
-    code, _, before = await conn.closed()
+    _, _, before = await conn.closed()
     [error] = [m for m in before if m["type"] == "AuthError"]
     assert set(error) == {"type", "error", "baseVersion", "authUpdateAttempted"}
     assert error["baseVersion"] == 0 and error["authUpdateAttempted"] is True
@@ -672,7 +711,25 @@ async def test_auth_error_carries_the_identity_version_before_the_failed_update(
     assert error["baseVersion"] == 1 and error["authUpdateAttempted"] is True
 
 
+async def test_a_token_that_expires_while_connected_gets_an_unattempted_auth_error(server):
+    conn = await Conn.open(server)
+    await conn.authenticate("User", auth_config.sign_token("ada", ttl=1))
+    await conn.settle_query_set()
+    _, _, before = await conn.closed(timeout=20)
+    [error] = [m for m in before if m["type"] == "AuthError"]
+    assert error["authUpdateAttempted"] is False and error["baseVersion"] == 1
+    assert before[-1] is error
+
+
 # --- bad input ----------------------------------------------------------------------------------------
+
+
+async def test_an_authenticate_with_the_wrong_base_version_ends_the_connection(server):
+    conn = await Conn.open(server)
+    await conn.send({"type": "Authenticate", "tokenType": "None", "baseVersion": 4})
+    code, _, before = await conn.closed()
+    assert [m["type"] for m in before] in ([], ["FatalError"])
+    assert before or code == 1011
 
 
 async def test_base_version_mismatch_is_a_fatal_error(server):
@@ -795,6 +852,36 @@ async def test_identical_subscriptions_share_one_execution(server):
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_socket_that_is_not_read_delays_no_one_and_gets_the_newest_state(server):
+    name = unique()
+    pad = 2_000_000.0
+    stuck = await Conn.open(server, PY_PATH, small_buffers=True)
+    fast = await Conn.open(server)
+    try:
+        [qs] = await stuck.add(("big:padded", {"name": name, "size": pad}))
+        [qf] = await fast.add(("big:padded", {"name": name, "size": pad}))
+        await stuck.settle_query_set()
+        await fast.settle_query_set()
+        # From here on `stuck` reads nothing from its socket, whose buffers fill up within a few updates.
+        stuck.ws.transport.pause_reading()
+        writes = 20
+        for i in range(1, writes + 1):
+            await fast.call_mutation("counters:increment", {"name": name})
+            assert fast.value(qf)["value"] == float(i)
+        # Reading again: chained Transitions, fewer than the writes (unsent ones were merged), ending
+        # at the latest value.
+        stuck.ws.transport.resume_reading()
+        transitions = 0
+        async with asyncio.timeout(30):
+            while stuck.results[qs]["value"]["value"] != float(writes):
+                if (await stuck.recv())["type"] == "Transition":
+                    transitions += 1
+        assert transitions < writes
+    finally:
+        await stuck.close()
+        await fast.close()
 
 
 # --- big transitions ----------------------------------------------------------------------------------

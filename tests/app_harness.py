@@ -14,6 +14,7 @@ the engine's own clock (creation times, commit timestamps) is never touched.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 
 from engine.deployment import MISSING, Deployment
 from engine.runner import Auth
+from engine.scheduler import ManualClock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_ENV = ("NOVA_TENANT_CLAIM", "NOVA_AGENT_TENANT", "NOVA_LOCAL_TENANT",
@@ -98,7 +100,9 @@ def app_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 @pytest.fixture
 async def nova(app_env: pytest.MonkeyPatch):
-    dep = await Deployment.open(REPO_ROOT, ":memory:")
+    # A manual clock: the app's crons (heartbeats, delivery) must not fire on their own in the
+    # middle of a test that checks "nothing was written"; tests that want them advance it.
+    dep = await Deployment.open(REPO_ROOT, ":memory:", clock=ManualClock(time.time() * 1000))
     try:
         yield Nova(dep)
     finally:

@@ -86,6 +86,15 @@ def test_base_client_with_the_ws_constructor(run_node, server):
     assert out["action"] == 9 and out["connected"] is True and out["updates"] >= 3
 
 
+def test_react_client_watch_query_follows_mutations(run_node, server):
+    out = run_node("react_client", server.url, timeout=60)
+    assert out["first"] == 1 and out["second"] == 2
+    # The watch ends at the last value; every value it saw is one the counter really had, in order.
+    values = [0 if v is None else v for v in out["seen"] if v != "loading"]
+    assert values[-1] == 2 and values == sorted(values)
+    assert set(values) <= {0, 1, 2}
+
+
 def test_paginated_queries_stay_gapless_under_concurrent_writes(run_node, server):
     out = scenario(run_node, server, "paginated")
     assert out["problems"] == []

@@ -204,10 +204,18 @@ schema = define_schema({
         "sourceId": v.optional(v.string()),
         "delivered": v.boolean(),
         "readAt": v.optional(v.number()),
+        # Delivery to OpenClaw (issue 6, functions/delivery.py): attempts, back-off, the run it started.
+        "deliveryAttempts": v.optional(v.number()),
+        "nextAttemptAt": v.optional(v.number()),
+        "lastDeliveryError": v.optional(v.string()),
+        "deliveredAt": v.optional(v.number()),
+        "openclawRunId": v.optional(v.string()),
         "tenantId": v.string(),
     })
     .index("by_recipient", ["recipientId", "delivered", "tenantId"])
-    .index("by_tenant", ["tenantId"]),
+    .index("by_tenant", ["tenantId"])
+    .index("by_delivery", ["recipientType", "delivered", "nextAttemptAt"])
+    .index("by_openclaw_run", ["tenantId", "openclawRunId"]),
 
     # agentMemory - working memory and notes
     "agentMemory": define_table({
@@ -249,6 +257,10 @@ schema = define_schema({
         "progress": v.number(),
         "startedAt": v.number(),
         "completedAt": v.optional(v.number()),
+        # OpenClaw event hook (issue 6): `chunks` keeps only the most recent chunks (the 1 MiB
+        # document limit); every chunk is in `agentStreamChunks`, `chunkCount` counts them.
+        "chunkCount": v.optional(v.number()),
+        "durationMs": v.optional(v.number()),
         "tenantId": v.string(),
     })
     .index("by_agent", ["agentId"])
@@ -291,5 +303,92 @@ schema = define_schema({
         "tenantId": v.string(),
     })
     .index("by_date", ["date", "tenantId"])
+    .index("by_tenant", ["tenantId"]),
+
+    # -- OpenClaw integration (issue 6: functions/openclaw.py, functions/wakes.py) ------------------
+
+    # agentStreamChunks - every chunk of a run, in arrival order (agentStream keeps the recent ones)
+    "agentStreamChunks": define_table({
+        "runId": v.string(),
+        "seq": v.number(),                     # 1, 2, 3... within the run
+        "type": v.union(
+            v.literal("thinking"),
+            v.literal("tool_call"),
+            v.literal("tool_result"),
+            v.literal("output"),
+            v.literal("error"),
+        ),
+        "content": v.string(),
+        "timestamp": v.number(),               # the sender's time when it gave one
+        "tenantId": v.string(),
+    })
+    .index("by_run", ["tenantId", "runId", "seq"])
+    .index("by_tenant", ["tenantId"]),
+
+    # openclawEvents - one row per accepted event: duplicates are recognised by `key`
+    "openclawEvents": define_table({
+        "key": v.string(),                     # Idempotency-Key header, eventId, or a body hash
+        "runId": v.string(),
+        "action": v.string(),
+        "timestamp": v.number(),
+        "documentId": v.optional(v.id("documents")),
+        "tenantId": v.string(),
+    })
+    .index("by_key", ["tenantId", "key"])
+    .index("by_run_action", ["tenantId", "runId", "action"])
+    .index("by_tenant", ["tenantId"]),
+
+    # agentWakes - heartbeat wakes sent through the gateway, and whether their run is still going
+    "agentWakes": define_table({
+        "agentId": v.id("agents"),
+        "slot": v.number(),                    # the planned minute (ms) this wake is for
+        "status": v.union(
+            v.literal("sending"),              # claimed; the POST is in flight
+            v.literal("running"),              # the gateway admitted it; its run has not ended
+            v.literal("failed"),               # the POST failed; retried at nextAttemptAt
+            v.literal("ended"),                # its run ended (an end/error event)
+            v.literal("expired"),              # never ended within the timeout, or never admitted
+        ),
+        "attempts": v.number(),
+        "nextAttemptAt": v.optional(v.number()),
+        "sentAt": v.optional(v.number()),
+        "gatewayRunId": v.optional(v.string()),  # runId of the gateway's answer
+        "runId": v.optional(v.string()),         # runId of the events that reported the run
+        "endedAt": v.optional(v.number()),
+        "lastError": v.optional(v.string()),
+        "tenantId": v.string(),
+    })
+    .index("by_agent", ["agentId", "slot"])
+    .index("by_gateway_run", ["tenantId", "gatewayRunId"])
+    .index("by_run", ["tenantId", "runId"])
+    .index("by_tenant", ["tenantId"]),
+
+    # -- Telegram standups (issue 6: functions/telegram.py) -------------------------------------------
+
+    # standupDeliveries - one per standup sent (or being sent) to Telegram: the claim that makes a
+    # concurrent second send a no-op, and each part's progress, so a retry never resends a part
+    # Telegram already accepted. `standups.sentToTelegram` turns true with status "sent".
+    "standupDeliveries": define_table({
+        "standupId": v.id("standups"),
+        "date": v.string(),
+        "chatId": v.string(),
+        "status": v.union(
+            v.literal("sending"),              # claimed by a sender (until claimedAt + lease)
+            v.literal("failed"),               # the last attempt stopped; retried by the next tick
+            v.literal("sent"),                 # Telegram accepted every part
+        ),
+        "claimId": v.optional(v.string()),
+        "claimedAt": v.optional(v.number()),
+        "parts": v.array(v.object({
+            "text": v.string(),                # MarkdownV2, as sent
+            "messageId": v.optional(v.number()),  # set once Telegram accepted this part
+        })),
+        "attempts": v.number(),
+        "lastError": v.optional(v.string()),
+        "sentAt": v.optional(v.number()),
+        "tenantId": v.string(),
+    })
+    .index("by_standup", ["standupId"])
+    .index("by_status", ["status", "attempts"])
     .index("by_tenant", ["tenantId"]),
 })

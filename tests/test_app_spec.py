@@ -8,8 +8,9 @@ PUBLIC = {
         "activities:list", "agentStream:getRun", "agentStream:listByAgent", "agents:get", "agents:list",
         "channels:get", "channels:list", "documents:get", "documents:list", "documents:listByTask",
         "heartbeat:check", "memory:getDaily", "memory:getLongTerm", "memory:getWorking", "memory:listDaily",
-        "messages:list", "messages:thread", "notifications:list", "standups:get", "standups:list",
+        "messages:list", "messages:thread", "notifications:list", "openclaw:listChunks", "standups:get", "standups:list",
         "tasks:board", "tasks:get", "tasks:list", "tasks:listForAgent", "tasks:subscribers", "voice:getRoom",
+        "wakes:schedule",  # issue 6 (OpenClaw)
     ],
     "Mutation": [
         "agentStream:appendChunk", "agentStream:finishRun", "agentStream:startRun", "agents:create",
@@ -21,6 +22,19 @@ PUBLIC = {
     ],
 }
 INTERNAL = ["seed:run", "standups:generateDailyStandup", "standups:markSent"]
+# issue 6 (OpenClaw): event ingestion, notification delivery, heartbeat wakes
+INTERNAL += ["delivery:claimDue", "delivery:deliverDue", "delivery:recordDelivery", "openclaw:ingest",
+             "wakes:claimHeartbeats", "wakes:heartbeatTick", "wakes:recordWake"]
+# issue 6 (LiveKit): room events from POST /livekit/webhook
+INTERNAL += ["livekitEvents:participantJoined", "livekitEvents:participantLeft", "livekitEvents:roomFinished"]
+# issue 6 (Telegram standups, key decisions, weekly cleanup)
+INTERNAL += ["decisions:digest", "decisions:pick", "maintenance:cleanup", "maintenance:cronRun",
+             "maintenance:trimNotifications", "maintenance:trimStreams", "telegram:claimDelivery",
+             "telegram:deliveryOf", "telegram:finalizeStandup", "telegram:finishDelivery",
+             "telegram:generateStandups", "telegram:recordPart", "telegram:releaseDelivery",
+             "telegram:retryableDeliveries", "telegram:sendStandup", "telegram:sendStandups",
+             "telegram:standupTick", "telegram:standupView", "telegram:standupsForDate"]
+INTERNAL.sort()
 
 
 async def test_function_spec_lists_the_whole_api(nova):

@@ -54,7 +54,7 @@ class App:
     root: Path
     schema: Any = None  # engine.schema.SchemaDefinition | None
     functions: dict[str, RegisteredFunction] = field(default_factory=dict)
-    http: Any = None  # engine.http.HttpRouter | None (issue 4)
+    http: Any = None  # engine.http_router.HttpRouter | None
     crons: Any = None
     package: str = ""
 

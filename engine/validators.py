@@ -23,6 +23,8 @@ import re
 import struct
 from typing import Any, Iterable, Mapping
 
+from .values import convex_type_name
+
 __all__ = ["ValidationError", "Validator", "v", "as_validator"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -53,25 +55,7 @@ class _Mismatch(Exception):
 # Describing values and paths in messages
 
 
-def _type_name(value: Any) -> str:
-    t = type(value)
-    if t is str:
-        return "string"
-    if t is float:
-        return "float64"
-    if t is bool:
-        return "boolean"
-    if t is int:
-        return "int64"
-    if value is None:
-        return "null"
-    if t is bytes:
-        return "bytes"
-    if t is list:
-        return "array"
-    if t is dict:
-        return "object"
-    return t.__name__
+_type_name = convex_type_name  # one definition of Convex type names, in engine.values
 
 
 def _show(value: Any) -> str:

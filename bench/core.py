@@ -284,7 +284,7 @@ def table(results: dict[str, Any], callers: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds); for smoke tests")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results path (default {RESULTS})")
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON results path (default {RESULTS}; core.quick.json with --quick)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the databases (default: a temp dir)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                     "platform": platform.platform(), "cpus": os.cpu_count()},
         **results,
     }
+    if args.out is None:  # a quick (smoke) run never overwrites the published full figures
+        args.out = RESULTS.with_name('core.quick.json') if args.quick else RESULTS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(results, sizes.callers))

@@ -62,13 +62,17 @@ class IntervalIndex:
 
     def __init__(self) -> None:
         self._buckets: dict[tuple[int, bytes], dict[QueryEntry, list[tuple[bytes, bytes]]]] = {}
+        self._per_index: dict[int, int] = {}  # index id -> buckets on it (skip unwatched indexes)
         self.size = 0
 
     def add(self, entry: QueryEntry, reads: ReadSet) -> None:
         keys = []
         for index_id, lo, hi in reads:
             bucket_key = (index_id, _bucket_prefix(lo, hi))
-            bucket = self._buckets.setdefault(bucket_key, {})
+            bucket = self._buckets.get(bucket_key)
+            if bucket is None:
+                bucket = self._buckets[bucket_key] = {}
+                self._per_index[index_id] = self._per_index.get(index_id, 0) + 1
             intervals = bucket.get(entry)
             if intervals is None:
                 bucket[entry] = intervals = []
@@ -87,9 +91,16 @@ class IntervalIndex:
                 self.size -= len(intervals)
             if not bucket:
                 del self._buckets[bucket_key]
+                left = self._per_index[bucket_key[0]] - 1
+                if left:
+                    self._per_index[bucket_key[0]] = left
+                else:
+                    del self._per_index[bucket_key[0]]
         entry.bucket_keys = []
 
     def affected(self, index_id: int, key: bytes, out: set[QueryEntry]) -> None:
+        if index_id not in self._per_index:
+            return  # no live query reads this index: nothing to parse or look up
         buckets = self._buckets
         for b in boundaries(key):
             bucket = buckets.get((index_id, key[:b]))

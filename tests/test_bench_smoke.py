@@ -1,0 +1,23 @@
+"""The subscription benchmark runs end to end (`--quick` sizes). Completion only: no timing assertions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_bench_sync_quick_completes_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "sync.json"
+    done = subprocess.run([sys.executable, "-m", "bench.sync", "--quick", "--out", str(out), "--dir", str(tmp_path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["quick"] is True
+    assert {"invalidation", "fanout", "memory", "machine"} <= report.keys()

@@ -123,6 +123,16 @@ async def _serve(args: argparse.Namespace) -> int:
 # --- run -----------------------------------------------------------------------------------------
 
 
+def _http_error(e: urllib.error.HTTPError) -> int:
+    """Report a non-2xx answer of the server ({code, message} when it sent one); exit status 1."""
+    try:
+        err = json.loads(e.read())
+        print(f"error: {err.get('code')}: {err.get('message')}", file=sys.stderr)
+    except ValueError:
+        print(f"error: HTTP {e.code}", file=sys.stderr)
+    return 1
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         fn_args = json.loads(args.args) if args.args else {}
@@ -150,12 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(request, timeout=args.timeout) as resp:
             result = json.loads(resp.read())
     except urllib.error.HTTPError as e:
-        try:
-            err = json.loads(e.read())
-            print(f"error: {err.get('code')}: {err.get('message')}", file=sys.stderr)
-        except ValueError:
-            print(f"error: HTTP {e.code}", file=sys.stderr)
-        return 1
+        return _http_error(e)
     except (urllib.error.URLError, OSError) as e:
         print(f"error: cannot reach {args.url}: {getattr(e, 'reason', e)}", file=sys.stderr)
         return 1
@@ -335,12 +340,7 @@ def _logs(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except urllib.error.HTTPError as e:
-        try:
-            err = json.loads(e.read())
-            print(f"error: {err.get('code')}: {err.get('message')}", file=sys.stderr)
-        except ValueError:
-            print(f"error: HTTP {e.code}", file=sys.stderr)
-        return 1
+        return _http_error(e)
     except (urllib.error.URLError, OSError) as e:
         print(f"error: cannot follow logs at {url}: {getattr(e, 'reason', e)}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ from msgspec.json import encode as _enc
 
 from .committer import Conflict
 from .database import DatabaseReader, DatabaseWriter
-from .errors import ConvexError, EngineError
+from .errors import EngineError
 from .index_keys import encode_key
 from .logs import capture, current_sink
 from .reads import ReadSet, point

@@ -74,7 +74,7 @@ class CloseConnection(Exception):
 
 
 class _Transition:
-    __slots__ = ("start", "end", "frags", "server_ts")
+    __slots__ = ("start", "end", "frags")
 
     def __init__(self, start: StateVersion, end: StateVersion, frags: dict[int, bytes]) -> None:
         self.start = start

@@ -492,9 +492,10 @@ async def test_worker_command_line_joins_with_an_engine_token(server_factory):
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 1, err.decode()
         assert "2 consecutive failures" in err.decode()
-        # Two attempts, each with a fresh token for the agent in the channel's room.
+        # Two attempts, each with a token fetched for it (two tokens minted within the same second
+        # are byte-identical JWTs, so count the attempts rather than distinct strings).
         tokens = livekit.tokens()
-        assert len(set(tokens)) >= 2
+        assert len(tokens) >= 2
         for token in tokens:
             claims = TokenVerifier(KEY, SECRET).verify(token)
             assert claims.identity == ids["Friday"] and claims.video.room == f"channel-{room}"

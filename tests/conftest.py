@@ -35,6 +35,13 @@ from typing import Callable, Generator, Iterator
 
 import pytest
 
+from hypothesis import settings as _hypothesis_settings
+
+# Property tests check behaviour, not speed: on a shared 2-core CI box a slow example is not a
+# failure, so no per-example deadline (the examples are bounded by max_examples instead).
+_hypothesis_settings.register_profile("engine", deadline=None)
+_hypothesis_settings.load_profile("engine")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = REPO_ROOT / "tests" / "apps"
 JS_DIR = REPO_ROOT / "tests" / "js"

@@ -158,10 +158,11 @@ async def claw(claw_env: pytest.MonkeyPatch):
 
 @pytest.fixture
 def gateway(claw_env: pytest.MonkeyPatch):
-    """A fake gateway the app is configured to use (timeouts: 0.5 s)."""
+    """A fake gateway the app is configured to use. Its answer timeout is generous (a loaded CI box
+    must not turn a slow answer into a failed delivery); the test of a silent gateway shortens it."""
     app_env = claw_env
     with FakeGateway(token=HOOKS_TOKEN) as gw:
         app_env.setenv("OPENCLAW_GATEWAY_URL", gw.url)
         app_env.setenv("OPENCLAW_HOOKS_TOKEN", HOOKS_TOKEN)
-        app_env.setenv("OPENCLAW_GATEWAY_TIMEOUT_SECONDS", "0.5")
+        app_env.setenv("OPENCLAW_GATEWAY_TIMEOUT_SECONDS", "10")
         yield gw

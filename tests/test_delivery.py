@@ -108,7 +108,8 @@ async def test_an_unavailable_gateway_stops_the_run_so_others_keep_their_turn(cl
         f"nova-notification-{first['_id']}", f"nova-notification-{second['_id']}"}
 
 
-async def test_no_answer_and_a_reset_connection_are_retried(claw, gateway):
+async def test_no_answer_and_a_reset_connection_are_retried(claw, gateway, claw_env):
+    claw_env.setenv("OPENCLAW_GATEWAY_TIMEOUT_SECONDS", "0.5")
     squad = await claw.seed()
     _, note = await assign(claw, "Slow gateway", squad["Friday"])
     gateway.hang_next(key_prefix=NOTE)

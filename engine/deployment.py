@@ -28,7 +28,7 @@ from .loader import App, canonicalize_path, load_app
 from .logs import install as install_logs
 from .registration import RegisteredFunction
 from .reload import reload_app
-from .runner import Auth, QueryRun, Runner, request_id
+from .runner import Auth, Runner, request_id
 from .scheduler import Clock, RealClock, Scheduler
 from .storage import Persistence, SqlitePersistence
 from .subscriptions import SubscriptionManager
@@ -202,10 +202,6 @@ class Deployment:
             return out
         finally:
             snapshot.close()
-
-    async def run_query_at(self, fn: RegisteredFunction, args: Any, auth: Auth, snapshot: Any,
-                           journal: str | None) -> tuple[QueryRun, list[str]]:
-        return await self.runner.run_query(fn, args, auth, snapshot=snapshot, journal=journal)
 
     def _snapshot_at(self, ts: int):
         """A snapshot whose contents equal the state at `ts`. Storage keeps only the latest

@@ -135,6 +135,7 @@ class QueryRun:
 @dataclass(slots=True)
 class QueryEvaluation:
     ok: bool
+    value: Any
     wire: Any
     error: BaseException | None
     log_lines: list[str]
@@ -185,42 +186,38 @@ class Runner:
     async def run_query(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
                         snapshot: Snapshot | None = None, journal: str | None = None,
                         request_id: str | None = None) -> tuple[QueryRun, list[str]]:
-        """Run a query at `snapshot` (or a fresh one). The snapshot is left open if passed in."""
-        own = snapshot is None
-        snap = self.dep.persistence.snapshot() if own else snapshot
-        txn = Transaction(self.dep.catalog, snap, writable=False)  # type: ignore[arg-type]
-        txn.journal_end = _journal_end(journal)
+        """Run a query at `snapshot` (or a fresh one, closed after) for a caller: raises on failure."""
+        snap = self.dep.persistence.snapshot() if snapshot is None else snapshot
         try:
-            with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
-                args = self._check_args(fn, args)
-                authv = AuthView(auth)
-                value = await fn.handler(QueryCtx(DatabaseReader(txn), authv), args)
-                txn.flush_scans()
-                wire = self._check_result(fn, value)
-            return QueryRun(value, wire, txn.ts, txn.reads, _journal(txn), authv.used), lines
+            ev = await self.evaluate_query(fn, args, auth, snap, journal, request_id=request_id)
         finally:
-            if own:
-                snap.close()  # type: ignore[union-attr]
+            if snapshot is None:
+                snap.close()
+        if ev.error is not None:
+            raise ev.error
+        return QueryRun(ev.value, ev.wire, ev.ts, ev.reads, ev.journal, ev.used_auth), ev.log_lines
 
     async def evaluate_query(self, fn: RegisteredFunction, args: Any, auth: Auth, snapshot: Snapshot,
-                             journal: str | None) -> QueryEvaluation:
-        """Run a query for a subscription: never raises; a failure keeps the read set it had made,
-        so the subscription re-runs when what it read changes."""
+                             journal: str | None, *, request_id: str | None = None) -> QueryEvaluation:
+        """Run a query, never raising: a failure keeps the read set it had made, so a subscription
+        re-runs when what it read changes. The one place a query executes."""
         txn = Transaction(self.dep.catalog, snapshot, writable=False)
         txn.journal_end = _journal_end(journal)
         authv = AuthView(auth)
         error: BaseException | None = None
+        value: Any = None
         wire: Any = None
-        with capture(fn.path, kind=fn.kind) as lines:
+        with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
             try:
                 checked = self._check_args(fn, args)
                 value = await fn.handler(QueryCtx(DatabaseReader(txn), authv), checked)
                 txn.flush_scans()
                 wire = self._check_result(fn, value)
-            except Exception as e:  # reported to the subscriber as QueryFailed
+            except Exception as e:  # a QueryFailed for subscribers; raised by run_query
                 txn.flush_scans()
                 error = e
-        return QueryEvaluation(error is None, wire, error, lines, txn.reads, _journal(txn), authv.used, txn.ts)
+        return QueryEvaluation(error is None, value, wire, error, lines, txn.reads, _journal(txn),
+                               authv.used, txn.ts)
 
     # -- mutations -----------------------------------------------------------------------------
     async def run_mutation(self, fn: RegisteredFunction, args: Any, auth: Auth, *,

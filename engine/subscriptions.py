@@ -317,13 +317,13 @@ class SubscriptionManager:
         return self._store(entry, ev)
 
     def _store(self, entry: QueryEntry, ev: QueryEvaluation) -> bool:
-        from .deployment import MISSING, failure_outcome
-
         self.index.remove(entry)
         self.index.add(entry, ev.reads)
         entry.ts = ev.ts
         if ev.ok:
             return entry.set_result(ev)
+        from .deployment import MISSING, failure_outcome  # (a cycle at module level) only on failure
+
         outcome = failure_outcome(ev.error, request_id(), entry.path, ev.log_lines)  # type: ignore[arg-type]
         message = outcome.error_message or ""
         has_data = outcome.error_data is not MISSING

@@ -427,14 +427,13 @@ class SyncSession:
 
     @staticmethod
     def _failure(build: Callable[..., bytes], request_id: int, outcome: Outcome) -> bytes:
+        """A failed Mutation/ActionResponse; `errorData` only for a ConvexError (protocol §1.3)."""
         from .deployment import MISSING
 
-        if outcome.error_data is not MISSING:
-            return build(request_id, False, outcome.error_message, *(() if build is action_response else (None,)),
-                         outcome.log_lines, to_wire(outcome.error_data))
-        return build(request_id, False, outcome.error_message, *(() if build is action_response else (None,)),
-                     outcome.log_lines)
-
+        kwargs = {} if outcome.error_data is MISSING else {"error_data": to_wire(outcome.error_data)}
+        if build is mutation_response:
+            return mutation_response(request_id, False, outcome.error_message, None, outcome.log_lines, **kwargs)
+        return action_response(request_id, False, outcome.error_message, outcome.log_lines, **kwargs)
 
 def _decode_args(raw: Any) -> dict[str, Any]:
     """`args` on the wire is a one-element array holding the encoded arguments object."""

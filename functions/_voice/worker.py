@@ -224,5 +224,23 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(amain(args))
 
 
+def exit_process(code: int) -> None:
+    """End the worker process without interpreter finalization.
+
+    The LiveKit SDK runs a native (Rust/tokio) runtime whose threads may still be finishing a
+    connection attempt when we decide to stop, e.g. the signal client's fallback retry after a
+    refused join. Python's normal exit disposes that runtime from an atexit hook while those
+    threads run, which occasionally aborts the process with a native panic (exit status -6
+    instead of ours). The worker holds nothing that needs finalizers, so flush what we wrote and
+    leave with os._exit: the exit status is always the one we chose."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -603,6 +603,7 @@ async def _fanout(cfg: dict[str, Any]) -> dict[str, Any]:
             "K": k, "reps": reps, "transition_bytes": frame_size, "setup_s": round(setup_s, 2),
             "ours_p50_ms": pct(ours_ms, 50), "ours_p99_ms": pct(ours_ms, 99),
             "baseline_p50_ms": pct(base_ms, 50), "baseline_p99_ms": pct(base_ms, 99),
+            "ours_ms": [round(x, 2) for x in ours_ms], "base_ms": [round(x, 2) for x in base_ms],
         }
         r["p50_ratio"] = r["ours_p50_ms"] / r["baseline_p50_ms"]
         r["p99_ratio"] = r["ours_p99_ms"] / r["baseline_p99_ms"]

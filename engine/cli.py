@@ -82,7 +82,7 @@ def _read_admin_key(app: Path) -> str | None:
 
 async def _serve(args: argparse.Namespace) -> int:
     from engine.deployment import Deployment
-    from engine.server import serve
+    from engine.server import serve, tune_gc_for_serving
 
     app = Path(args.app).resolve()
     db = args.db or str(default_db_path(app))
@@ -111,6 +111,7 @@ async def _serve(args: argparse.Namespace) -> int:
     if ping_interval and dep.subscriptions is not None:
         # Seconds of outbound silence before an app-level Ping (tests shorten the 15 s default).
         dep.subscriptions.ping_interval = float(ping_interval)
+    tune_gc_for_serving(freeze=args.command != "dev")
     if args.command == "dev":
         from engine.dev import serve_dev
 

@@ -379,7 +379,16 @@ async def serve(
         build_app(dep, extra_routes=extra_routes, http_actions=http_actions),
         build_site_app(dep, http_actions=http_actions),
     ]
-    socks = [_bind(host, port), _bind(host, site_port)]
+    socks: list[socket.socket] = []
+    try:
+        for p in (port, site_port):
+            socks.append(_bind(host, p))
+    except OSError as e:
+        for sock in socks:
+            sock.close()
+        await dep.close()  # its storage threads would otherwise keep the process alive
+        print(f"error: cannot listen on {host}:{p}: {e.strerror or e}", file=sys.stderr)
+        raise SystemExit(1) from None
     servers = [
         _Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", ws_max_size=64 * 1024 * 1024,
                                      # WebSocket-level pings every 5 s; a peer silent for 20 s more is dropped

@@ -185,6 +185,9 @@ schema = define_schema({
             "type": author_type,
             "joinedAt": v.number(),
         })),
+        # Deviation: LiveKit participant session sids whose leave was applied (newest last, bounded),
+        # so a retried or reordered participant_joined of an ended session is refused after a restart too.
+        "endedSessions": v.optional(v.array(v.string())),
         "tenantId": v.string(),
     })
     .index("by_channel", ["channelId"])

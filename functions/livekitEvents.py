@@ -6,6 +6,9 @@ converges on who is really in the room:
 
 - A room belongs to Nova Command when its name is `channel-<id of a voice channel>`; anything else
   is ignored (answered 200, so LiveKit does not retry it). The tenant is the channel's.
+- A participant session is named by LiveKit's `sid`. A leave (or abort) records the sid in the
+  room's `endedSessions` (the last ENDED_SESSIONS_KEPT of them), even when the participant is not in
+  the room yet: a join of an ended session, retried or delivered after its leave, is refused.
 - `participantJoined` upserts the identity's entry with `joinedAt` = LiveKit's join time of that
   session. The same session again (a duplicate webhook) changes nothing; an entry newer than the
   event by more than CLOCK_SKEW_MS belongs to a later session and is kept.
@@ -29,6 +32,7 @@ from ._clock import now_ms
 
 CLOCK_SKEW_MS = 5_000.0
 ROOM_PREFIX = "channel-"
+ENDED_SESSIONS_KEPT = 200  # per room; LiveKit retries a webhook for minutes, not for hundreds of sessions
 
 _result = v.object({"applied": v.boolean(), "reason": v.string()})
 _participant = {
@@ -36,6 +40,8 @@ _participant = {
     "identity": v.string(),
     # LiveKit's join time of this participant session (ms); 0 when the event did not carry it.
     "joinedAtMs": v.number(),
+    # LiveKit's participant session id (`PA_...`); "" when the event did not carry it.
+    "sid": v.optional(v.string()),
 }
 
 
@@ -72,6 +78,8 @@ async def participantJoined(ctx, args):
     room, reason = await _room(ctx, args["room"], create=True)
     if room is None:
         return _done(False, reason)
+    if args.get("sid") and args["sid"] in room.get("endedSessions", ()):
+        return _done(False, "this session already left")
     participants = room["participants"]
     existing = next((p for p in participants if p["id"] == args["identity"]), None)
     if existing is not None and not args["joinedAtMs"]:
@@ -91,18 +99,28 @@ async def participantJoined(ctx, args):
 
 @internal_mutation(args=_participant, returns=_result)
 async def participantLeft(ctx, args):
-    room, reason = await _room(ctx, args["room"], create=False)
+    sid = args.get("sid") or ""
+    # With a sid the leave is remembered even before its join arrives, so the room is made if need be.
+    room, reason = await _room(ctx, args["room"], create=bool(sid))
     if room is None:
         return _done(False, reason)
+    patch: dict[str, Any] = {}
+    ended = room.get("endedSessions", [])
+    if sid and sid not in ended:
+        patch["endedSessions"] = [*ended, sid][-ENDED_SESSIONS_KEPT:]
     participants = room["participants"]
     existing = next((p for p in participants if p["id"] == args["identity"]), None)
-    if existing is None:
-        return _done(False, "not in the room")
     session_joined = args["joinedAtMs"]
-    if session_joined and existing["joinedAt"] > session_joined + CLOCK_SKEW_MS:
-        return _done(False, "a later session of this participant is recorded")
-    await ctx.db.patch(room["_id"], {"participants": [p for p in participants if p["id"] != args["identity"]]})
-    return _done(True, "left")
+    if existing is None:
+        outcome = _done(False, "not in the room")
+    elif session_joined and existing["joinedAt"] > session_joined + CLOCK_SKEW_MS:
+        outcome = _done(False, "a later session of this participant is recorded")
+    else:
+        patch["participants"] = [p for p in participants if p["id"] != args["identity"]]
+        outcome = _done(True, "left")
+    if patch:
+        await ctx.db.patch(room["_id"], patch)
+    return outcome
 
 
 @internal_mutation(args={"room": v.string(), "finishedAtMs": v.number()}, returns=_result)

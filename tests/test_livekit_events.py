@@ -127,6 +127,58 @@ async def test_reordered_events_of_a_rejoining_participant(nova, app_env):
     assert await hooks.participants(channel) == [("alice", "user", T0 + 60_000)]
 
 
+async def test_a_leave_delivered_before_its_join_keeps_the_session_out(nova, app_env):
+    hooks, ids = await seeded(nova, app_env)
+    channel = ids["#war-room"]
+    room = f"channel-{channel}"
+    # LiveKit does not promise order: this session's leave arrives first, in a room with no record yet.
+    leave = await hooks.send(event("participant_left", room, identity="bob", sid="PA_b1", joined_ms=T0))
+    assert leave == {"ok": True, "applied": False, "reason": "not in the room"}
+    join = await hooks.send(event("participant_joined", room, identity="bob", sid="PA_b1", joined_ms=T0))
+    assert join == {"ok": True, "applied": False, "reason": "this session already left"}
+    assert await hooks.participants(channel) == []
+    # A new session of the same person is a real join.
+    assert (await hooks.send(event("participant_joined", room, identity="bob", sid="PA_b2",
+                                   joined_ms=T0 + 9_000)))["applied"] is True
+    assert await hooks.participants(channel) == [("bob", "user", T0 + 9_000)]
+
+
+async def test_ended_sessions_outlive_a_restart(app_env, tmp_path):
+    from app_harness import Nova
+    from conftest import REPO_ROOT
+    from engine.deployment import Deployment
+
+    db = str(tmp_path / "nova.sqlite3")
+    dep = await Deployment.open(REPO_ROOT, db)
+    try:
+        hooks, ids = await seeded(Nova(dep), app_env)
+        room = f"channel-{ids['#war-room']}"
+        joined = event("participant_joined", room, identity="alice", sid="PA_a1", joined_ms=T0)
+        await hooks.send(joined)
+        await hooks.send(event("participant_left", room, identity="alice", sid="PA_a1", joined_ms=T0))
+    finally:
+        await dep.close()
+    dep = await Deployment.open(REPO_ROOT, db)  # a new process would start just like this
+    try:
+        hooks = Hooks(Nova(dep))
+        assert await hooks.send(joined) == {"ok": True, "applied": False, "reason": "this session already left"}
+        assert await hooks.participants(ids["#war-room"]) == []
+    finally:
+        await dep.close()
+
+
+async def test_ended_sessions_are_bounded_per_room(nova, app_env):
+    from functions.livekitEvents import ENDED_SESSIONS_KEPT
+
+    hooks, ids = await seeded(nova, app_env)
+    room = f"channel-{ids['#war-room']}"
+    for n in range(ENDED_SESSIONS_KEPT + 5):
+        await nova.mutation("livekitEvents:participantLeft", {"room": room, "identity": f"u{n}", "sid": f"PA_{n}",
+                                                              "joinedAtMs": float(T0 + n)}, auth=ADMIN)
+    doc = await nova.query("voice:getRoom", {"channelId": ids["#war-room"]}, auth=ADMIN)
+    assert doc["endedSessions"] == [f"PA_{n}" for n in range(5, ENDED_SESSIONS_KEPT + 5)]
+
+
 async def test_token_then_webhook_is_one_entry(nova, app_env):
     """voice:getVoiceToken records the participant at token time; the join webhook confirms the same
     entry with LiveKit's join time instead of adding a second one."""

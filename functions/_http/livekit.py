@@ -20,13 +20,12 @@ body; livekit-api's WebhookReceiver checks both over the bytes exactly as receiv
 signature is 401 and nothing is written. participant_joined / participant_left /
 participant_connection_aborted / room_finished go to the internal mutations of livekitEvents.py
 (which make duplicates no-ops); other events are acknowledged with 200 and ignored.
-A participant session that has left (by LiveKit session sid) is remembered in this process, so a
-retried participant_joined of that session arriving after its leave does not bring it back.
+Each event's participant session sid goes along: a session that has left is remembered in the
+room's document, so a retried participant_joined of it arriving after its leave does not bring it
+back, even across a restart.
 """
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 from engine import ConvexError, Response, env, http_action, json_response
 from engine.errors import EngineError
@@ -34,7 +33,6 @@ from engine.errors import EngineError
 from .._tenancy import LOCAL_USER_ID
 
 MAX_WEBHOOK_BODY = 1024 * 1024  # LiveKit's events are a few KiB
-ENDED_SESSIONS_KEPT = 10_000
 
 _STATUS = {
     "UNAUTHENTICATED": 401,
@@ -44,9 +42,6 @@ _STATUS = {
     "CONFIG_MISSING": 503,
 }
 _NO_STORE = {"cache-control": "no-store"}
-
-# Participant session sids whose leave was applied: a retried join of one of them is stale.
-_ended_sessions: OrderedDict[str, None] = OrderedDict()
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -143,18 +138,10 @@ async def livekit_webhook(ctx, request):
     kind = event.event
     room = event.room.name
     who = event.participant
-    if kind == "participant_joined":
-        if who.sid and who.sid in _ended_sessions:
-            return json_response({"ok": True, "applied": False, "reason": "this session already left"})
-        result = await ctx.run_mutation("livekitEvents:participantJoined", {
-            "room": room, "identity": who.identity, "joinedAtMs": _ms(who.joined_at, who.joined_at_ms)})
-    elif kind in ("participant_left", "participant_connection_aborted"):
-        result = await ctx.run_mutation("livekitEvents:participantLeft", {
-            "room": room, "identity": who.identity, "joinedAtMs": _ms(who.joined_at, who.joined_at_ms)})
-        if who.sid:
-            _ended_sessions[who.sid] = None
-            while len(_ended_sessions) > ENDED_SESSIONS_KEPT:
-                _ended_sessions.popitem(last=False)
+    if kind in ("participant_joined", "participant_left", "participant_connection_aborted"):
+        path = "livekitEvents:participantJoined" if kind == "participant_joined" else "livekitEvents:participantLeft"
+        result = await ctx.run_mutation(path, {"room": room, "identity": who.identity, "sid": who.sid,
+                                               "joinedAtMs": _ms(who.joined_at, who.joined_at_ms)})
     elif kind == "room_finished":
         result = await ctx.run_mutation("livekitEvents:roomFinished", {
             "room": room, "finishedAtMs": _ms(event.created_at)})

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from .history import History
 from .storage import CommitRecord, Persistence
 from .transaction import Transaction
 from .write_log import WriteLog
@@ -39,6 +40,7 @@ class Committer:
     def __init__(self, persistence: Persistence, write_log: WriteLog, start_ts: int) -> None:
         self._persistence = persistence
         self.write_log = write_log
+        self.history = History(start_ts)  # what recent commits overwrote: reads at a past ts
         self.last_ts = start_ts  # the timestamp clock: highest handed out (or observed)
         self.sequenced_ts = start_ts  # highest commit queued
         self.durable_ts = start_ts  # highest commit persisted
@@ -83,10 +85,11 @@ class Committer:
         """Validate and enqueue; returns (commit ts, future resolved when durable). Raises Conflict."""
         self.validate(txn)
         ts = self.next_ts()
-        record, keys = txn.to_commit(ts)
+        record, keys, (docs_before, entry_changes) = txn.to_commit(ts)
         if extra is not None:
             extra(record)
         self.write_log.append(ts, keys)
+        self.history.append(ts, docs_before, entry_changes)
         self.sequenced_ts = ts
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((record, future))

@@ -166,7 +166,7 @@ class Deployment:
         lines: list[str] = []
         try:
             if fn.kind == "query":
-                snapshot = self._snapshot_at(ts) if ts is not None else None
+                snapshot = await self.snapshot_at(ts) if ts is not None else None
                 try:
                     run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot, request_id=rid)
                 finally:
@@ -203,20 +203,19 @@ class Deployment:
         finally:
             snapshot.close()
 
-    def _snapshot_at(self, ts: int):
-        """A snapshot whose contents equal the state at `ts`. Storage keeps only the latest
-        version, so this works while no commit since `ts` is missing from the write log's view:
-        if nothing was committed after `ts`, the latest snapshot *is* the state at `ts`."""
-        snapshot = self.persistence.snapshot()
+    async def snapshot_at(self, ts: int):
+        """A snapshot whose contents equal the state at `ts`: the latest one with the commits
+        after `ts` undone (engine.history keeps ~30 s of them)."""
         if ts > self.committer.last_ts:
-            snapshot.close()
             raise EngineError("InvalidTimestamp", "The requested timestamp is in the future.", status=400)
-        if snapshot.ts > ts and any(True for _ in self.committer.write_log.since(ts, snapshot.ts)):
-            snapshot.close()
+        await self.committer.wait_settled(ts)  # a ts handed out but not yet durable
+        history = self.committer.history
+        if not history.covers(ts):
             raise EngineError("HistoricalReadUnavailable",
-                              "Data at the requested timestamp has since changed; this engine keeps only "
-                              "the latest version. Query at the latest timestamp instead.", status=400)
-        return snapshot
+                              "The requested timestamp is older than the history this deployment keeps "
+                              f"(about {history.window_ns // 1_000_000_000} s, or since the last restart); "
+                              "query at a newer timestamp.", status=400)
+        return history.view(self.persistence.snapshot(), ts)
 
     # -- HTTP actions --------------------------------------------------------------------------
     async def handle_http_action(self, request: Any) -> Any:

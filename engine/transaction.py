@@ -70,6 +70,7 @@ class _Write:
     table: TableInfo
     old: dict[str, Any] | None  # as of the snapshot
     new: dict[str, Any] | None  # None = deleted
+    old_raw: bytes | None = None  # `old` as stored (kept for engine.history)
 
 
 class Transaction:
@@ -164,7 +165,7 @@ class Transaction:
         if w is None:
             row = self.snapshot.get(doc_id)
             old = decode_json(row[1]) if row is not None else None
-            self.writes[doc_id] = _Write(table, old, new)
+            self.writes[doc_id] = _Write(table, old, new, row[1] if row is not None else None)
         else:
             w.new = new
         if len(self.writes) > self.limits.documents_written:
@@ -245,13 +246,17 @@ class Transaction:
         self._stage(table, doc_id, None)
 
     # -- commit --------------------------------------------------------------------------------
-    def to_commit(self, ts: int) -> tuple[CommitRecord, list[tuple[int, bytes]]]:
-        """The storage record and the written index keys (old and new, every index)."""
+    def to_commit(self, ts: int) -> tuple[CommitRecord, list[tuple[int, bytes]], tuple[list[Any], list[Any]]]:
+        """The storage record, the written index keys (old and new, every index), and what the
+        commit overwrites (engine.history): previous document values and changed stored keys."""
         rec = CommitRecord(ts)
         keys: list[tuple[int, bytes]] = list(self.extra_keys)
+        docs_before: list[tuple[str, int, bytes | None]] = []
+        entry_changes: list[tuple[int, bytes | None, bytes | None, str]] = []
         for doc_id, w in self.writes.items():
             if w.old is None and w.new is None:
                 continue
+            docs_before.append((doc_id, w.table.number, w.old_raw))
             for ix in w.table.indexes.values():
                 old_key = ix.key(w.old) if w.old is not None else None
                 new_key = ix.key(w.new) if w.new is not None else None
@@ -260,6 +265,7 @@ class Transaction:
                 if new_key is not None and new_key != old_key:
                     keys.append((ix.id, new_key))
                 if ix.stored and old_key != new_key:
+                    entry_changes.append((ix.id, old_key, new_key, doc_id))
                     if old_key is not None:
                         rec.entry_deletes.append((ix.id, old_key))
                     if new_key is not None:
@@ -268,7 +274,7 @@ class Transaction:
                 rec.doc_deletes.append(doc_id)
             else:
                 rec.doc_puts.append((doc_id, w.table.number, encode_json(w.new)))
-        return rec, keys
+        return rec, keys, (docs_before, entry_changes)
 
 
 class RangeScan:

@@ -187,7 +187,7 @@ def test_nested_module_via_any_api(results):
 
 
 def test_consistent_query_uses_query_ts_and_query_at_ts(results):
-    assert ok(results, "consistent_query") == 3
+    assert ok(results, "consistent_query") == {"first": 3, "again": 3, "created_later": None, "latest": 7}
 
 
 def test_log_lines_on_the_wire_and_in_the_client_logger(results):

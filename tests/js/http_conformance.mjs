@@ -224,7 +224,17 @@ const scenarios = {
     const c = newClient();
     const name = `${RUN}-consistent`;
     await c.mutation("counters:increment", { name, by: 3 });
-    return await c.consistentQuery("counters:get", { name });
+    const first = await c.consistentQuery("counters:get", { name });
+    // The client keeps its first timestamp: later writes stay invisible to its consistent reads
+    // (the server keeps ~30 s of history), while a plain query sees them.
+    await newClient().mutation("counters:increment", { name, by: 4 });
+    await newClient().mutation("counters:increment", { name: `${name}-new`, by: 1 });
+    return {
+      first,
+      again: await c.consistentQuery("counters:get", { name }),
+      created_later: await c.consistentQuery("counters:get", { name: `${name}-new` }),
+      latest: await c.query("counters:get", { name }),
+    };
   },
   async log_lines() {
     const before = exchanges.length;

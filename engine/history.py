@@ -1,0 +1,161 @@
+"""Recent history: read the database as it was at a timestamp of the last ~30 seconds.
+
+Storage keeps one version of each document. To answer `/api/query_at_ts` (what the npm
+ConvexHttpClient's `consistentQuery` uses: one timestamp for a series of queries) the committer
+also keeps, for every recent commit, what it overwrote:
+
+- each written document's previous value (the raw stored bytes, or None if the commit created it),
+- each changed entry of a stored index: (index, old key, new key, document id).
+
+A view at `ts` is the latest snapshot with the commits after `ts` undone on the fly. For a document
+or an index key, the *first* commit after `ts` that touched it knows its state at `ts`: a key whose
+first change deleted it was there (pointing at that document), a key whose first change put it was
+not. Nothing is copied up front: `get` looks the id up in the undo map, `scan` filters the latest
+index range and merges back the keys that were there at `ts`, in key order.
+
+Retention is a time window (Convex keeps about 30 s) and a byte budget, whichever is smaller; a
+timestamp older than what is retained cannot be read. Commits enter in timestamp order when they
+are sequenced. A commit that then fails to persist is harmless here: its previous values were the
+true state at its timestamp (OCC checked it), and its own puts never reached the snapshot.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .storage import Snapshot
+
+__all__ = ["History", "HistoricalSnapshot", "Undo"]
+
+DocBefore = tuple[str, int, "bytes | None"]  # (doc id, table number, previous stored value)
+EntryChange = tuple[int, "bytes | None", "bytes | None", str]  # (index id, old key, new key, doc id)
+
+
+@dataclass(slots=True)
+class Undo:
+    ts: int
+    docs: list[DocBefore]
+    entries: list[EntryChange]
+    size: int
+
+
+class History:
+    def __init__(self, start_ts: int, *, window_ns: int = 30_000_000_000, max_bytes: int = 64 << 20) -> None:
+        self.window_ns = window_ns
+        self.max_bytes = max_bytes
+        self._undos: deque[Undo] = deque()
+        self._bytes = 0
+        # Every commit after `horizon` is retained: a view at ts >= horizon can be built.
+        self.horizon = start_ts
+
+    def append(self, ts: int, docs: list[DocBefore], entries: list[EntryChange]) -> None:
+        size = 64 + sum(80 + len(doc_id) + (len(raw) if raw is not None else 0) for doc_id, _, raw in docs)
+        size += sum(96 + len(old or b"") + len(new or b"") for _, old, new, _ in entries)
+        self._undos.append(Undo(ts, docs, entries, size))
+        self._bytes += size
+        oldest_kept = ts - self.window_ns
+        while self._undos and (self._undos[0].ts < oldest_kept or self._bytes > self.max_bytes):
+            dropped = self._undos.popleft()
+            self._bytes -= dropped.size
+            self.horizon = dropped.ts
+
+    def reset(self, ts: int) -> None:
+        """Forget everything (the store was replaced outside the commit path)."""
+        self._undos.clear()
+        self._bytes = 0
+        self.horizon = ts
+
+    def covers(self, ts: int) -> bool:
+        return ts >= self.horizon
+
+    @property
+    def retained_bytes(self) -> int:
+        return self._bytes
+
+    def view(self, base: Snapshot, ts: int) -> Snapshot:
+        """`base` (a snapshot at or after `ts`) as it was at `ts`. Needs `covers(ts)`."""
+        if base.ts <= ts:
+            return base
+        if not self.covers(ts):
+            raise ValueError(f"history starts after {ts}")
+        docs: dict[str, tuple[int, bytes] | None] = {}
+        keys: dict[int, dict[bytes, str | None]] = {}
+        for undo in self._undos:  # oldest first: the first change after ts wins (setdefault)
+            if undo.ts <= ts:
+                continue
+            if undo.ts > base.ts:
+                break
+            for doc_id, table_number, raw in undo.docs:
+                docs.setdefault(doc_id, (table_number, raw) if raw is not None else None)
+            for index_id, old_key, new_key, doc_id in undo.entries:
+                by_key = keys.get(index_id)
+                if by_key is None:
+                    by_key = keys[index_id] = {}
+                if old_key is not None:
+                    by_key.setdefault(old_key, doc_id)  # first deleted: it was there at ts
+                if new_key is not None:
+                    by_key.setdefault(new_key, None)  # first put: it was not
+        return HistoricalSnapshot(base, ts, docs, keys)
+
+
+class HistoricalSnapshot(Snapshot):
+    """A snapshot read through an undo overlay (see the module docstring)."""
+
+    __slots__ = ("_base", "ts", "_docs", "_keys")
+
+    def __init__(self, base: Snapshot, ts: int, docs: dict[str, tuple[int, bytes] | None],
+                 keys: dict[int, dict[bytes, str | None]]) -> None:
+        self._base = base
+        self.ts = ts
+        self._docs = docs
+        self._keys = keys
+
+    def get(self, doc_id: str) -> tuple[int, bytes] | None:
+        if doc_id in self._docs:
+            return self._docs[doc_id]
+        return self._base.get(doc_id)
+
+    def scan(self, index_id: int, lo: bytes, hi: bytes, desc: bool) -> Iterator[tuple[bytes, str, bytes]]:
+        changed = self._keys.get(index_id)
+        if not changed and not self._docs:
+            yield from self._base.scan(index_id, lo, hi, desc)
+            return
+        changed = changed or {}
+        restored = sorted((key, doc_id) for key, doc_id in changed.items() if doc_id is not None and lo <= key < hi)
+        if desc:
+            restored.reverse()
+        merged = heapq.merge(self._unchanged(index_id, lo, hi, desc, changed),
+                             ((key, doc_id, self._value(doc_id)) for key, doc_id in restored),
+                             key=lambda row: row[0], reverse=desc)
+        for row in merged:
+            if row[2] is not None:
+                yield row
+
+    def _unchanged(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
+                   changed: dict[bytes, str | None]) -> Iterator[tuple[bytes, str, bytes | None]]:
+        docs = self._docs
+        for key, doc_id, value in self._base.scan(index_id, lo, hi, desc):
+            if key in changed:
+                continue  # written after ts: the overlay says whether (and to what) it was there
+            if doc_id in docs:  # the document changed after ts without moving in this index
+                yield key, doc_id, self._value(doc_id)
+            else:
+                yield key, doc_id, value
+
+    def _value(self, doc_id: str) -> bytes | None:
+        before = self._docs.get(doc_id)
+        if before is not None:
+            return before[1]
+        if doc_id in self._docs:
+            return None  # did not exist at ts (cannot happen for a key that was there; skipped)
+        row = self._base.get(doc_id)
+        return row[1] if row is not None else None
+
+    def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
+        return self._base.mutation_result(session_id, request_id)
+
+    def close(self) -> None:
+        self._base.close()

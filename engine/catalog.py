@@ -8,12 +8,15 @@ table, never stored as entries) and `by_creation_time`; every user index is stor
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import EngineError
 from .ids import FIRST_USER_TABLE_NUMBER, decode_id
 from .index_keys import UNDEFINED, encode_key
+
+log = logging.getLogger("engine.catalog")
 
 if TYPE_CHECKING:
     from .schema import SchemaDefinition, TableDefinition
@@ -111,6 +114,7 @@ class Catalog:
         for (table, name), (index_id, fields) in indexes.items():
             self.by_name[table].indexes[name] = _index(index_id, name, fields)
             self._next_index = max(self._next_index, index_id + 1)
+        await self._refill_interrupted_builds()
         for system in SYSTEM_TABLES.values():
             await self._load_system_table(system)
         if self.schema is not None:
@@ -121,6 +125,21 @@ class Catalog:
                     ix: list(fields) + list(SYSTEM_FIELDS) for ix, fields in definition.indexes.items()
                 })
         return max_ts
+
+    async def _refill_interrupted_builds(self) -> None:
+        """An index is registered first and filled by a later write (at start-up, and in a dev-mode
+        reload through the committer); a crash between the two leaves it registered and empty. The
+        fill is one transaction, so "empty index on a table with documents" is exactly that case:
+        fill it now, before anything reads it."""
+        for info in self.by_name.values():
+            stored = [ix for ix in info.indexes.values() if ix.stored]
+            if not stored or self._persistence.table_is_empty(info.number):
+                continue
+            for ix in stored:
+                if self._persistence.index_is_empty(ix.id):
+                    log.warning('Index "%s.%s" was registered but never filled (an interrupted build); '
+                                "filling it now.", info.name, ix.name)
+                    await self._backfill(info, ix)
 
     async def _load_system_table(self, system: SystemTable) -> None:
         info = self.by_name.get(system.name)

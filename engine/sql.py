@@ -46,6 +46,8 @@ STATEMENTS = {
     "doc_delete": "DELETE FROM documents WHERE id = ?",
     "docs_of_table": "SELECT id, value FROM documents WHERE table_number = ? ORDER BY id",
     "count_of_table": "SELECT COUNT(*) FROM documents WHERE table_number = ?",
+    "table_any": "SELECT 1 FROM documents WHERE table_number = ? LIMIT 1",
+    "index_any": "SELECT 1 FROM index_entries WHERE index_id = ? LIMIT 1",
     "entry_put": "INSERT INTO index_entries (index_id, key, doc_id) VALUES (?, ?, ?)",
     "entry_delete": "DELETE FROM index_entries WHERE index_id = ? AND key = ?",
     "scan_asc": "SELECT e.key, e.doc_id, d.value FROM index_entries AS e JOIN documents AS d ON d.id = e.doc_id"

@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -98,6 +99,12 @@ class Persistence(ABC):
 
     @abstractmethod
     async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None: ...
+
+    @abstractmethod
+    def table_is_empty(self, table_number: int) -> bool: ...
+
+    @abstractmethod
+    def index_is_empty(self, index_id: int) -> bool: ...
 
     async def restore(self, ts: int, tables: dict[str, int], indexes: list[tuple[int, str, str, list[str]]],
                       docs: list[tuple[str, int, bytes]], entries: list[tuple[int, bytes, str]]) -> None:
@@ -219,6 +226,24 @@ class SqlitePersistence(Persistence):
             yield from conn._conn.execute(self._stmts["docs_of_table"], (table_number,))
         finally:
             conn.close()
+
+    def table_is_empty(self, table_number: int) -> bool:
+        return self._first_row("table_any", table_number) is None
+
+    def index_is_empty(self, index_id: int) -> bool:
+        return self._first_row("index_any", index_id) is None
+
+    def _first_row(self, statement: str, arg: int) -> Any:
+        snap = self.snapshot()
+        try:
+            assert isinstance(snap, _SqliteSnapshot)
+            cursor = snap._conn.execute(self._stmts[statement], (arg,))
+            try:
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            snap.close()
 
     # -- writes --------------------------------------------------------------------------------
     async def write(self, batch: list[CommitRecord]) -> None:

@@ -151,6 +151,33 @@ async def test_an_index_added_to_the_schema_later_is_backfilled_on_open(tmp_path
         await third.close()
 
 
+async def test_an_index_registered_but_never_filled_is_filled_on_open(tmp_path: Path) -> None:
+    """The state a crash leaves between registering an index and its fill commit (start-up backfill,
+    or a dev-mode reload adding an index): the catalog has the index, the index has no entries."""
+    app = _write_notes_app(tmp_path / "app", index='.index("by_topic", ["topic"])')
+    db = tmp_path / "db.sqlite3"
+    first = await Deployment.open(app, db)
+    for topic, n in [("b", 1.0), ("a", 2.0), ("b", 3.0)]:
+        await ok(first, "notes:add", {"topic": topic, "n": n})
+    index_id = first.catalog.table("notes").indexes["by_topic"].id
+    await first.close()
+
+    store = SqlitePersistence(db)
+    await store.open()
+    assert not store.index_is_empty(index_id)
+    await store._writer.execute(store._stmts["index_clear"], (index_id,))  # the interrupted build
+    assert store.index_is_empty(index_id) and not store.table_is_empty(first.catalog.table("notes").number)
+    await store.close()
+
+    second = await Deployment.open(app, db)
+    try:
+        assert await ok(second, "notes:lookup", {"index": "by_topic", "field": "topic", "value": "b"}) == [1.0, 3.0]
+        await ok(second, "notes:add", {"topic": "b", "n": 4.0})
+        assert await ok(second, "notes:lookup", {"index": "by_topic", "field": "topic", "value": "b"}) == [1.0, 3.0, 4.0]
+    finally:
+        await second.close()
+
+
 async def test_a_scan_left_open_does_not_pin_the_next_snapshot_to_an_old_view(dep: Deployment) -> None:
     """A query that stops part-way (take, first, `async for` + break) leaves its SQLite statement
     unfinished. Closing the snapshot must end that statement too: otherwise the pooled connection

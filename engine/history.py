@@ -83,21 +83,24 @@ class History:
             raise ValueError(f"history starts after {ts}")
         docs: dict[str, tuple[int, bytes] | None] = {}
         keys: dict[int, dict[bytes, str | None]] = {}
-        for undo in self._undos:  # oldest first: the first change after ts wins (setdefault)
+        # Newest first, overwriting: what remains is the first change after ts of each id and key.
+        # The cost follows the commits after ts, not the size of the history. (Within one commit a
+        # key appears at most once: keys end with the document id.)
+        for undo in reversed(self._undos):
             if undo.ts <= ts:
-                continue
-            if undo.ts > base.ts:
                 break
+            if undo.ts > base.ts:
+                continue  # sequenced after the snapshot was taken: not in it
             for doc_id, table_number, raw in undo.docs:
-                docs.setdefault(doc_id, (table_number, raw) if raw is not None else None)
+                docs[doc_id] = (table_number, raw) if raw is not None else None
             for index_id, old_key, new_key, doc_id in undo.entries:
                 by_key = keys.get(index_id)
                 if by_key is None:
                     by_key = keys[index_id] = {}
                 if old_key is not None:
-                    by_key.setdefault(old_key, doc_id)  # first deleted: it was there at ts
+                    by_key[old_key] = doc_id  # first change deleted it: it was there at ts
                 if new_key is not None:
-                    by_key.setdefault(new_key, None)  # first put: it was not
+                    by_key[new_key] = None  # first change put it: it was not
         return HistoricalSnapshot(base, ts, docs, keys)
 
 

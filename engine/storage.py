@@ -161,7 +161,8 @@ class SqlitePersistence(Persistence):
     """SQLite in WAL mode. `path=":memory:"` uses a private temporary file, removed on close:
     snapshot isolation between the writer and readers needs WAL, which needs a file."""
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
+                 mmap_bytes: int = 1 << 30) -> None:
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         if str(path) == ":memory:":
             self._tempdir = tempfile.TemporaryDirectory(prefix="convex-mem-")
@@ -170,6 +171,11 @@ class SqlitePersistence(Persistence):
         # NORMAL in WAL mode survives a process crash (kill -9): a commit is in the OS page cache
         # before write() returns. FULL also survives power loss, at an fsync per group commit.
         self._synchronous = synchronous
+        # Snapshot readers map the first `mmap_bytes` of the file instead of read()ing each page
+        # their private cache misses: a 10-row query on 1 000 000 rows went from 1.54x to 1.33x of
+        # the same query on 1 000 rows (bench/core.py). Address space, not memory: the pages are the
+        # OS page cache's, shared by every reader. 0 turns it off.
+        self._mmap_bytes = mmap_bytes
         self._schema, self._stmts = render("sqlite")
         self._writer: aiosqlite.Connection | None = None
         self._idle: list[sqlite3.Connection] = []
@@ -209,6 +215,8 @@ class SqlitePersistence(Persistence):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA query_only=1")
         conn.execute("PRAGMA cache_size=-32768")
+        if self._mmap_bytes:
+            conn.execute(f"PRAGMA mmap_size={int(self._mmap_bytes)}")
         self._all.append(conn)
         return conn
 

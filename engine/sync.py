@@ -117,15 +117,20 @@ class SyncSession:
         self.queries: dict[int, QueryEntry] = {}
         self.changed_queries: set[int] = set()
         self._force = False
+        # Outgoing frames, written by one sender task at a time; the task exists only while there
+        # is something to send (idle connections hold no task, queue or event: see _kick_sender).
         self._outbox: deque[bytes | _Transition] = deque()
-        self._ready = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._send_failed = False
+        self._drain_waiters: list[asyncio.Future[None]] | None = None  # see wait_drained
         self.last_sent = time.monotonic()
-        self._mutations: asyncio.Queue[Mutation] = asyncio.Queue()
+        # Mutations run one at a time in arrival order, by a worker that exists while any wait.
+        self._mutations: deque[tuple[Mutation, Auth]] = deque()
+        self._mutation_worker_task: asyncio.Task[None] | None = None
         self._actions: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._fatal: CloseConnection | None = None
         self._close: Callable[[int, str], Awaitable[None]] | None = None
-        self._ready_drained = asyncio.Event()
         self.expires_at: float | None = None  # when the user token expires (unix seconds)
         self.closing = False
         self.specs: dict[int, Add] = {}  # every live query as the client added it
@@ -136,7 +141,7 @@ class SyncSession:
     async def run(self, receive: Callable[[], Awaitable[str | bytes | None]],
                   close: Callable[[int, str], Awaitable[None]]) -> None:
         self._close = close
-        self._tasks = [asyncio.create_task(self._sender()), asyncio.create_task(self._mutation_worker())]
+        self._kick_sender()  # anything queued before the loop started
         try:
             while self._fatal is None:
                 frame = await receive()
@@ -163,13 +168,20 @@ class SyncSession:
         if self.closed:
             return
         self.closed = True
-        for task in [*self._tasks, *self._actions]:
-            task.cancel()
+        for task in [*self._tasks, *self._actions, self._sender, self._mutation_worker_task]:
+            if task is not None:
+                task.cancel()
         self.manager.forget(self)
         self._outbox.clear()
+        for waiter in self._drain_waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters = None
 
     async def _flush(self) -> None:
         """Send whatever is queued (used right before closing)."""
+        if self._sender is not None:
+            await asyncio.wait({self._sender})  # it owns the write side until it is done
         while self._outbox:
             item = self._outbox.popleft()
             try:
@@ -182,9 +194,11 @@ class SyncSession:
         if isinstance(msg, ModifyQuerySet):
             self._modify_query_set(msg)
         elif isinstance(msg, Mutation):
-            if self._mutations.qsize() >= MAX_QUEUED_MUTATIONS:
+            if len(self._mutations) >= MAX_QUEUED_MUTATIONS:
                 raise CloseConnection(1013, "TooManyConcurrentMutations")
-            self._mutations.put_nowait((msg, self.request_auth))  # type: ignore[arg-type]
+            self._mutations.append((msg, self.request_auth))
+            if self._mutation_worker_task is None:
+                self._mutation_worker_task = asyncio.create_task(self._mutation_worker())
         elif isinstance(msg, Action):
             if len(self._actions) >= MAX_INFLIGHT_ACTIONS:
                 raise CloseConnection(1013, "TooManyConcurrentActions")
@@ -267,9 +281,8 @@ class SyncSession:
         return True
 
     async def _close_after_flush(self, code: int, reason: str) -> None:
-        while self._outbox and not self.closed:
-            self._ready_drained.clear()
-            await self._ready_drained.wait()  # the sender owns the socket's write side
+        while self._sender is not None and not self.closed:
+            await asyncio.wait({self._sender})  # the sender owns the socket's write side
         if self._close is not None and not self.closed:
             try:
                 await self._close(code, reason)
@@ -354,12 +367,12 @@ class SyncSession:
             last.frags.update(frags)
         else:
             self._outbox.append(_Transition(start, end, frags))
-            self._ready.set()
+            self._kick_sender()
 
     # -- outgoing ---------------------------------------------------------------------------------
     def enqueue(self, data: bytes) -> None:
         self._outbox.append(data)
-        self._ready.set()
+        self._kick_sender()
 
     async def _send_item(self, item: bytes | _Transition) -> None:
         data = item if isinstance(item, bytes) else item.encode(self.clock_skew)
@@ -374,15 +387,37 @@ class SyncSession:
             return
         await self._send(data.decode())
 
-    async def _sender(self) -> None:
-        while True:
-            if not self._outbox:
-                self._ready.clear()
-                self._ready_drained.set()
-                await self._ready.wait()
-                continue
-            self._ready_drained.clear()
-            await self._send_item(self._outbox.popleft())
+    def _kick_sender(self) -> None:
+        if self._sender is None and self._close is not None and not self.closed and not self._send_failed:
+            self._sender = asyncio.create_task(self._send_all())
+
+    async def _send_all(self) -> None:
+        try:
+            while self._outbox:
+                await self._send_item(self._outbox.popleft())
+        except Exception as e:  # the socket is gone; the receive loop ends on its own
+            log.debug("sync send failed: %s", e)
+            self._send_failed = True
+            self._outbox.clear()
+        finally:
+            # No await between the last emptiness check and this: a frame queued after it finds
+            # no sender and starts one.
+            self._sender = None
+            waiters, self._drain_waiters = self._drain_waiters, None
+            for waiter in waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def wait_drained(self, *, after_next_send: bool = False) -> None:
+        """Return once nothing is queued and no send is in flight; with `after_next_send`, once
+        that happens again after the next send (in-process tests step a conversation with it)."""
+        if self.closed or self._send_failed or (not after_next_send and self._sender is None and not self._outbox):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        self._drain_waiters.append(waiter)
+        await waiter
 
     def ping_if_idle(self, now: float, interval: float) -> None:
         if self._check_expiry(time.time()):
@@ -393,16 +428,25 @@ class SyncSession:
 
     # -- requests -----------------------------------------------------------------------------------
     async def _mutation_worker(self) -> None:
-        while True:
-            msg, auth = await self._mutations.get()  # type: ignore[misc]
-            outcome = await self._call(msg.udfPath, msg.args, "mutation", auth,
-                                       idempotency=(self.session_id, msg.requestId) if self.session_id else None)
-            if outcome.success:
-                self.enqueue(mutation_response(msg.requestId, True, outcome.wire, outcome.ts, outcome.log_lines))
-            else:
-                self.enqueue(self._failure(mutation_response, msg.requestId, outcome))
-            # Convex schedules a Transition after every mutation: the JS promise resolves on it.
-            self.manager.request(self)
+        try:
+            while self._mutations:
+                msg, auth = self._mutations.popleft()
+                try:
+                    await self._run_mutation(msg, auth)
+                except Exception:  # a bug of ours, not the function's (those are outcomes)
+                    log.exception("mutation %s (request %s) could not be answered", msg.udfPath, msg.requestId)
+        finally:
+            self._mutation_worker_task = None
+
+    async def _run_mutation(self, msg: Mutation, auth: Auth) -> None:
+        outcome = await self._call(msg.udfPath, msg.args, "mutation", auth,
+                                   idempotency=(self.session_id, msg.requestId) if self.session_id else None)
+        if outcome.success:
+            self.enqueue(mutation_response(msg.requestId, True, outcome.wire, outcome.ts, outcome.log_lines))
+        else:
+            self.enqueue(self._failure(mutation_response, msg.requestId, outcome))
+        # Convex schedules a Transition after every mutation: the JS promise resolves on it.
+        self.manager.request(self)
 
     async def _run_action(self, msg: Action, auth: Auth) -> None:
         outcome = await self._call(msg.udfPath, msg.args, "action", auth)

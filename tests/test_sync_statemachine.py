@@ -107,9 +107,7 @@ class Client:
 
     async def drained(self) -> None:
         session = self.session
-        while session._outbox and not session.closed:
-            session._ready_drained.clear()
-            await asyncio.wait_for(session._ready_drained.wait(), STEP_TIMEOUT)
+        await asyncio.wait_for(session.wait_drained(), STEP_TIMEOUT)
 
     # -- the client-side view ----------------------------------------------------------------------
     def consume(self) -> None:
@@ -317,8 +315,7 @@ class SyncMachine(RuleBasedStateMachine):
 
     async def _next_frame(self, client: Client) -> None:
         while not client.frames:
-            client.session._ready_drained.clear()
-            await client.session._ready_drained.wait()
+            await client.session.wait_drained(after_next_send=True)
 
     @rule(data=st.data(), name=st.sampled_from(NAMES), value=st.sampled_from([-1.0, 0.0, 1.0, 2.0]))
     def set_counter(self, data: st.DataObject, name: str, value: float) -> None:

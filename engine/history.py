@@ -62,12 +62,6 @@ class History:
             self._bytes -= dropped.size
             self.horizon = dropped.ts
 
-    def reset(self, ts: int) -> None:
-        """Forget everything (the store was replaced outside the commit path)."""
-        self._undos.clear()
-        self._bytes = 0
-        self.horizon = ts
-
     def covers(self, ts: int) -> bool:
         return ts >= self.horizon
 

@@ -434,6 +434,8 @@ def _function(dep: Any, req: HttpRequest) -> Awaitable[HttpResponse]:
 
 Handler = Callable[[Any, HttpRequest], Awaitable[HttpResponse]]
 
+# Exact paths. Other modules add their endpoints here (framework-free handlers); engine.server wires
+# every entry of ROUTES and PREFIX_ROUTES on the API port.
 ROUTES: dict[str, dict[str, Handler]] = {
     "/api/query": {"GET": _query_get, "POST": _query_post},
     "/api/mutation": {"POST": _mutation},
@@ -447,12 +449,41 @@ ROUTES: dict[str, dict[str, Handler]] = {
 }
 
 
+# Path prefixes (each ends with "/"): a request whose path starts with one goes to its handlers,
+# which read the rest of `request.path` themselves. The longest matching prefix wins.
+PREFIX_ROUTES: dict[str, dict[str, Handler]] = {
+    "/api/run/": {"POST": _run},
+}
+
+# Body-size limits other than MAX_BODY_SIZE, by exact path or by prefix (as in the tables above).
+BODY_LIMITS: dict[str, int] = {}
+
+
+def body_limit(path: str) -> int:
+    """The largest request body accepted on `path` (decided before the body is read)."""
+    if path in BODY_LIMITS:
+        return BODY_LIMITS[path]
+    best = ""
+    for prefix in BODY_LIMITS:
+        if prefix.endswith("/") and path.startswith(prefix) and len(prefix) > len(best):
+            best = prefix
+    return BODY_LIMITS[best] if best else MAX_BODY_SIZE
+
+
+def _prefix_methods(path: str) -> dict[str, Handler] | None:
+    best = ""
+    for prefix in PREFIX_ROUTES:
+        if path.startswith(prefix) and len(prefix) > len(best):
+            best = prefix
+    return PREFIX_ROUTES[best] if best else None
+
+
 def _route(method: str, path: str) -> Handler | HttpResponse:
     if len(path) > 1:
         path = path.rstrip("/")
     methods = ROUTES.get(path)
-    if methods is None and path.startswith("/api/run/"):
-        methods = {"POST": _run}
+    if methods is None:
+        methods = _prefix_methods(path)
     if methods is None:
         return error_response(404, "NotFound", f"No route for {method} {path}.")
     handler = methods.get(method)
@@ -471,7 +502,7 @@ async def handle(dep: Any, req: HttpRequest) -> HttpResponse:
 
 
 async def _dispatch(dep: Any, req: HttpRequest) -> HttpResponse:
-    if len(req.body) > MAX_BODY_SIZE:
+    if len(req.body) > body_limit(req.path):
         return payload_too_large()
     handler = _route(req.method, req.path)
     if isinstance(handler, HttpResponse):

@@ -45,8 +45,6 @@ __all__ = ["HttpActionHandler", "build_app", "build_site_app", "serve"]
 
 HttpActionHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
-_API_PATHS = sorted(http_api.ROUTES)
-
 
 class _BodyTooLarge(Exception):
     pass
@@ -276,10 +274,11 @@ def build_app(
     async def respond(request: HttpRequest) -> HttpResponse:
         return await http_api.handle(dep, request)
 
-    api = asgi(_API_PATHS, copy_scope=False, name="convex-api")(_asgi_endpoint(respond))
-    run = asgi("/api/run", is_mount=True, copy_scope=False, name="convex-api-run")(
-        _asgi_endpoint(respond, prefix="/api/run")
-    )
+    api = [asgi(path, copy_scope=False, name=f"convex-api{path}")(_asgi_endpoint(respond, limit=http_api.body_limit(path)))
+           for path in sorted(http_api.ROUTES)]
+    mounts = [asgi(prefix.rstrip("/"), is_mount=True, copy_scope=False, name=f"convex-api-mount{prefix}")(
+        _asgi_endpoint(respond, prefix=prefix.rstrip("/"), limit=http_api.body_limit(prefix)))
+        for prefix in sorted(http_api.PREFIX_ROUTES)]
     http = asgi("/http", is_mount=True, copy_scope=False, name="convex-http-actions")(
         _asgi_endpoint(_http_action_responder(http_actions, "/http"), prefix="/http", limit=HTTP_ACTION_MAX_BODY)
     )
@@ -289,7 +288,7 @@ def build_app(
     )
     sync = [sync_route(dep)] if getattr(dep, "subscriptions", None) is not None else []
     app = Litestar(
-        [*extra_routes, *sync, api, run, http, log_stream],
+        [*extra_routes, *sync, *api, *mounts, http, log_stream],
         openapi_config=None,
         request_max_body_size=None,  # enforced while streaming, with Convex's limit and error shape
         logging_config=None,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import EngineError
 from .ids import FIRST_USER_TABLE_NUMBER, decode_id
-from .index_keys import UNDEFINED, encode_key
+from .index_keys import UNDEFINED, encode_key, encode_value
 
 log = logging.getLogger("engine.catalog")
 
@@ -36,8 +36,17 @@ class IndexInfo:
     fields: tuple[str, ...]  # full key fields, system fields included
     paths: tuple[tuple[str, ...], ...]  # fields split on "."
     stored: bool  # False for by_id, which reads the documents table directly
+    roots: frozenset[str] = frozenset()  # the top-level document fields the key depends on
+    flat: bool = False  # every field is top-level (no "a.b" paths)
+
+    def __post_init__(self) -> None:
+        self.roots = frozenset(p[0] for p in self.paths)
+        self.flat = all(len(p) == 1 for p in self.paths)
 
     def key(self, doc: dict[str, Any]) -> bytes:
+        if self.flat:
+            get = doc.get
+            return b"".join([encode_value(get(f, UNDEFINED)) for f in self.fields])
         values = []
         for path in self.paths:
             value: Any = doc

@@ -21,7 +21,7 @@ from typing import Any
 
 from .auth import AuthProviders
 from .catalog import Catalog
-from .committer import Committer
+from .committer import Committer, sane_start_ts
 from .cron import CronService
 from .errors import ConvexError, EngineError
 from .loader import App, canonicalize_path, load_app
@@ -30,7 +30,7 @@ from .registration import RegisteredFunction
 from .reload import reload_app
 from .runner import Auth, Runner, request_id
 from .scheduler import Clock, RealClock, Scheduler
-from .storage import Persistence, SqlitePersistence
+from .storage import CommitRecord, Persistence, SqlitePersistence
 from .subscriptions import SubscriptionManager
 from .values import to_wire
 from .write_log import WriteLog
@@ -109,7 +109,13 @@ class Deployment:
         except BaseException:
             await store.close()
             raise
-        dep.committer = Committer(store, WriteLog(max_ts), max_ts)
+        start_ts = sane_start_ts(max_ts)
+        if start_ts != max_ts:
+            log.warning("The stored commit clock was %.0f days ahead of this machine's clock (a client "
+                        "moved it with an engine version that trusted client timestamps); continuing "
+                        "from the current time.", (max_ts - start_ts) / 86_400e9)
+            await store.write([CommitRecord(start_ts)])  # every snapshot from now on reads this ts
+        dep.committer = Committer(store, WriteLog(start_ts), start_ts)
         dep.committer.start()
         dep.subscriptions = SubscriptionManager(dep)
         dep.subscriptions.start()

@@ -75,10 +75,29 @@ def new_id(table_number: int) -> str:
     return _b32encode(body + _fletcher16(body))
 
 
+# decode_id is pure and ids recur (every get, patch and index key of a document decodes its id):
+# remember recent answers. Bounded: when full it starts over.
+_DECODED: dict[str, int | None] = {}
+_DECODED_MAX = 100_000
+
+
 def decode_id(text: object) -> int | None:
     """The table number an id belongs to, or None if `text` is not a well-formed id."""
+    if type(text) is str:
+        try:
+            return _DECODED[text]
+        except KeyError:
+            pass
     if not isinstance(text, str) or not 31 <= len(text) <= 37:
         return None
+    number = _decode_id(text)
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[text] = number
+    return number
+
+
+def _decode_id(text: str) -> int | None:
     raw = _b32decode(text)
     if raw is None or len(raw) < _RANDOM_BYTES + 3:
         return None

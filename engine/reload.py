@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .catalog import BY_CREATION_TIME, BY_ID, SYSTEM_FIELDS, IndexInfo, TableInfo
-from .committer import Conflict
+from .committer import Busy, Conflict
 from .cron import Crons
 from .errors import EngineError
 from .loader import App, load_app
@@ -163,6 +163,9 @@ async def _build_index(dep: Deployment, info: TableInfo, name: str, fields: list
 
         try:
             _, durable = dep.committer.sequence(txn, fill)
+        except Busy as busy:
+            await busy.released
+            continue
         except Conflict:
             await dep.committer.wait_settled(dep.committer.sequenced_ts)
             continue

@@ -10,7 +10,6 @@ only `run_query` / `run_mutation` / `run_action`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from msgspec.json import encode as _enc
 
-from .committer import Conflict
+from .committer import Busy, CommitAborted, Conflict
 from .database import DatabaseReader, DatabaseWriter
 from .errors import EngineError
+from .execution import ACTION_LIMIT_S, QUERY_MUTATION_LIMIT_S, QUERY_MUTATION_WALL_S, run_user_code
 from .index_keys import encode_key
 from .logs import capture, current_sink
 from .reads import ReadSet, point
@@ -33,10 +33,13 @@ from .values import decode_json, to_wire, value_size
 if TYPE_CHECKING:
     from .deployment import Deployment
 
-__all__ = ["Auth", "Runner", "QueryRun", "MAX_MUTATION_ATTEMPTS"]
+__all__ = ["Auth", "Runner", "QueryRun", "MAX_MUTATION_ATTEMPTS", "EXCLUSIVE_AFTER_CONFLICTS"]
 
 log = logging.getLogger("engine.functions")
-MAX_MUTATION_ATTEMPTS = 32
+# A mutation that conflicted this many times runs next with the sequencer to itself, so it commits.
+EXCLUSIVE_AFTER_CONFLICTS = 2
+# Only commit failures (a disk that keeps failing) can use these up: exclusivity ends conflicts.
+MAX_MUTATION_ATTEMPTS = 64
 MAX_VALUE_SIZE = 16 * 1024 * 1024
 
 
@@ -152,7 +155,6 @@ def request_id() -> str:
 class Runner:
     def __init__(self, deployment: Deployment) -> None:
         self.dep = deployment
-        self._lane = asyncio.Lock()
 
     # -- validation ----------------------------------------------------------------------------
     def _check_args(self, fn: RegisteredFunction, args: Any) -> dict[str, Any]:
@@ -210,7 +212,8 @@ class Runner:
         with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
             try:
                 checked = self._check_args(fn, args)
-                value = await fn.handler(QueryCtx(DatabaseReader(txn), authv), checked)
+                value = await run_user_code(fn.handler(QueryCtx(DatabaseReader(txn), authv), checked),
+                                            limit=QUERY_MUTATION_LIMIT_S, wall_limit=QUERY_MUTATION_WALL_S)
                 txn.flush_scans()
                 wire = self._check_result(fn, value)
             except Exception as e:  # a QueryFailed for subscribers; raised by run_query
@@ -226,61 +229,88 @@ class Runner:
                            idempotency: tuple[str, int] | None = None) -> tuple[Any, Any, int, list[str]]:
         """(value, wire, commit ts, log lines). `extra(record)` may add rows to the commit;
         `before_commit(txn)` runs after the handler succeeded, on each attempt, and may read and
-        write in the same transaction (the scheduler marks its job done atomically this way)."""
+        write in the same transaction (the scheduler marks its job done atomically this way).
+
+        Each attempt runs on the latest sequenced state (engine.tail): a handler that never
+        suspends cannot conflict. One that does and conflicts re-runs; after
+        EXCLUSIVE_AFTER_CONFLICTS conflicts it runs with the sequencer to itself, so every mutation
+        that only reads and writes the database commits."""
         args = self._check_args(fn, args)
+        committer = self.dep.committer
         conflicts = 0
-        while True:
-            if conflicts:
-                async with self._lane:
-                    await self.dep.committer.wait_settled(self.dep.committer.sequenced_ts)
-                    outcome = await self._mutation_attempt(fn, args, auth, extra, request_id,
-                                                           before_commit=before_commit, idempotency=idempotency)
-            else:
-                outcome = await self._mutation_attempt(fn, args, auth, extra, request_id,
-                                                       before_commit=before_commit, idempotency=idempotency)
-            if outcome is not None:
-                value, wire, ts, future, lines = outcome
-                if future is not None:
-                    await future
+        owner: object | None = None
+        try:
+            while True:
+                if conflicts >= EXCLUSIVE_AFTER_CONFLICTS and owner is None:
+                    owner = object()
+                    while (busy := committer.acquire_exclusive(owner)) is not None:
+                        await busy
+                try:
+                    value, wire, ts, durable, lines = await self._mutation_attempt(
+                        fn, args, auth, extra, request_id, before_commit=before_commit,
+                        idempotency=idempotency, owner=owner)
+                    if owner is not None:  # sequenced: others may build on it right away
+                        committer.release_exclusive(owner)
+                        owner = None
+                    await durable
+                except Conflict:  # CommitAborted too: nothing of the attempt was persisted
+                    conflicts += 1
+                    if conflicts >= MAX_MUTATION_ATTEMPTS:
+                        raise EngineError("OptimisticConcurrencyControlFailure",
+                                          f"{fn.path} could not commit: {conflicts} attempts were refused "
+                                          "(commits before it failed to persist).", status=503) from None
+                    continue
                 return value, wire, ts, lines
-            conflicts += 1
-            if conflicts >= MAX_MUTATION_ATTEMPTS:
-                raise EngineError("OptimisticConcurrencyControlFailure",
-                                  f"{fn.path} kept conflicting with concurrent writes ({conflicts} attempts).",
-                                  status=503)
+        finally:
+            if owner is not None:
+                committer.release_exclusive(owner)
 
     async def _mutation_attempt(self, fn: RegisteredFunction, args: dict[str, Any], auth: Auth, extra: Any,
                                 request_id: str | None = None, *, before_commit: Any = None,
-                                idempotency: tuple[str, int] | None = None):
-        txn = Transaction(self.dep.catalog, self.dep.persistence.snapshot(), writable=True)
+                                idempotency: tuple[str, int] | None = None, owner: object | None = None):
+        """One run of the handler on a fresh latest view, sequenced if it wrote. Returns
+        (value, wire, ts, awaitable that completes once ts is durable, log lines); raises Conflict."""
+        committer = self.dep.committer
+        view = committer.latest_view()
+        txn = Transaction(self.dep.catalog, view, writable=True)
         try:
             if idempotency is not None:
                 key = encode_key(list(idempotency))
                 txn.reads.add(IDEMPOTENCY_KEYS, *point(key))
-                stored = txn.snapshot.mutation_result(*idempotency)
+                stored = view.mutation_result(*idempotency)
                 if stored is not None:  # ran before (a client re-sent it after a reconnect)
                     value = decode_json(stored[1])
-                    return value, to_wire(value), stored[0], None, []
+                    return value, to_wire(value), stored[0], self._durable_view(view.generation, stored[0]), []
                 txn.extra_keys.append((IDEMPOTENCY_KEYS, key))
                 extra = _store_result(idempotency, extra)
             with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
                 ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn))
-                value = await fn.handler(ctx, _copy_args(args))
+                value = await run_user_code(fn.handler(ctx, _copy_args(args)), limit=QUERY_MUTATION_LIMIT_S,
+                                            wall_limit=QUERY_MUTATION_WALL_S, on_suspend=view.freeze)
                 txn.flush_scans()
                 wire = self._check_result(fn, value)
             if before_commit is not None:
                 before_commit(txn)
             if txn.writes or extra is not None:
                 hook = (lambda rec: extra(rec, wire)) if extra is not None else None
-                ts, future = self.dep.committer.sequence(txn, hook)
-            else:
-                # Read-only: serializable at its snapshot; nothing to persist.
-                ts, future = txn.ts, None
-            return value, wire, ts, future, lines
-        except Conflict:
-            return None
+                while True:
+                    try:
+                        ts, future = committer.sequence(txn, hook, owner=owner)
+                        break
+                    except Busy as busy:  # another mutation runs exclusively: then validate again
+                        await busy.released
+                return value, wire, ts, future, lines
+            # Read-only: serializable at its view, which may hold commits not yet durable.
+            return value, wire, txn.ts, self._durable_view(view.generation, txn.ts), lines
         finally:
             txn.close()
+
+    async def _durable_view(self, generation: int, ts: int) -> None:
+        """Complete once everything up to `ts` is durable; Conflict if some of it failed."""
+        committer = self.dep.committer
+        await committer.wait_settled(ts)
+        if committer.generation != generation:
+            raise CommitAborted(ts)
 
     def scheduler_for(self, txn: Transaction | None) -> Any:
         """`ctx.scheduler`: bound to the mutation's transaction, or (txn None) for an action."""
@@ -294,7 +324,8 @@ class Runner:
                          request_id: str | None = None) -> tuple[Any, Any, list[str]]:
         with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
             args = self._check_args(fn, args)
-            value = await fn.handler(ActionCtx(self, auth), args)
+            value = await run_user_code(fn.handler(ActionCtx(self, auth), args), limit=ACTION_LIMIT_S,
+                                        wall_limit=ACTION_LIMIT_S)
             wire = self._check_result(fn, value)
         return value, wire, lines
 

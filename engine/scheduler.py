@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .catalog import define_system_table
-from .committer import Conflict
+from .committer import Busy, Conflict
 from .errors import ConvexError, EngineError
 from .index_keys import encode_key
 from .loader import canonicalize_path
@@ -142,14 +142,20 @@ async def system_transaction(dep: Deployment, body: Callable[[Transaction], T]) 
     for _ in range(MAX_SYSTEM_TXN_ATTEMPTS):
         txn = Transaction(dep.catalog, dep.persistence.snapshot(), writable=True)
         future = None
+        busy = None
         try:
             result = body(txn)
             if txn.writes:
                 _, future = dep.committer.sequence(txn)
+        except Busy as e:  # a mutation has the sequencer to itself for a moment
+            busy = e.released
         except Conflict:
             continue
         finally:
             txn.close()
+        if busy is not None:
+            await busy
+            continue
         if future is not None:
             await future
         return result
@@ -292,11 +298,14 @@ class Scheduler(DueLoop):
         await self._recover_interrupted()
         self._seen_ts = self.dep.committer.durable_ts
         self.dep.committer.listeners.append(self._on_commit)
+        self.dep.committer.watermarks.append(self._watermark)
         await super().start()
 
     async def stop(self) -> None:
         if self._on_commit in self.dep.committer.listeners:
             self.dep.committer.listeners.remove(self._on_commit)
+        if self._watermark in self.dep.committer.watermarks:
+            self.dep.committer.watermarks.remove(self._watermark)
         await super().stop()
 
     def for_mutation(self, txn: Transaction) -> MutationScheduler:
@@ -305,11 +314,18 @@ class Scheduler(DueLoop):
     def for_action(self) -> ActionScheduler:
         return ActionScheduler(self)
 
+    def _watermark(self) -> int:
+        return self._seen_ts
+
     # waking on new jobs
     def _on_commit(self, durable_ts: int) -> None:
         by_id = self._table().by_id.id
         seen, self._seen_ts = self._seen_ts, durable_ts
-        for _, keys in self.dep.committer.write_log.since(seen, durable_ts):
+        write_log = self.dep.committer.write_log
+        if not write_log.covers(seen):  # cut at its size bound: look for work anyway
+            self._wake.set()
+            return
+        for _, keys in write_log.since(seen, durable_ts):
             if any(index_id == by_id for index_id, _ in keys):
                 self._wake.set()
                 return

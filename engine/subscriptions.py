@@ -185,6 +185,7 @@ class SubscriptionManager:
         self._in_round = False
         self._idle = asyncio.Condition()  # notified after every round (see `settled`)
         dep.committer.listeners.append(self._on_commit)
+        dep.committer.watermarks.append(lambda: self.processed_ts)  # keep the write log we still read
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="subscriptions")
@@ -302,7 +303,12 @@ class SubscriptionManager:
     def affected_since(self, after_ts: int, until_ts: int) -> set[QueryEntry]:
         """Live queries whose read sets contain a key written by a commit in (after_ts, until_ts]."""
         affected: set[QueryEntry] = set()
-        for _, keys in self.dep.committer.write_log.since(after_ts, until_ts):
+        write_log = self.dep.committer.write_log
+        if not write_log.covers(after_ts):
+            # Commits we never looked at are gone from the log (it was cut at its size bound):
+            # assume every live query changed.
+            return set(self.entries.values())
+        for _, keys in write_log.since(after_ts, until_ts):
             for index_id, key in keys:
                 self.index.affected(index_id, key, affected)
         return affected

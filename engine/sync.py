@@ -223,9 +223,12 @@ class SyncSession:
                 observed = decode_ts(msg.maxObservedTimestamp)
             except Exception:
                 raise ProtocolError("maxObservedTimestamp is not a valid timestamp") from None
-            # A client ahead of us (e.g. the server restarted on a fresh database) must not be locked
-            # out: move the clock past what it has seen instead of failing the connection.
-            self.dep.committer.advance_to(observed)
+            # A client a little ahead of us (a restart elsewhere, a clock step) must not be locked
+            # out: move the clock past what it has seen. Further ahead than the bounded skew, the
+            # value is not trusted and only ignored: no client may push the shared clock.
+            if not self.dep.committer.advance_to(observed):
+                log.info("ignoring a maxObservedTimestamp %.0f s ahead of this server's clock",
+                         (observed - time.time_ns()) / 1e9)
 
     def _modify_query_set(self, msg: ModifyQuerySet) -> None:
         if msg.baseVersion != self.received_qs:

@@ -71,6 +71,8 @@ class _Write:
     old: dict[str, Any] | None  # as of the snapshot
     new: dict[str, Any] | None  # None = deleted
     old_raw: bytes | None = None  # `old` as stored (kept for engine.history)
+    # Top-level fields that may differ between old and new; None = any (insert, replace, delete).
+    changed: set[str] | None = None
 
 
 class Transaction:
@@ -83,6 +85,7 @@ class Transaction:
         self.limits = limits
         self.reads = ReadSet()
         self.writes: dict[str, _Write] = {}
+        self._rows: dict[str, tuple[int, bytes] | None] = {}  # stored rows read so far, by id
         self.docs_read = 0
         self.bytes_read = 0
         self.ranges_read = 0
@@ -129,11 +132,19 @@ class Transaction:
         pending = self.writes.get(doc_id)
         if pending is not None:
             return _copy(pending.new)
-        row = self.snapshot.get(doc_id)
+        row = self._row(doc_id)
         if row is None:
             return None
         self._count_doc(len(row[1]))
         return decode_json(row[1])
+
+    def _row(self, doc_id: str) -> tuple[int, bytes] | None:
+        """The stored (table number, JSON) of a document in this transaction's snapshot."""
+        rows = self._rows
+        if doc_id in rows:
+            return rows[doc_id]
+        row = rows[doc_id] = self.snapshot.get(doc_id)
+        return row
 
     def _table_of(self, doc_id: Any) -> TableInfo | None:
         if not isinstance(doc_id, str):
@@ -158,16 +169,22 @@ class Transaction:
             raise EngineError("DocumentNotFound", f"Cannot {verb} document {doc_id!r}: it does not exist.")
         return table, current
 
-    def _stage(self, table: TableInfo, doc_id: str, new: dict[str, Any] | None) -> None:
+    def _stage(self, table: TableInfo, doc_id: str, new: dict[str, Any] | None,
+               changed: set[str] | None = None) -> None:
         if new is not None:
             self._check_document(table, new)
         w = self.writes.get(doc_id)
         if w is None:
-            row = self.snapshot.get(doc_id)
+            row = self._row(doc_id)
             old = decode_json(row[1]) if row is not None else None
-            self.writes[doc_id] = _Write(table, old, new, row[1] if row is not None else None)
+            self.writes[doc_id] = _Write(table, old, new, row[1] if row is not None else None,
+                                         changed if old is not None else None)
         else:
             w.new = new
+            if changed is None or w.changed is None:
+                w.changed = None
+            else:
+                w.changed |= changed
         if len(self.writes) > self.limits.documents_written:
             raise EngineError("TooManyDocumentsWritten",
                               f"Too many documents written in one mutation (limit: {self.limits.documents_written}).")
@@ -225,7 +242,7 @@ class Transaction:
                 current.pop(key, None)
             else:
                 current[key] = value
-        self._stage(table, doc_id, current)
+        self._stage(table, doc_id, current, {k for k in fields if k not in ("_id", "_creationTime")})
 
     def replace(self, doc_id: str, value: dict[str, Any]) -> None:
         self._require_writable()
@@ -257,9 +274,13 @@ class Transaction:
             if w.old is None and w.new is None:
                 continue
             docs_before.append((doc_id, w.table.number, w.old_raw))
+            changed = w.changed
             for ix in w.table.indexes.values():
                 old_key = ix.key(w.old) if w.old is not None else None
-                new_key = ix.key(w.new) if w.new is not None else None
+                if changed is not None and changed.isdisjoint(ix.roots):
+                    new_key = old_key  # a patch that touched none of this index's fields
+                else:
+                    new_key = ix.key(w.new) if w.new is not None else None
                 if old_key is not None:
                     keys.append((ix.id, old_key))
                 if new_key is not None and new_key != old_key:
@@ -303,9 +324,12 @@ class RangeScan:
              and lo <= (key := ix.key(w.new)) < hi),
             key=lambda kv: kv[0], reverse=desc)
         skip = set(mine)
+        rows = txn._rows
+        number = self.table.number
         p = 0
         for key, doc_id, value in txn.snapshot.scan(ix.id, lo, hi, desc):
             txn._count_doc(len(value))
+            rows[doc_id] = (number, value)
             while p < len(pending) and ((pending[p][0] > key) if desc else (pending[p][0] < key)):
                 self.last_key = pending[p][0]
                 yield pending[p][0], _copy(pending[p][1])  # type: ignore[misc]

@@ -5,9 +5,10 @@ changed document the log holds its old and new key in every index of its table (
 OCC validation asks "did anything committed after my snapshot touch what I read?"; the subscription
 layer asks "which live read sets contain these keys?". Both read this one log.
 
-Entries are appended when a commit is sequenced (before it is durable), in timestamp order, and are
-pruned by count; a snapshot older than the oldest retained entry can no longer be validated, which
-the committer treats as a conflict (the mutation re-runs on a fresh snapshot).
+Entries are appended when a commit is sequenced (before it is durable), in timestamp order. The
+committer trims them once every reader is past them (`trim`); a view older than the oldest retained
+entry can no longer be validated, which the committer treats as a conflict (the mutation re-runs on
+a fresh view), and a subscription watermark older than it means "assume everything changed".
 """
 
 from __future__ import annotations
@@ -18,29 +19,44 @@ from collections.abc import Iterator
 __all__ = ["WriteLog"]
 
 WrittenKeys = list[tuple[int, bytes]]
+_EMPTY: WrittenKeys = []
 
 
 class WriteLog:
-    def __init__(self, start_ts: int, *, retain: int = 50_000) -> None:
+    def __init__(self, start_ts: int) -> None:
         self._ts: list[int] = []
         self._keys: list[WrittenKeys] = []
-        self._retain = retain
+        self._start = 0  # entries before this index are dropped (compacted in batches)
         # Every commit with ts <= horizon that is no longer in the log.
         self.horizon = start_ts
 
+    def __len__(self) -> int:
+        return len(self._ts) - self._start
+
     @property
     def latest_ts(self) -> int:
-        return self._ts[-1] if self._ts else self.horizon
+        return self._ts[-1] if len(self._ts) > self._start else self.horizon
 
     def append(self, ts: int, keys: WrittenKeys) -> None:
         assert not self._ts or ts > self._ts[-1], "write log timestamps must increase"
         self._ts.append(ts)
         self._keys.append(keys)
-        if len(self._ts) > self._retain * 2:
-            cut = len(self._ts) - self._retain
-            self.horizon = self._ts[cut - 1]
-            del self._ts[:cut]
+
+    def trim(self, keep_after: int, *, max_entries: int) -> None:
+        """Drop entries with ts <= keep_after, and the oldest beyond `max_entries` in any case."""
+        ts_list = self._ts
+        cut = bisect_right(ts_list, keep_after, lo=self._start)
+        cut = max(cut, len(ts_list) - max_entries)
+        if cut <= self._start:
+            return
+        self.horizon = max(self.horizon, ts_list[cut - 1])
+        for i in range(self._start, cut):
+            self._keys[i] = _EMPTY
+        self._start = cut
+        if cut > 4096 and cut * 2 > len(ts_list):  # compact: the dropped prefix is the larger part
+            del ts_list[:cut]
             del self._keys[:cut]
+            self._start = 0
 
     def covers(self, ts: int) -> bool:
         """True if every commit after `ts` is still in the log."""
@@ -48,7 +64,7 @@ class WriteLog:
 
     def since(self, ts: int, until: int | None = None) -> Iterator[tuple[int, WrittenKeys]]:
         """Commits with ts in (ts, until]."""
-        start = bisect_right(self._ts, ts)
-        stop = len(self._ts) if until is None else bisect_right(self._ts, until)
+        start = bisect_right(self._ts, ts, lo=self._start)
+        stop = len(self._ts) if until is None else bisect_right(self._ts, until, lo=self._start)
         for i in range(start, stop):
             yield self._ts[i], self._keys[i]

@@ -1,0 +1,207 @@
+"""Running user code: a step driver that knows when a function suspends, and its execution limits.
+
+    value = await run_user_code(handler(ctx, args), limit=QUERY_MUTATION_LIMIT, on_suspend=view.freeze)
+
+`run_user_code` drives the function's coroutine itself, one step at a time, passing every future it
+waits on through to the asyncio task, so it behaves exactly like `await handler(...)`. Driving it
+buys two things:
+
+- `on_suspend()` runs at the function's first real suspension, before any other task can run:
+  a mutation that never suspends ran inside one event-loop step (engine.tail relies on this).
+- The time the function's own steps spend on the CPU is known, so Convex's execution limits can be
+  applied to it: queries and mutations get 1 second of execution (Convex: "user code, not database
+  operations"; here each step counts from when it is resumed to when it suspends or returns, the
+  engine's reads included), actions 10 minutes of wall time (Convex's Node runtime).
+
+A step that overruns is interrupted by the watchdog thread: it delivers SIGUSR2 to the main thread
+(whose handler raises `UserTimeout` inside the running step, at the next bytecode boundary), so a
+`while True: pass` in a query stops after its second and every other client keeps being served. The
+signal is only acted on while the same step of the same function is still on the CPU; anywhere
+else it is ignored. Where signals cannot be used (a thread other than the main one, or a host
+process that owns SIGUSR2), a step's overrun is still detected when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+from .errors import EngineError
+
+__all__ = ["run_user_code", "UserTimeout", "SystemTimeout", "QUERY_MUTATION_LIMIT_S",
+           "QUERY_MUTATION_WALL_S", "ACTION_LIMIT_S", "Watchdog"]
+
+QUERY_MUTATION_LIMIT_S = 1.0  # Convex: DATABASE_UDF_USER_TIMEOUT
+QUERY_MUTATION_WALL_S = 16.0  # the user second plus Convex's DATABASE_UDF_SYSTEM_TIMEOUT (15 s)
+ACTION_LIMIT_S = 600.0  # Convex's Node runtime: NODE_ACTION_USER_TIMEOUT
+
+
+def _limit_text(seconds: float) -> str:
+    # Rust's Debug form of a Duration, as Convex prints it: 1s, 600s, 1.5s.
+    return f"{seconds:g}s"
+
+
+class UserTimeout(EngineError):
+    """A function ran past its execution limit. Reported as Convex reports it (no code prefix)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("UserTimeout", f"Function execution timed out (maximum duration: {_limit_text(seconds)})")
+        self.seconds = seconds
+
+
+class SystemTimeout(EngineError):
+    """A query or mutation spent too long suspended (Convex's system-time limit)."""
+
+    def __init__(self) -> None:
+        super().__init__("SystemTimeoutError", "Your request timed out performing too many system operations.")
+
+
+class _Budget:
+    __slots__ = ("limit", "used", "step_started")
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.used = 0.0
+        self.step_started = 0.0
+
+
+class Watchdog:
+    """One background thread watching the user-code step on the CPU. Steps nest (an action's
+    `ctx.run_query` runs inside the action's step), so the running ones form a stack and the
+    innermost is watched; `begin`/`end` are a push and a pop. The thread polls every POLL_S."""
+
+    POLL_S = 0.05
+
+    def __init__(self) -> None:
+        self._stack: list[_Budget] = []
+        self._step = 0  # increments at every begin(): identifies the step a signal was meant for
+        self._fired_for = -1
+        self._thread: threading.Thread | None = None
+        self._main = threading.main_thread().ident
+        self._installed = False
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is not None:
+                return
+            if threading.current_thread() is threading.main_thread():
+                try:
+                    previous = signal.getsignal(signal.SIGUSR2)
+                    if previous in (signal.SIG_DFL, None):
+                        signal.signal(signal.SIGUSR2, self._on_signal)
+                        self._installed = True
+                except (ValueError, OSError):  # not the main interpreter
+                    self._installed = False
+            thread = threading.Thread(target=self._watch, name="engine-watchdog", daemon=True)
+            thread.start()
+            self._thread = thread
+
+    def begin(self, budget: _Budget) -> None:
+        if self._thread is None:
+            self._ensure()
+        self._step += 1
+        budget.step_started = time.monotonic()
+        self._stack.append(budget)
+
+    def end(self, budget: _Budget) -> None:
+        stack = self._stack
+        if stack and stack[-1] is budget:
+            stack.pop()
+            self._step += 1  # whatever was running before is a new step for the watchdog
+            budget.used += time.monotonic() - budget.step_started
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.POLL_S)
+            stack, step = self._stack, self._step
+            if not stack or not self._installed or self._fired_for == step:
+                continue
+            budget = stack[-1]
+            if budget.used + (time.monotonic() - budget.step_started) > budget.limit:
+                self._fired_for = step
+                signal.pthread_kill(self._main, signal.SIGUSR2)  # type: ignore[arg-type]
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Only the step the watchdog measured, and only while it is still on the CPU.
+        if self._stack and self._fired_for == self._step:
+            budget = self._stack[-1]
+            self.end(budget)
+            raise UserTimeout(budget.limit)
+
+
+WATCHDOG = Watchdog()
+
+
+def _drive(coro: Coroutine[Any, Any, Any], budget: _Budget | None,
+           on_suspend: Callable[[], None] | None) -> Generator[Any, Any, Any]:
+    watchdog = WATCHDOG
+    send: Any = None
+    throw: BaseException | None = None
+    suspended = False
+    while True:
+        if budget is not None:
+            watchdog.begin(budget)
+        try:
+            try:
+                if throw is not None:
+                    yielded = coro.throw(throw)
+                else:
+                    yielded = coro.send(send)
+            finally:
+                if budget is not None:
+                    watchdog.end(budget)
+        except StopIteration as done:
+            if budget is not None and budget.used > budget.limit:
+                raise UserTimeout(budget.limit) from None
+            return done.value
+        if budget is not None and budget.used > budget.limit:
+            coro.close()
+            raise UserTimeout(budget.limit)
+        if not suspended:
+            suspended = True
+            if on_suspend is not None:
+                on_suspend()
+        try:
+            send = yield yielded
+            throw = None
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as e:  # delivered into the function, as the task would
+            throw = e
+            send = None
+
+
+class _Driven:
+    __slots__ = ("_gen",)
+
+    def __init__(self, gen: Generator[Any, Any, Any]) -> None:
+        self._gen = gen
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self._gen
+
+
+async def run_user_code(coro: Coroutine[Any, Any, Any], *, limit: float | None = None,
+                        wall_limit: float | None = None,
+                        on_suspend: Callable[[], None] | None = None) -> Any:
+    """Await `coro` (a user function's coroutine) under an execution-time `limit` (seconds on the
+    CPU) and/or a `wall_limit` (seconds in all), calling `on_suspend` at its first suspension."""
+    budget = _Budget(limit) if limit is not None else None
+    driven = _Driven(_drive(coro, budget, on_suspend))
+    if wall_limit is None:
+        return await driven
+    try:
+        async with asyncio.timeout(wall_limit):
+            return await driven
+    except TimeoutError:
+        if budget is None:  # an action: its whole run is the user's time
+            raise UserTimeout(wall_limit) from None
+        raise SystemTimeout() from None

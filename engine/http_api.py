@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import msgspec
 
 from engine.errors import EngineError
-from engine.values import from_wire, to_clean_json, to_wire
+from engine.values import TooNested, from_wire, to_clean_json, to_wire, too_nested
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -48,6 +48,7 @@ __all__ = [
     "encode_ts",
     "decode_ts",
     "request_id",
+    "routed",
     "Auth",
     "MISSING",
 ]
@@ -265,11 +266,17 @@ async def resolve_auth(dep: Any, headers: Mapping[str, str], query: Mapping[str,
 # --- request parsing -----------------------------------------------------------------------------
 
 
-def _parse_body(body: bytes) -> dict:
+def _decode_json(text: bytes | str, what: str) -> Any:
     try:
-        obj = _decode_body.decode(body)
+        return _decode_body.decode(text)
     except msgspec.DecodeError as e:
-        raise EngineError("BadJsonBody", f"Failed to parse the request body as JSON: {e}") from None
+        raise EngineError("BadJsonBody", f"Failed to parse {what} as JSON: {e}") from None
+    except RecursionError:  # msgspec gives up around a thousand levels; the limit is far below
+        raise EngineError(TooNested.code, str(too_nested())) from None
+
+
+def _parse_body(body: bytes) -> dict:
+    obj = _decode_json(body, "the request body")
     if not isinstance(obj, dict):
         raise EngineError("BadJsonBody", "The request body must be a JSON object.")
     return obj
@@ -323,6 +330,8 @@ def _parse_args(raw: Any, *, present: bool = True) -> dict:
         raw = raw[0]
     try:
         args = from_wire(raw)
+    except TooNested as e:
+        raise EngineError(TooNested.code, str(e)) from None
     except ValueError as e:
         raise EngineError("InvalidArgs", f"Invalid function arguments: {e}") from None
     if not isinstance(args, dict):
@@ -356,10 +365,7 @@ async def _query_get(dep: Any, req: HttpRequest) -> HttpResponse:
     if raw_args is None:
         args_obj: Any = None
     else:
-        try:
-            args_obj = _decode_body.decode(raw_args)
-        except msgspec.DecodeError as e:
-            raise EngineError("BadJsonBody", f"Failed to parse `args` as JSON: {e}") from None
+        args_obj = _decode_json(raw_args, "`args`")
     path = _parse_path(req.query.get("path"))
     args = _parse_args(args_obj)
     fmt = _parse_format(req.query.get("format"))
@@ -476,6 +482,13 @@ def _prefix_methods(path: str) -> dict[str, Handler] | None:
         if path.startswith(prefix) and len(prefix) > len(best):
             best = prefix
     return PREFIX_ROUTES[best] if best else None
+
+
+def routed(path: str) -> bool:
+    """Whether `path` is one of this API's (exact or by prefix), whatever the method."""
+    if len(path) > 1:
+        path = path.rstrip("/")
+    return path in ROUTES or _prefix_methods(path) is not None
 
 
 def _route(method: str, path: str) -> Handler | HttpResponse:

@@ -49,6 +49,7 @@ __all__ = [
     "Headers",
     "HttpAction",
     "HttpRouter",
+    "JsonTooDeep",
     "Request",
     "Response",
     "dispatch",
@@ -63,6 +64,16 @@ ROUTABLE_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
 
 
 # --- request and response ------------------------------------------------------------------------
+
+
+class JsonTooDeep(ValueError):
+    """`request.json()` on a body nested deeper than Python's JSON parser goes (its recursion
+    guard: about 1 000 levels). A ValueError, so handlers that refuse bad JSON refuse this too."""
+
+    code = "TooNestedError"
+
+    def __init__(self) -> None:
+        super().__init__("The JSON body is nested too deeply to parse (the limit is about 1000 levels).")
 
 
 class Headers(Mapping[str, str]):
@@ -112,8 +123,12 @@ class Request:
         return self._body.decode("utf-8", errors="replace")
 
     async def json(self) -> Any:
-        """The body parsed as JSON (numbers stay Python ints/floats); raises ValueError if it is not."""
-        return json.loads(self._body)
+        """The body parsed as JSON (numbers stay Python ints/floats); raises ValueError if it is not
+        (`JsonTooDeep`, a ValueError, when it nests deeper than the parser goes)."""
+        try:
+            return json.loads(self._body)
+        except RecursionError:
+            raise JsonTooDeep() from None
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path}>"

@@ -87,6 +87,8 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
         return _decoder.decode(frame)
     except msgspec.DecodeError as e:
         raise ProtocolError(f"Invalid client message: {e}") from None
+    except RecursionError:  # the JSON parser gives up around a thousand levels
+        raise ProtocolError("Invalid client message: Value is too nested (maximum nesting 64)") from None
 
 
 # -- timestamps ------------------------------------------------------------------------------------

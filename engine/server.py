@@ -1,144 +1,47 @@
-"""The network edge: Litestar apps for the API port (3210) and the HTTP-actions site port (3211), and `serve`.
+"""The network edge: what the API port (3210) and the HTTP-actions site port (3211) serve, and `serve`.
 
-This is the only module that imports Litestar or uvicorn. Request handling lives in `engine.http_api`
-(framework-free); here each API path is a raw ASGI route that reads the body (enforcing the size limit
-while streaming), builds an `HttpRequest`, and writes the `HttpResponse` back. Raw ASGI routes keep the
-per-request overhead at a dictionary lookup and let the handler own CORS and error shapes exactly.
+The protocol work (HTTP/1.1, WebSocket) is engine.http_server; request handling is framework-free
+(engine.http_api for the Convex API, engine.http_router for the app's HTTP actions, engine.sync for
+the WebSocket protocol). This module says which path goes where:
 
-Seams for the rest of the engine:
-- `extra_routes`: Litestar route handlers added to the API app, e.g. the WebSocket sync endpoint at
-  `/api/sync` and `/api/{version:str}/sync` (static API paths still win over the `{version}` segment).
-- `http_actions`: an `HttpActionHandler` (`async (HttpRequest) -> HttpResponse`) serving HTTP actions:
-  every path on the site port, and `/http/...` on the API port (with `/http` stripped). `serve` takes
-  it from `dep.handle_http_action` when the Deployment has one. Without it those paths answer 404 JSON.
-  HTTP-action bodies may be up to `engine.http_router.MAX_REQUEST_BODY` (20 MiB, Convex's limit).
-- `GET /api/logs/stream` (admin key): function log lines as server-sent events, one JSON object per
-  `data:` line, from `engine.logs.feed`; open streams end when the server shuts down.
+API port: every path in `http_api.ROUTES` / `http_api.PREFIX_ROUTES`; `/http/...` -> HTTP actions
+(with `/http` stripped); `GET /api/logs/stream` (admin key) -> function log lines as server-sent
+events from `engine.logs.feed`; WebSocket upgrades on `/api/sync` (Python client) and
+`/api/<client version>/sync` (npm). Anything else: 404 JSON. Site port: every path -> HTTP actions.
+
+Body limits are decided per path before a body is read: 16 MiB (+ envelope) on the Convex API
+(`http_api.BODY_LIMITS` for exceptions), 20 MiB on HTTP actions (Convex's limits); a body over its
+limit gets a 413 with a code, from its Content-Length or as soon as a chunked body crosses it.
 
 Invariants: the Deployment is closed exactly once, after both servers have stopped; SIGINT/SIGTERM
-trigger a graceful shutdown (a second SIGINT forces it); the admin key never reaches a log line.
+trigger a graceful shutdown (in-flight requests finish, WebSockets get 1001; a second SIGINT forces
+it); the admin key never reaches a log line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 import sys
-import urllib.parse
-from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Iterator, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import msgspec
-import uvicorn
-from litestar import Litestar, Request, Response
-from litestar.exceptions import MethodNotAllowedException, NotFoundException
-from litestar.handlers import asgi
-from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 
 from engine import http_api, logs
 from engine.errors import EngineError
 from engine.http_api import HttpRequest, HttpResponse
 from engine.http_router import MAX_REQUEST_BODY as HTTP_ACTION_MAX_BODY
+from engine.http_server import HttpServer, StreamingResponse, WebSocket
 
-__all__ = ["HttpActionHandler", "build_app", "build_site_app", "serve"]
+__all__ = ["HttpActionHandler", "ApiEndpoint", "SiteEndpoint", "serve", "tune_gc_for_serving"]
 
 HttpActionHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                if int(value) > limit:
-                    raise _BodyTooLarge
-            except ValueError:
-                pass
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _request_parts(scope: Scope, prefix: str) -> tuple[str, dict[str, str], dict[str, str]]:
-    """(percent-encoded path, lower-case headers, query params). Mounts strip `prefix` from scope["path"]."""
-    raw_path = scope.get("raw_path")
-    if raw_path:
-        path = raw_path.decode("latin-1")
-    else:
-        path = urllib.parse.quote(prefix + scope["path"] if prefix else scope["path"])
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    query = dict(urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-    return path, headers, query
-
-
-async def _send(send: Send, response: HttpResponse) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-    if not any(k == b"content-length" for k, _ in headers):
-        headers.append((b"content-length", str(len(response.body)).encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
-
-
-def _not_found(path: str, what: str) -> HttpResponse:
-    return http_api.error_response(404, "NotFound", f"No {what} is defined for {path}.")
-
-
-def _asgi_endpoint(
-    respond: Callable[[HttpRequest], Awaitable[HttpResponse]], *, prefix: str = "",
-    limit: int = http_api.MAX_BODY_SIZE,
-) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        path, headers, query = _request_parts(scope, prefix)
-        try:
-            body = await _read_body(scope, receive, limit)
-        except _Disconnected:
-            return
-        except _BodyTooLarge:
-            response = http_api.payload_too_large() if limit == http_api.MAX_BODY_SIZE else \
-                http_api.error_response(413, "PayloadTooLarge", f"The request body exceeds the limit of {limit} bytes.")
-            response.headers.extend(http_api.cors_headers(headers))
-            await _send(send, response)
-            return
-        request = HttpRequest(scope["method"], path, headers, query, body,
-                              scope.get("query_string", b"").decode("latin-1"))
-        await _send(send, await respond(request))
-
-    return endpoint
-
-
-def _http_action_responder(http_actions: HttpActionHandler | None, strip: str) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
-    async def respond(request: HttpRequest) -> HttpResponse:
-        if strip:
-            if request.path != strip and not request.path.startswith(strip + "/"):
-                # The mount also catches "/httpfoo": that is not under the prefix.
-                return http_api.error_response(404, "NotFound", f"No route for {request.method} {request.path}.")
-            request.path = request.path[len(strip):] or "/"
-        if http_actions is None:
-            return _not_found(request.path, "HTTP action")
-        return await http_actions(request)
-
-    return respond
-
-
 LOG_STREAM_KEEPALIVE_S = 15.0
+_SYNC_PATH = re.compile(r"/api/(?:([^/]+)/)?sync")
+_SLASHES = re.compile(r"/{2,}")
 
 
 def _sse(entries: list[logs.LogEntry], dropped: int) -> bytes:
@@ -147,69 +50,6 @@ def _sse(entries: list[logs.LogEntry], dropped: int) -> bytes:
         parts.append(b"event: dropped\ndata: " + msgspec.json.encode({"dropped": dropped}) + b"\n\n")
     parts.extend(b"data: " + msgspec.json.encode(e.to_json()) + b"\n\n" for e in entries)
     return b"".join(parts)
-
-
-def _log_stream_endpoint(dep: Any, streams: set[logs.Subscriber]) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """GET /api/logs/stream: a long-lived text/event-stream of function log lines (admin only).
-
-    A reader that falls behind loses its oldest lines (an `event: dropped` says how many); functions
-    never wait for it. A comment line goes out every 15 s so proxies keep the connection open."""
-
-    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        _, headers, query = _request_parts(scope, "")
-        if scope["method"] != "GET":
-            response = http_api.error_response(405, "MethodNotAllowed", "Use GET /api/logs/stream.")
-            await _send(send, response)
-            return
-        try:
-            auth = await http_api.resolve_auth(dep, headers, query)
-            if not auth.admin:
-                raise EngineError("Unauthenticated", "/api/logs/stream requires an admin key "
-                                                     "(`Authorization: Convex <key>`).", status=401)
-        except EngineError as e:
-            await _send(send, http_api.error_response(e.status, e.code, e.message))
-            return
-        sub = logs.feed.subscribe()
-        streams.add(sub)
-
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            sub.close()
-
-        watcher = asyncio.create_task(watch_disconnect())
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no"), *[(k.encode(), v.encode()) for k, v in http_api.cors_headers(headers)],
-            ]})
-            await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
-            while not sub.closed:
-                entries, dropped = await sub.get(timeout=LOG_STREAM_KEEPALIVE_S)
-                chunk = _sse(entries, dropped) or (b"" if sub.closed else b": keep-alive\n\n")
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the client went away mid-write
-            pass
-        finally:
-            watcher.cancel()
-            sub.close()
-            streams.discard(sub)
-
-    return endpoint
-
-
-def _json_exception_handler(request: Request, exc: Exception) -> Response:
-    status = getattr(exc, "status_code", 500)
-    code = {404: "NotFound", 405: "MethodNotAllowed"}.get(status, "InternalServerError")
-    return Response(
-        {"code": code, "message": f"No route for {request.method} {request.url.path}."},
-        status_code=status,
-    )
-
-
-_EXCEPTION_HANDLERS = {NotFoundException: _json_exception_handler, MethodNotAllowedException: _json_exception_handler}
 
 
 def _chunk_capable(client_header: str, path_version: str | None) -> bool:
@@ -230,91 +70,122 @@ def _chunk_capable(client_header: str, path_version: str | None) -> bool:
     return parts >= (1, 28, 0)
 
 
-def sync_route(dep: Any) -> ControllerRouterHandler:
-    """The WebSocket sync endpoint: `/api/<client version>/sync` (npm) and `/api/sync` (Python)."""
-    from litestar import WebSocket, websocket
-    from litestar.exceptions import WebSocketDisconnect
+def _no_route(request: HttpRequest) -> HttpResponse:
+    return http_api.error_response(404, "NotFound", f"No route for {request.method} {request.path}.")
 
-    from engine.sync import SyncSession
 
-    @websocket(path=["/api/sync", "/api/{client_version:str}/sync"], name="convex-sync")
-    async def sync(socket: WebSocket) -> None:
-        await socket.accept()
-        npm = _chunk_capable(socket.headers.get("convex-client", ""), socket.path_params.get("client_version"))
-        raw_send = socket.send
+class _HttpActions:
+    """`/http/...` on the API port and every path on the site port: the app's HTTP actions."""
 
-        async def send(text: str) -> None:
-            await raw_send({"type": "websocket.send", "text": text})
+    def __init__(self, dep: Any, http_actions: HttpActionHandler | None) -> None:
+        self.dep = dep
+        self.http_actions = http_actions
 
-        async def receive() -> str | bytes | None:
+    async def actions(self, request: HttpRequest) -> HttpResponse:
+        if self.http_actions is None:
+            return http_api.error_response(404, "NotFound", f"No HTTP action is defined for {request.path}.")
+        return await self.http_actions(request)
+
+
+class ApiEndpoint(_HttpActions):
+    """The API origin (port 3210)."""
+
+    def __init__(self, dep: Any, http_actions: HttpActionHandler | None = None) -> None:
+        super().__init__(dep, http_actions)
+        self.log_streams: set[logs.Subscriber] = set()
+
+    def body_limit(self, path: str) -> int:
+        if path == "/http" or path.startswith("/http/"):
+            return HTTP_ACTION_MAX_BODY
+        return http_api.body_limit(path)
+
+    def too_large(self, limit: int, headers: dict[str, str]) -> HttpResponse:
+        response = http_api.error_response(413, "PayloadTooLarge", f"The request body exceeds the limit of {limit} bytes.")
+        response.headers.extend(http_api.cors_headers(headers))
+        return response
+
+    async def respond(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        if "//" in path:  # clients join base URLs carelessly ("http://host:3210/" + "/api/...")
+            path = request.path = _SLASHES.sub("/", path)
+        if path == "/http" or path.startswith("/http/"):
+            request.path = path[len("/http"):] or "/"
+            return await self.actions(request)
+        if path == "/api/logs/stream":
+            return await self._log_stream(request)
+        if http_api.routed(path):
+            return await http_api.handle(self.dep, request)
+        if _SYNC_PATH.fullmatch(path) and request.method == "GET":
+            return http_api.error_response(400, "WebSocketRequired", f"{path} is the WebSocket sync endpoint; "
+                                           "connect with a WebSocket client.")
+        return _no_route(request)
+
+    def websocket(self, request: HttpRequest) -> Callable[[WebSocket], Awaitable[None]] | None:
+        match = _SYNC_PATH.fullmatch(_SLASHES.sub("/", request.path))
+        if match is None or getattr(self.dep, "subscriptions", None) is None:
+            return None
+        npm = _chunk_capable(request.headers.get("convex-client", ""), match.group(1))
+        dep = self.dep
+
+        async def run(ws: WebSocket) -> None:
+            from engine.sync import SyncSession
+
+            async def close(code: int, reason: str) -> None:
+                await ws.close(code, reason)
+
+            await SyncSession(dep, dep.subscriptions, ws.send, npm=npm).run(ws.receive, close)
+
+        return run
+
+    async def _log_stream(self, request: HttpRequest) -> HttpResponse:
+        """GET /api/logs/stream: a long-lived text/event-stream of function log lines (admin only).
+
+        A reader that falls behind loses its oldest lines (an `event: dropped` says how many);
+        functions never wait for it. A comment line goes out every 15 s so proxies keep the
+        connection open."""
+        if request.method != "GET":
+            return http_api.error_response(405, "MethodNotAllowed", "Use GET /api/logs/stream.")
+        try:
+            auth = await http_api.resolve_auth(self.dep, request.headers, request.query)
+            if not auth.admin:
+                raise EngineError("Unauthenticated", "/api/logs/stream requires an admin key "
+                                                     "(`Authorization: Convex <key>`).", status=401)
+        except EngineError as e:
+            return http_api.error_response(e.status, e.code, e.message)
+        sub = logs.feed.subscribe()
+        self.log_streams.add(sub)
+
+        async def events() -> AsyncIterator[bytes]:
             try:
-                message = await socket.receive()
-            except WebSocketDisconnect:
-                return None
-            if message["type"] == "websocket.disconnect":
-                return None
-            return message.get("text") or message.get("bytes") or ""
+                yield b": connected\n\n"
+                while not sub.closed:
+                    entries, dropped = await sub.get(timeout=LOG_STREAM_KEEPALIVE_S)
+                    chunk = _sse(entries, dropped) or (b"" if sub.closed else b": keep-alive\n\n")
+                    if chunk:
+                        yield chunk
+            finally:
+                sub.close()
+                self.log_streams.discard(sub)
 
-        async def close(code: int, reason: str) -> None:
-            await socket.close(code, reason)
-
-        await SyncSession(dep, dep.subscriptions, send, npm=npm).run(receive, close)
-
-    return sync
-
-
-def build_app(
-    dep: Any,
-    *,
-    extra_routes: Sequence[ControllerRouterHandler] = (),
-    http_actions: HttpActionHandler | None = None,
-) -> Litestar:
-    """The API-origin ASGI app (port 3210): /api/*, /version, /http/* and whatever `extra_routes` add."""
-
-    async def respond(request: HttpRequest) -> HttpResponse:
-        return await http_api.handle(dep, request)
-
-    api = [asgi(path, copy_scope=False, name=f"convex-api{path}")(_asgi_endpoint(respond, limit=http_api.body_limit(path)))
-           for path in sorted(http_api.ROUTES)]
-    mounts = [asgi(prefix.rstrip("/"), is_mount=True, copy_scope=False, name=f"convex-api-mount{prefix}")(
-        _asgi_endpoint(respond, prefix=prefix.rstrip("/"), limit=http_api.body_limit(prefix)))
-        for prefix in sorted(http_api.PREFIX_ROUTES)]
-    http = asgi("/http", is_mount=True, copy_scope=False, name="convex-http-actions")(
-        _asgi_endpoint(_http_action_responder(http_actions, "/http"), prefix="/http", limit=HTTP_ACTION_MAX_BODY)
-    )
-    log_streams: set[logs.Subscriber] = set()
-    log_stream = asgi("/api/logs/stream", copy_scope=False, name="convex-logs-stream")(
-        _log_stream_endpoint(dep, log_streams)
-    )
-    sync = [sync_route(dep)] if getattr(dep, "subscriptions", None) is not None else []
-    app = Litestar(
-        [*extra_routes, *sync, *api, *mounts, http, log_stream],
-        openapi_config=None,
-        request_max_body_size=None,  # enforced while streaming, with Convex's limit and error shape
-        logging_config=None,
-        exception_handlers=_EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-    )
-    app.state.deployment = dep
-    app.state.log_streams = log_streams  # `serve` ends them at shutdown (uvicorn waits for open responses)
-    return app
+        headers = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"),
+                   ("x-accel-buffering", "no"), *http_api.cors_headers(request.headers)]
+        return StreamingResponse(200, events(), headers)
 
 
-def build_site_app(dep: Any, *, http_actions: HttpActionHandler | None = None) -> Litestar:
-    """The HTTP-actions origin (port 3211): every path goes to `http_actions` (404 JSON without one)."""
-    site = asgi("/", is_mount=True, copy_scope=False, name="convex-site")(
-        _asgi_endpoint(_http_action_responder(http_actions, ""), limit=HTTP_ACTION_MAX_BODY)
-    )
-    app = Litestar([site], openapi_config=None, request_max_body_size=None, logging_config=None)
-    app.state.deployment = dep
-    return app
+class SiteEndpoint(_HttpActions):
+    """The HTTP-actions origin (port 3211): every path goes to the app's router."""
 
+    def body_limit(self, path: str) -> int:
+        return HTTP_ACTION_MAX_BODY
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to `serve` (which runs two of them)."""
+    def too_large(self, limit: int, headers: dict[str, str]) -> HttpResponse:
+        return http_api.error_response(413, "PayloadTooLarge", f"The request body exceeds the limit of {limit} bytes.")
 
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    async def respond(self, request: HttpRequest) -> HttpResponse:
+        return await self.actions(request)
+
+    def websocket(self, request: HttpRequest) -> None:
+        return None
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -361,11 +232,10 @@ async def serve(
     port: int = 3210,
     site_port: int = 3211,
     *,
-    extra_routes: Sequence[ControllerRouterHandler] = (),
     http_actions: HttpActionHandler | None = None,
     on_ready: Callable[[int, int], None] | None = None,
     stop: asyncio.Event | None = None,
-    log_level: str = "warning",
+    grace: float = 5.0,
 ) -> None:
     """Serve the API and site ports until SIGINT/SIGTERM (or `stop` is set), then close `dep`.
 
@@ -374,10 +244,8 @@ async def serve(
     """
     if http_actions is None:
         http_actions = getattr(dep, "handle_http_action", None)
-    apps = [
-        build_app(dep, extra_routes=extra_routes, http_actions=http_actions),
-        build_site_app(dep, http_actions=http_actions),
-    ]
+    api = ApiEndpoint(dep, http_actions)
+    site = SiteEndpoint(dep, http_actions)
     socks: list[socket.socket] = []
     try:
         for p in (port, site_port):
@@ -388,19 +256,15 @@ async def serve(
         await dep.close()  # its storage threads would otherwise keep the process alive
         print(f"error: cannot listen on {host}:{p}: {e.strerror or e}", file=sys.stderr)
         raise SystemExit(1) from None
-    servers = [
-        _Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", ws_max_size=64 * 1024 * 1024,
-                                     # WebSocket-level pings every 5 s; a peer silent for 20 s more is dropped
-                                     ws_ping_interval=5.0, ws_ping_timeout=20.0))
-        for app in apps
-    ]
+    servers = [HttpServer(api, too_large=api.too_large), HttpServer(site, too_large=site.too_large)]
+    dep.http_servers = servers  # connection counts for introspection (metrics, tests)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    force = asyncio.Event()
 
     def on_signal(sig: int) -> None:
         if stop.is_set() and sig == signal.SIGINT:
-            for s in servers:
-                s.force_exit = True
+            force.set()
         stop.set()
 
     installed: list[int] = []
@@ -410,37 +274,23 @@ async def serve(
             installed.append(sig)
         except (NotImplementedError, RuntimeError):  # not the main thread / Windows
             pass
-
-    tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, socks)]
-    stopper = asyncio.create_task(stop.wait())
     try:
-        # uvicorn exposes readiness only as a flag; poll it briefly (startup is milliseconds).
-        while not all(s.started for s in servers):
-            if any(t.done() for t in tasks):
-                break
-            await asyncio.sleep(0.005)
-        if all(s.started for s in servers):
-            print(f"Convex-compatible API listening on {_url(host, socks[0])}", flush=True)
-            print(f"HTTP actions on {_url(host, socks[1])}", flush=True)
-            if on_ready is not None:
-                on_ready(socks[0].getsockname()[1], socks[1].getsockname()[1])
-        await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for server, sock in zip(servers, socks):
+            await server.start(sock)
+        print(f"Convex-compatible API listening on {_url(host, socks[0])}", flush=True)
+        print(f"HTTP actions on {_url(host, socks[1])}", flush=True)
+        if on_ready is not None:
+            on_ready(socks[0].getsockname()[1], socks[1].getsockname()[1])
+        await stop.wait()
     finally:
-        for s in servers:
-            s.should_exit = True
-        for app in apps:
-            for sub in list(getattr(app.state, "log_streams", ())):
-                sub.close()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        stopper.cancel()
+        for sub in list(api.log_streams):
+            sub.close()
+        shutdowns = [asyncio.create_task(s.shutdown(grace)) for s in servers]
+        forced = asyncio.create_task(force.wait())
+        await asyncio.wait([asyncio.gather(*shutdowns), forced], return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
         for sock in socks:
             sock.close()
         await dep.close()
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-            raise result
-    if not all(s.started for s in servers):
-        print("error: the server failed to start", file=sys.stderr)
-        raise SystemExit(1)

@@ -94,7 +94,7 @@ def _removed(query_id: int) -> bytes:
 
 
 class SyncSession:
-    def __init__(self, dep: Deployment, manager: SubscriptionManager, send: Callable[[str], Awaitable[None]], *,
+    def __init__(self, dep: Deployment, manager: SubscriptionManager, send: Callable[[bytes], Awaitable[None]], *,
                  npm: bool) -> None:
         self.dep = dep
         self.manager = manager
@@ -386,9 +386,9 @@ class SyncSession:
             for n, part in enumerate(parts):
                 await self._send(msgspec.json.encode({
                     "type": "TransitionChunk", "chunk": part, "partNumber": n, "totalParts": len(parts),
-                    "transitionId": str(len(text))}).decode())
+                    "transitionId": str(len(text))}))
             return
-        await self._send(data.decode())
+        await self._send(data)
 
     def _kick_sender(self) -> None:
         if self._sender is None and self._close is not None and not self.closed and not self._send_failed:

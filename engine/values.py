@@ -25,9 +25,25 @@ import msgspec
 from .index_keys import UNDEFINED, encode_value
 
 __all__ = ["to_wire", "from_wire", "encode_json", "decode_json", "to_clean_json", "check_field_name",
-           "value_size", "compare_values", "convex_type_name", "MAX_FIELD_NAME_LENGTH"]
+           "value_size", "compare_values", "convex_type_name", "MAX_FIELD_NAME_LENGTH", "MAX_NESTING",
+           "TooNested", "too_nested"]
 
 MAX_FIELD_NAME_LENGTH = 1024
+MAX_NESTING = 64  # Convex's value::MAX_NESTING: arrays and objects nested at most this deep
+
+
+class TooNested(ValueError):
+    """A value (or the JSON it came in) nested deeper than MAX_NESTING. Code: TooNestedError."""
+
+    code = "TooNestedError"
+
+
+def too_nested(depth: int | None = None) -> TooNested:
+    """Convex's error text; `depth` when known (a JSON parser that gave up knows only "more")."""
+    if depth is None:
+        return TooNested(f"Value is too nested (nested more than {MAX_NESTING} levels deep > maximum nesting "
+                         f"{MAX_NESTING})")
+    return TooNested(f"Value is too nested (nested {depth} levels deep > maximum nesting {MAX_NESTING})")
 
 _b2a = binascii.b2a_base64
 _a2b = binascii.a2b_base64
@@ -224,12 +240,14 @@ def _special(obj: dict, key: str) -> Any:
     raise _PathError(f"Field name {key} starts with '$', which is reserved.", obj)
 
 
-def _from_wire(obj: Any) -> Any:
+def _from_wire(obj: Any, depth: int = 1) -> Any:
     t = type(obj)
     if t is str or t is float or t is bool or obj is None:
         return obj
     if t is int:
         return _int_to_float(obj)
+    if depth > MAX_NESTING:
+        raise _TooDeep
     if t is dict:
         if len(obj) == 1:
             for key in obj:
@@ -248,7 +266,7 @@ def _from_wire(obj: Any) -> Any:
                 elif vt is int:
                     out[key] = _int_to_float(v)
                 else:
-                    out[key] = _from_wire(v)
+                    out[key] = _from_wire(v, depth + 1)
         except _PathError as e:
             if e.culprit is not obj:
                 e.segments.append(_key_segment(key))
@@ -257,7 +275,7 @@ def _from_wire(obj: Any) -> Any:
         return out
     if t is list:
         try:
-            return [_from_wire(v) for v in obj]
+            return [_from_wire(v, depth + 1) for v in obj]
         except _PathError as e:
             e.segments.append(f"[{_index_of(obj, e.culprit)}]")
             e.culprit = obj
@@ -281,8 +299,12 @@ def from_wire(obj: Any) -> Any:
         return _from_wire(obj)
     except _PathError as e:
         raise e.to_value_error() from None
-    except RecursionError:
-        raise ValueError("Value is nested too deeply at $") from None
+    except (_TooDeep, RecursionError):
+        raise too_nested() from None
+
+
+class _TooDeep(Exception):
+    pass
 
 
 def decode_json(data: bytes | str) -> Any:
@@ -291,6 +313,8 @@ def decode_json(data: bytes | str) -> Any:
         obj = _decode(data)
     except msgspec.DecodeError as e:
         raise ValueError(f"Invalid JSON: {e} at $") from None
+    except RecursionError:  # the parser gives up long before the stack would
+        raise too_nested() from None
     return from_wire(obj)
 
 

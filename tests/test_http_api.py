@@ -12,6 +12,7 @@ once deployment.py exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import json
 from dataclasses import dataclass, field
@@ -384,17 +385,33 @@ async def test_cors(dep: FakeDeployment) -> None:
     assert "access-control-allow-origin" not in h
 
 
-# --- Litestar wiring (engine.server) -------------------------------------------------------------
+# --- the network edge (engine.server on engine.http_server) ----------------------------------------
 
 
-def asgi_client(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+@contextlib.asynccontextmanager
+async def serving(dep: Any, **kwargs: Any):
+    """engine.server.serve on real loopback sockets (port 0); yields (api base URL, site base URL)."""
+    from engine.server import serve
+
+    ready: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(dep, "127.0.0.1", 0, 0, stop=stop,
+                                     on_ready=lambda a, s: ready.set_result((a, s)), **kwargs))
+    api_port, site_port = await asyncio.wait_for(ready, 10)
+    try:
+        yield f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{site_port}"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 async def test_server_routes_through_http_api(dep: FakeDeployment) -> None:
-    from engine.server import build_app
+    async with serving(dep) as (api, _):
+        await _check_routes(api, dep)
 
-    async with asgi_client(build_app(dep)) as client:
+
+async def _check_routes(api: str, dep: FakeDeployment) -> None:
+    async with httpx.AsyncClient(base_url=api) as client:
         r = await client.post("/api/query", json={"path": "t:f", "args": [{}], "format": "convex_encoded_json"},
                               headers={"origin": "http://x"})
         assert r.status_code == 200 and r.json() == {"status": "success", "value": {"ok": True}}
@@ -409,37 +426,29 @@ async def test_server_routes_through_http_api(dep: FakeDeployment) -> None:
         assert r.status_code == 404 and r.json()["code"] == "NotFound"
         r = await client.post("/api/mutation", content=b" " * (MAX_BODY_SIZE + 1))
         assert r.status_code == 413 and r.json()["code"] == "PayloadTooLarge"
+    async with httpx.AsyncClient(base_url=api) as client:  # the 413 closed that connection
         r = await client.post("/http/hook", content=b"{}")
         assert r.status_code == 404 and r.json()["code"] == "NotFound"
 
 
-async def test_server_seams_for_http_actions_and_extra_routes(dep: FakeDeployment) -> None:
-    from litestar import Request, get
-
-    from engine.server import build_app, build_site_app
-
+async def test_server_seams_for_http_actions(dep: FakeDeployment) -> None:
     seen: list[HttpRequest] = []
 
     async def http_actions(req: HttpRequest) -> http_api.HttpResponse:
         seen.append(req)
         return http_api.HttpResponse(201, b"hello", [("content-type", "text/plain")])
 
-    @get("/api/{version:str}/sync", sync_to_thread=False)
-    def fake_sync(request: Request) -> str:  # stands in for the WebSocket route the lead mounts
-        return f"sync {request.path_params['version']}"
-
-    app = build_app(dep, extra_routes=[fake_sync], http_actions=http_actions)
-    async with asgi_client(app) as client:
-        r = await client.post("/http/hooks/livekit?x=1", content=b"payload")
+    async with serving(dep, http_actions=http_actions) as (api, site), httpx.AsyncClient() as client:
+        r = await client.post(f"{api}/http/hooks/livekit?x=1", content=b"payload")
         assert (r.status_code, r.text) == (201, "hello")
         assert (seen[-1].method, seen[-1].path, seen[-1].query, seen[-1].body) == ("POST", "/hooks/livekit", {"x": "1"}, b"payload")
-        assert (await client.get("/api/1.31.0/sync")).text == "sync 1.31.0"
-        assert (await client.post("/api/query", json={"path": "t:f"})).status_code == 200
-    async with asgi_client(build_site_app(dep, http_actions=http_actions)) as client:
-        r = await client.get("/openclaw/hook")
+        assert (await client.post(f"{api}/api/query", json={"path": "t:f"})).status_code == 200
+        r = await client.get(f"{site}/openclaw/hook")
         assert r.status_code == 201 and seen[-1].path == "/openclaw/hook"
-    async with asgi_client(build_site_app(dep)) as client:
-        assert (await client.get("/x")).status_code == 404
+        r = await client.head(f"{site}/openclaw/hook")
+        assert r.status_code == 201 and r.content == b"" and r.headers["content-length"] == "5"
+    async with serving(FakeDeployment()) as (_, site), httpx.AsyncClient() as client:
+        assert (await client.get(f"{site}/x")).status_code == 404
 
 
 async def test_serve_on_real_sockets_and_closes_the_deployment(dep: FakeDeployment, capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,8 +64,8 @@ async def voice_token(ctx, request):
                       "voice:getVoiceToken through POST /api/mutation (Authorization: Convex <admin key>).")
     try:
         body = await request.json()
-    except ValueError:
-        return _error(400, "BAD_REQUEST", "The body must be a JSON object.")
+    except ValueError as e:  # not JSON, or nested past the parser's limit (the reason says which)
+        return _error(400, "BAD_REQUEST", f"The body must be a JSON object: {e}")
     if not isinstance(body, dict):
         return _error(400, "BAD_REQUEST", "The body must be a JSON object.")
     channel_id = body.get("channelId")

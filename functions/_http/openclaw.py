@@ -252,6 +252,9 @@ async def openclaw_event(ctx, request):
         body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as e:
         return _error(400, "INVALID_JSON", f"The body is not JSON: {str(e)[:200]}")
+    except RecursionError:
+        return _error(400, "INVALID_JSON", "The body is JSON nested too deeply to parse (the limit is about "
+                      "1000 levels).")
     try:
         event = normalize_event(body, idempotency_key=request.headers.get("idempotency-key"))
     except BadEvent as e:

@@ -45,15 +45,16 @@ def _is_admin(ctx, request) -> bool:
     return scheme.lower() in ("convex", "bearer") and ctx.admin_key_matches(credential.strip())
 
 
-async def _body(request) -> dict[str, Any] | None:
+async def _body(request) -> dict[str, Any] | str:
+    """The JSON object sent (empty body: {}), or why it is not one."""
     raw = await request.body()
     if not raw.strip():
         return {}
     try:
         body = await request.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+    except ValueError as e:  # not JSON, or nested past the parser's limit
+        return str(e)
+    return body if isinstance(body, dict) else "it is not an object"
 
 
 def _typed(value: Any, kind: str) -> bool:
@@ -68,8 +69,8 @@ async def _guarded(ctx, request, fields: dict[str, str]):
         return None, _error(401, "UNAUTHENTICATED", "This endpoint needs the deployment's admin key "
                                                     "(Authorization: Convex <admin key>).")
     body = await _body(request)
-    if body is None:
-        return None, _error(400, "BAD_REQUEST", "The body must be a JSON object (or empty).")
+    if isinstance(body, str):
+        return None, _error(400, "BAD_REQUEST", f"The body must be a JSON object (or empty): {body}")
     for name, kind in fields.items():
         if name in body and not _typed(body[name], kind):
             return None, _error(400, "BAD_REQUEST", f"`{name}` must be a {kind}.")

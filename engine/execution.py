@@ -139,44 +139,74 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
-def _drive(coro: Coroutine[Any, Any, Any], budget: _Budget | None,
+class _Deadline:
+    """A wall-clock limit, armed only once the function first suspends (most never do)."""
+
+    __slots__ = ("expired", "handle")
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        task = asyncio.current_task()
+        self.handle = asyncio.get_running_loop().call_later(seconds, self._expire, task)
+
+    def _expire(self, task: asyncio.Task[Any] | None) -> None:
+        self.expired = True
+        if task is not None:
+            task.cancel()
+
+
+def _drive(coro: Coroutine[Any, Any, Any], budget: _Budget | None, wall_limit: float | None,
            on_suspend: Callable[[], None] | None) -> Generator[Any, Any, Any]:
+    system_after = budget.limit if budget is not None and wall_limit is not None and budget.limit < wall_limit else None
     watchdog = WATCHDOG
     send: Any = None
     throw: BaseException | None = None
+    deadline: _Deadline | None = None
     suspended = False
-    while True:
-        if budget is not None:
-            watchdog.begin(budget)
-        try:
+    try:
+        while True:
+            if budget is not None:
+                watchdog.begin(budget)
             try:
-                if throw is not None:
-                    yielded = coro.throw(throw)
-                else:
-                    yielded = coro.send(send)
-            finally:
-                if budget is not None:
-                    watchdog.end(budget)
-        except StopIteration as done:
+                try:
+                    if throw is not None:
+                        yielded = coro.throw(throw)
+                    else:
+                        yielded = coro.send(send)
+                finally:
+                    if budget is not None:
+                        watchdog.end(budget)
+            except StopIteration as done:
+                if budget is not None and budget.used > budget.limit:
+                    raise UserTimeout(budget.limit) from None
+                return done.value
+            except asyncio.CancelledError:
+                if deadline is not None and deadline.expired:
+                    # Actions' whole run is user time; a query or mutation past its wall limit
+                    # was suspended too long, Convex's "system" time.
+                    raise (UserTimeout(wall_limit) if system_after is None else SystemTimeout()) from None  # type: ignore[arg-type]
+                raise
             if budget is not None and budget.used > budget.limit:
-                raise UserTimeout(budget.limit) from None
-            return done.value
-        if budget is not None and budget.used > budget.limit:
-            coro.close()
-            raise UserTimeout(budget.limit)
-        if not suspended:
-            suspended = True
-            if on_suspend is not None:
-                on_suspend()
-        try:
-            send = yield yielded
-            throw = None
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as e:  # delivered into the function, as the task would
-            throw = e
-            send = None
+                coro.close()
+                raise UserTimeout(budget.limit)
+            if not suspended:  # the first real suspension
+                suspended = True
+                if wall_limit is not None:
+                    deadline = _Deadline(wall_limit)
+                if on_suspend is not None:
+                    on_suspend()
+            try:
+                send = yield yielded
+                throw = None
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as e:  # delivered into the function, as the task would
+                throw = e
+                send = None
+    finally:
+        if deadline is not None:
+            deadline.handle.cancel()
 
 
 class _Driven:
@@ -193,15 +223,7 @@ async def run_user_code(coro: Coroutine[Any, Any, Any], *, limit: float | None =
                         wall_limit: float | None = None,
                         on_suspend: Callable[[], None] | None = None) -> Any:
     """Await `coro` (a user function's coroutine) under an execution-time `limit` (seconds on the
-    CPU) and/or a `wall_limit` (seconds in all), calling `on_suspend` at its first suspension."""
+    CPU) and/or a `wall_limit` (seconds in all), calling `on_suspend` at its first suspension.
+    Past `wall_limit`, a query or mutation fails with SystemTimeout, an action with UserTimeout."""
     budget = _Budget(limit) if limit is not None else None
-    driven = _Driven(_drive(coro, budget, on_suspend))
-    if wall_limit is None:
-        return await driven
-    try:
-        async with asyncio.timeout(wall_limit):
-            return await driven
-    except TimeoutError:
-        if budget is None:  # an action: its whole run is the user's time
-            raise UserTimeout(wall_limit) from None
-        raise SystemTimeout() from None
+    return await _Driven(_drive(coro, budget, wall_limit, on_suspend))

@@ -22,7 +22,6 @@ import importlib.util
 import inspect
 import logging
 import re
-import secrets
 import struct
 import urllib.parse
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import msgspec
 
 from engine.errors import EngineError
+from engine.logs import new_request_id
 from engine.values import TooNested, from_wire, to_clean_json, to_wire, too_nested
 
 __all__ = [
@@ -109,7 +109,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 def request_id() -> str:
     """A Convex-like request id: 16 random hex characters."""
-    return secrets.token_hex(8)
+    return new_request_id()
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -296,7 +296,20 @@ def _parse_format(raw: Any) -> str:
     return fmt
 
 
+_VALID_PATHS: set[str] = set()  # function paths that passed _parse_path (bounded)
+
+
 def _parse_path(raw: Any) -> str:
+    if type(raw) is str and raw in _VALID_PATHS:
+        return raw
+    checked = _check_path(raw)
+    if len(_VALID_PATHS) >= 10_000:
+        _VALID_PATHS.clear()
+    _VALID_PATHS.add(checked)
+    return checked
+
+
+def _check_path(raw: Any) -> str:
     if not isinstance(raw, str) or not raw:
         raise EngineError("InvalidFunctionPath", "The request must name a function in `path`.")
     module, sep, name = raw.rpartition(":")

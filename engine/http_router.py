@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import secrets
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -341,7 +340,7 @@ async def dispatch(dep: Deployment, req: HttpRequest) -> HttpResponse:
         response.headers.append(("allow", allowed))
         return response
     route = found
-    rid = secrets.token_hex(8)
+    rid = logs.new_request_id()
     with logs.capture(route.label, kind="http", request_id=rid):
         try:
             auth = await _auth(dep, req.headers, route.label)

@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 import httptools
 from websockets.frames import Opcode
@@ -233,7 +234,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "_url", "_headers", "_head_size", "_body", "_body_size",
                  "_limit", "_refused", "_discarded", "_queue", "_task", "_keep_alive", "_closing",
                  "_paused_reading", "_paused_writing", "_drain", "ws", "last_active", "_head_started",
-                 "_upgrade", "_raw_head")
+                 "_upgrade", "_raw_head", "_path", "_query_string", "_hdict")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -259,6 +260,9 @@ class _Connection(asyncio.Protocol):
         self._head_started = 0.0
         self._upgrade = False
         self._raw_head: list[bytes] | None = None
+        self._path = ""
+        self._query_string = ""
+        self._hdict: dict[str, str] = {}
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -356,9 +360,10 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._head_started = 0.0
         parsed = httptools.parse_url(self._url)
-        path = parsed.path.decode("latin-1")
+        path = self._path = parsed.path.decode("latin-1")
+        self._query_string = (parsed.query or b"").decode("latin-1")
         self._limit = self.server.endpoint.body_limit(path)
-        headers = dict(self._headers)
+        headers = self._hdict = dict(self._headers)
         length = headers.get("content-length")
         if not self.parser.should_keep_alive():
             self._keep_alive = False
@@ -396,11 +401,11 @@ class _Connection(asyncio.Protocol):
             return  # else the queued 413 closes the connection once it has been written
         if self._upgrade:
             return  # answered by _start_websocket once the parser hands over the connection
-        parsed = httptools.parse_url(self._url)
         method = self.parser.get_method().decode("latin-1")
-        query_string = (parsed.query or b"").decode("latin-1")
-        request = HttpRequest(method, parsed.path.decode("latin-1"), dict(self._headers),
-                              _parse_query(query_string), b"".join(self._body), query_string)
+        query_string = self._query_string
+        body = self._body
+        request = HttpRequest(method, self._path, self._hdict, _parse_query(query_string),
+                              body[0] if len(body) == 1 else b"".join(body), query_string)
         self._body = []
         self._queue.append(request)
         if len(self._queue) > MAX_PIPELINED:
@@ -476,7 +481,7 @@ class _Connection(asyncio.Protocol):
         """413 now; read and drop the rest of the body, then close."""
         self._refused = True
         self._keep_alive = False
-        response = self.server.endpoint_too_large(self._limit, dict(self._headers))
+        response = self.server.endpoint_too_large(self._limit, self._hdict)
         if self._task is None:
             self._write(response)
         else:  # an earlier pipelined request is still being answered: keep the order
@@ -509,10 +514,7 @@ class _Connection(asyncio.Protocol):
         rest = data[offset:]
         head = raw[:len(raw) - len(rest)]
         self._raw_head = None
-        parsed = httptools.parse_url(self._url)
-        path = parsed.path.decode("latin-1")
-        query_string = (parsed.query or b"").decode("latin-1")
-        headers = dict(self._headers)
+        path, query_string, headers = self._path, self._query_string, self._hdict
         request = HttpRequest("GET", path, headers, _parse_query(query_string), b"", query_string)
         handler = self.server.endpoint.websocket(request)
         if handler is None:
@@ -562,12 +564,20 @@ class _HeadTooLarge(Exception):
     pass
 
 
+_QUERIES: dict[str, dict[str, str]] = {}  # query strings recur ("format=json"): parsed once (bounded)
+
+
 def _parse_query(query_string: str) -> dict[str, str]:
     if not query_string:
         return {}
-    from urllib.parse import parse_qsl
-
-    return dict(parse_qsl(query_string, keep_blank_values=True))
+    parsed = _QUERIES.get(query_string)
+    if parsed is None:
+        parsed = dict(parse_qsl(query_string, keep_blank_values=True))
+        if len(query_string) <= 256:
+            if len(_QUERIES) >= 1000:
+                _QUERIES.clear()
+            _QUERIES[query_string] = parsed
+    return dict(parsed)  # handlers get their own copy
 
 
 class HttpServer:

@@ -32,8 +32,23 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _counter = itertools.count(1)
 
 
+_CANONICAL: dict[str, str] = {}  # valid paths seen, with their canonical form (bounded)
+
+
 def canonicalize_path(path: Any) -> str:
     """'tasks' -> 'tasks:default', 'tasks.js:list' -> 'tasks:list'; raises InvalidFunctionPath."""
+    if type(path) is str:
+        known = _CANONICAL.get(path)
+        if known is not None:
+            return known
+    canonical = _canonicalize(path)
+    if len(_CANONICAL) >= 10_000:
+        _CANONICAL.clear()
+    _CANONICAL[path] = canonical
+    return canonical
+
+
+def _canonicalize(path: Any) -> str:
     if not isinstance(path, str) or not path:
         raise EngineError("InvalidFunctionPath", f"Function path must be a non-empty string, got {path!r}.")
     module, sep, export = path.rpartition(":")

@@ -19,7 +19,7 @@ import collections
 import contextvars
 import logging
 import math
-import secrets
+import random
 import sys
 import threading
 import time
@@ -143,7 +143,7 @@ def capture(path: str = "", *, kind: str = "", request_id: str | None = None) ->
     lines: list[str] = []
     outer = _scope.get()
     if request_id is None:
-        request_id = outer.request_id if outer is not None else secrets.token_hex(8)
+        request_id = outer.request_id if outer is not None else new_request_id()
     if not path and outer is not None:
         path, kind = outer.path, outer.kind
     token = _sink.set(lines)
@@ -153,6 +153,15 @@ def capture(path: str = "", *, kind: str = "", request_id: str | None = None) ->
     finally:
         _scope.reset(scope_token)
         _sink.reset(token)
+
+
+_rid_random = random.Random()
+
+
+def new_request_id() -> str:
+    """A request id: 16 hex characters. Identifies a call in logs and error texts; not a secret
+    (so no system-entropy call per request)."""
+    return "%016x" % _rid_random.getrandbits(64)
 
 
 def current_request_id() -> str | None:

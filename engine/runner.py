@@ -11,7 +11,6 @@ only `run_query` / `run_mutation` / `run_action`.
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from .database import DatabaseReader, DatabaseWriter
 from .errors import EngineError
 from .execution import ACTION_LIMIT_S, QUERY_MUTATION_LIMIT_S, QUERY_MUTATION_WALL_S, run_user_code
 from .index_keys import encode_key
-from .logs import capture, current_sink
+from .logs import capture, current_sink, new_request_id
 from .reads import ReadSet, point
 from .registration import RegisteredFunction, function_name
 from .storage import Snapshot
@@ -149,7 +148,7 @@ class QueryEvaluation:
 
 
 def request_id() -> str:
-    return secrets.token_hex(8)
+    return new_request_id()
 
 
 class Runner:

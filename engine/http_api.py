@@ -530,3 +530,16 @@ async def _dispatch(dep: Any, req: HttpRequest) -> HttpResponse:
         return error_response(
             500, "InternalServerError", f"[Request ID: {rid}] Your request couldn't be completed. Try again later."
         )
+
+
+# Endpoints that live beside their subsystems add themselves to ROUTES / PREFIX_ROUTES / BODY_LIMITS:
+# the official CLI's (engine.cli_api), the dashboard (engine.dashboard), /health and /metrics.
+def _register_other_endpoints() -> None:
+    from engine import cli_api, dashboard, metrics
+
+    cli_api.register_routes()
+    dashboard.register_routes()
+    metrics.register_routes()
+
+
+_register_other_endpoints()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import json
 import secrets
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from . import logs
 from .errors import EngineError
+from .executions import error_text, executions
 from .http_api import HttpRequest, HttpResponse, error_response
 from .runner import ActionCtx, Auth
 
@@ -342,15 +344,21 @@ async def dispatch(dep: Deployment, req: HttpRequest) -> HttpResponse:
         return response
     route = found
     rid = secrets.token_hex(8)
-    with logs.capture(route.label, kind="http", request_id=rid):
+    started = time.perf_counter()
+    with logs.capture(route.label, kind="http", request_id=rid) as lines:
         try:
             auth = await _auth(dep, req.headers, route.label)
             request = Request(method, _url(req), req.path, Headers(req.headers), req.query, req.body)
             result = await route.action.handler(ActionCtx(dep.runner, auth), request)
-            return _to_http_response(result, route.label, method == "HEAD")
+            response = _to_http_response(result, route.label, method == "HEAD")
+            executions.record("http", route.label, success=True, duration=time.perf_counter() - started,
+                              request_id=rid, log_lines=lines)
+            return response
         except Exception as e:
             # The message may carry secrets or internals: the client gets only the request id.
             name = type(e).__name__
             logs.publish("ERROR", f"[ERROR] Uncaught {'Error' if name == 'Exception' else name}: {e}", exc_info=e)
+            executions.record("http", route.label, success=False, duration=time.perf_counter() - started,
+                              error=error_text(e), request_id=rid, log_lines=lines)
             return error_response(500, "InternalServerError",
                                   f"[Request ID: {rid}] Server Error: the HTTP action {route.label} failed.")

@@ -36,6 +36,7 @@ STATEMENTS = {
     "meta_put": "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
     "tables_all": "SELECT name, number FROM tables_",
     "table_add": "INSERT INTO tables_ (name, number) VALUES (?, ?)",
+    "table_renumber": "UPDATE tables_ SET number = ? WHERE name = ?",
     "indexes_all": "SELECT id, table_name, name, fields FROM indexes_",
     "index_add": "INSERT INTO indexes_ (id, table_name, name, fields) VALUES (?, ?, ?, ?)",
     "index_drop": "DELETE FROM indexes_ WHERE id = ?",

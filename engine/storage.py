@@ -31,6 +31,7 @@ from typing import Any
 
 import aiosqlite
 
+from .errors import EngineError
 from .sql import render
 
 __all__ = ["CommitRecord", "Persistence", "Snapshot", "SqlitePersistence", "read_only_dump"]
@@ -87,6 +88,10 @@ class Persistence(ABC):
 
     @abstractmethod
     async def add_table(self, name: str, number: int) -> None: ...
+
+    async def renumber_tables(self, numbers: dict[str, int]) -> None:
+        """Give empty tables new numbers (a live snapshot import keeps the snapshot's ids)."""
+        raise EngineError("Unsupported", "This store cannot renumber tables.")
 
     @abstractmethod
     async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None: ...
@@ -358,6 +363,21 @@ class SqlitePersistence(Persistence):
         async with self._write_lock:
             await self._writer.execute(self._stmts["table_add"], (name, number))
             self._stale()
+
+    async def renumber_tables(self, numbers: dict[str, int]) -> None:
+        """Give (empty) tables new numbers, in one transaction (a live import: engine.transfers)."""
+        assert self._writer is not None
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                for i, name in enumerate(numbers):  # through unused negatives: numbers are UNIQUE
+                    await self._writer.execute(self._stmts["table_renumber"], (-1 - i, name))
+                for name, number in numbers.items():
+                    await self._writer.execute(self._stmts["table_renumber"], (number, name))
+                await self._writer.execute("COMMIT")
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
 
     async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None:
         assert self._writer is not None

@@ -25,7 +25,7 @@ from .registration import (
 )
 from .cron import cronJobs, cron_jobs
 from .schema import define_schema, define_table
-from .validators import v
+from .validators import ObjectValidator, Validator, v
 from . import env
 from .http_router import HttpRouter, Request, Response, http_action, json_response
 
@@ -43,6 +43,21 @@ pagination_opts_validator = v.object({
 """Convex's `paginationOptsValidator`: the `paginationOpts` argument of a paginated query."""
 
 paginationOptsValidator = pagination_opts_validator
+
+
+def pagination_result_validator(item: Validator) -> ObjectValidator:
+    """Convex's `paginationResultValidator(item)`: what `.paginate()` returns, exactly as Convex's
+    `PaginationResult<T>` (so a generated `api` type-checks with `usePaginatedQuery`)."""
+    return v.object({
+        "page": v.array(item),
+        "continueCursor": v.string(),
+        "isDone": v.boolean(),
+        "splitCursor": v.optional(v.union(v.string(), v.null())),
+        "pageStatus": v.optional(v.union(v.literal("SplitRecommended"), v.literal("SplitRequired"), v.null())),
+    })
+
+
+paginationResultValidator = pagination_result_validator
 
 __all__ = [
     "ConvexError",
@@ -67,7 +82,9 @@ __all__ = [
     "json_response",
     "mutation",
     "pagination_opts_validator",
+    "pagination_result_validator",
     "paginationOptsValidator",
+    "paginationResultValidator",
     "query",
     "v",
 ]

@@ -28,7 +28,7 @@ import msgspec
 from . import env as env_module
 from .errors import EngineError
 from .executions import executions
-from .http_api import BODY_LIMITS, PREFIX_ROUTES, ROUTES, HttpRequest, HttpResponse, json_response, resolve_auth
+from .http_api import BODY_LIMITS, PREFIX_ROUTES, ROUTES, SHUTDOWN_HOOKS, HttpRequest, HttpResponse, json_response, resolve_auth
 
 __all__ = ["LOG_POLL_SECONDS", "register_routes"]
 
@@ -95,20 +95,16 @@ async def _stream_function_logs(dep: Any, req: HttpRequest) -> HttpResponse:
     except ValueError:
         raise EngineError("InvalidCursor", f"`cursor` must be a number of milliseconds, got {raw!r}.") from None
     # The first poll (cursor 0) answers at once: the CLI reads it as history, to learn where "now" is.
-    wait = 0.0 if cursor <= 0 or _closing else LOG_POLL_SECONDS
+    wait = 0.0 if cursor <= 0 or getattr(dep, "log_polls_closed", False) else LOG_POLL_SECONDS
     entries, new_cursor = await executions.wait_since(cursor, wait, limit=MAX_LOG_ENTRIES)
     fmt = req.query.get("format")
     body = [e.to_json() if fmt == "engine" else e.to_convex_json() for e in entries]
     return json_response(200, {"entries": body, "newCursor": new_cursor})
 
 
-_closing = False
-
-
-def shutting_down() -> None:
+def shutting_down(dep: Any) -> None:
     """The server is stopping: open long polls answer now, new ones at once."""
-    global _closing
-    _closing = True
+    dep.log_polls_closed = True
     executions.wake_all()
 
 
@@ -202,6 +198,7 @@ async def _canonical_urls(dep: Any, req: HttpRequest) -> HttpResponse:
 
 
 def register_routes() -> None:
+    SHUTDOWN_HOOKS.append(shutting_down)
     ROUTES["/api/v1/get_canonical_urls"] = {"GET": _canonical_urls}
     ROUTES["/api/update_environment_variables"] = {"POST": _update_env}
     ROUTES["/api/stream_function_logs"] = {"GET": _stream_function_logs}

@@ -162,7 +162,8 @@ class Deployment:
         fn = self.app.functions.get(canonical)
         if fn is None or (fn.visibility == "internal" and not (auth.admin or internal_ok)):
             raise _NotFound(f"Could not find public function for '{path}'. "
-                            "Did you forget to run `npx convex dev` or `npx convex deploy`?")
+                            "Did you forget to save it under functions/, or to restart `python -m engine serve` "
+                            "(`python -m engine dev` loads every saved change)?")
         if kind is not None and fn.kind != kind:
             raise _NotFound(f"Trying to execute {canonical} as {kind.capitalize()}, "
                             f"but it is defined as {fn.kind.capitalize()}.")

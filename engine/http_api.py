@@ -532,6 +532,16 @@ async def _dispatch(dep: Any, req: HttpRequest) -> HttpResponse:
         )
 
 
+# Called by the server when it begins to stop, before it waits for open requests: long polls
+# (`/api/stream_function_logs`) answer at once instead of holding the shutdown up.
+SHUTDOWN_HOOKS: list[Callable[[Any], None]] = []
+
+
+def shutting_down(dep: Any) -> None:
+    for hook in SHUTDOWN_HOOKS:
+        hook(dep)
+
+
 # Endpoints that live beside their subsystems add themselves to ROUTES / PREFIX_ROUTES / BODY_LIMITS:
 # the official CLI's (engine.cli_api), the dashboard (engine.dashboard), /health and /metrics.
 def _register_other_endpoints() -> None:

@@ -283,6 +283,7 @@ async def serve(
             on_ready(socks[0].getsockname()[1], socks[1].getsockname()[1])
         await stop.wait()
     finally:
+        http_api.shutting_down(dep)  # long polls (/api/stream_function_logs) answer now
         for sub in list(api.log_streams):
             sub.close()
         shutdowns = [asyncio.create_task(s.shutdown(grace)) for s in servers]

@@ -38,6 +38,7 @@ STATEMENTS = {
     "table_add": "INSERT INTO tables_ (name, number) VALUES (?, ?)",
     "table_renumber": "UPDATE tables_ SET number = ? WHERE name = ?",
     "indexes_all": "SELECT id, table_name, name, fields FROM indexes_",
+    "index_id_of": "SELECT id FROM indexes_ WHERE table_name = ? AND name = ?",
     "index_add": "INSERT INTO indexes_ (id, table_name, name, fields) VALUES (?, ?, ?, ?)",
     "index_drop": "DELETE FROM indexes_ WHERE id = ?",
     "index_clear": "DELETE FROM index_entries WHERE index_id = ?",

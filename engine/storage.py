@@ -429,8 +429,9 @@ class SqlitePersistence(Persistence):
 
 
 def read_only_dump(db_path: str | os.PathLike[str], table: str | None = None,
-                   limit: int | None = None) -> dict[str, int] | list[bytes]:
-    """For `python -m engine data`: {table: document count}, or the raw JSON of a table's documents."""
+                   limit: int | None = None, order: str = "desc") -> dict[str, int] | list[bytes]:
+    """For `python -m engine data`: {table: document count}, or the raw JSON of a table's documents
+    by creation time (`order` "desc": newest first, as `npx convex data` lists them)."""
     uri = f"file:{Path(db_path).resolve()}?mode=ro"
     conn = sqlite3.connect(uri, uri=True)
     try:
@@ -441,7 +442,12 @@ def read_only_dump(db_path: str | os.PathLike[str], table: str | None = None,
                     for name, num in sorted(tables.items()) if not name.startswith("_")}
         if table not in tables:
             raise KeyError(table)
-        rows = conn.execute(stmts["docs_of_table"], (tables[table],))
+        index = conn.execute(stmts["index_id_of"], (table, "by_creation_time")).fetchone()
+        if index is not None:
+            rows = conn.execute(stmts["scan_desc" if order == "desc" else "scan_asc"], (index[0], b"", b"\xff"))
+            rows = ((doc_id, value) for _, doc_id, value in rows)
+        else:
+            rows = conn.execute(stmts["docs_of_table"], (tables[table],))
         out = []
         for _, value in rows:
             out.append(value)

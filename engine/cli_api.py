@@ -38,10 +38,16 @@ _decode = msgspec.json.Decoder()
 
 
 async def _admin(dep: Any, req: HttpRequest, what: str) -> None:
-    auth = await resolve_auth(dep, req.headers, req.query)
+    """Only the admin. A missing or wrong key is 403, not 401: the CLI retries `logs` forever after a
+    401 and appends "Authenticate with `npx convex dev`" to other verbs' errors, while a 403 ends
+    every verb at once with our message."""
+    try:
+        auth = await resolve_auth(dep, req.headers, req.query)
+    except EngineError as e:
+        raise EngineError(e.code, e.message, status=403) from None
     if not auth.admin:
         raise EngineError("Unauthenticated", f"{what} requires the admin key (`Authorization: Convex <key>`).",
-                          status=401)
+                          status=403)
 
 
 def _body(req: HttpRequest) -> dict[str, Any]:

@@ -89,6 +89,8 @@ def _servers_file(app: Path) -> Path:
 def _record_server(app: Path, url: str, key_file: Path | None) -> None:
     """Note which key file the server at `url` uses (for `run` / `logs` without --admin-key)."""
     path = _servers_file(app)
+    if key_file is None and not path.exists():
+        return  # nothing to forget
     try:
         known = json.loads(path.read_text()) if path.exists() else {}
         if not isinstance(known, dict):

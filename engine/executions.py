@@ -4,8 +4,8 @@
     entries, cursor = executions.since(0.0)            # what is buffered (oldest first)
     entries, cursor = await executions.wait_since(cursor, timeout=10.0)   # a long poll
 
-Every query, mutation, action and HTTP action that runs (a subscription's re-run, a nested
-`ctx.run_query`, a scheduled job, a cron) ends with one `record(...)` call from the runner: the
+Every query, mutation, action and HTTP action of the app that runs (a subscription's re-run, a
+nested `ctx.run_query`, a scheduled job, a cron) ends with one `record(...)` call from the runner: the
 function, its type, success or failure, the duration, the error text, the request id, the log lines
 it printed and the OCC retries it took. Entries are kept in a bounded ring (the newest 10 000) and
 served from it; nothing is written to disk.
@@ -152,8 +152,14 @@ class ExecutionLog:
         return self._last_cursor
 
     def record(self, kind: str, path: str, *, success: bool, duration: float, error: str | None = None,
-               request_id: str = "", log_lines: Any = (), occ_retries: int = 0, caller: str = "") -> Execution:
-        """One finished execution (called by the runner; never blocks)."""
+               request_id: str = "", log_lines: Any = (), occ_retries: int = 0,
+               caller: str = "") -> Execution | None:
+        """One finished execution (called by the runner; never blocks). System functions (the CLI's
+        and the dashboard's `_system/...`) are counted in the metrics but kept out of the log, as
+        Convex keeps them out of its users' logs."""
+        if path.startswith("_system/"):
+            metrics.function_finished(kind, path, success, duration)
+            return None
         now_ms = time.time() * 1000.0
         with self._lock:
             cursor = now_ms if now_ms > self._last_cursor else self._last_cursor + 0.001

@@ -202,10 +202,14 @@ class Catalog:
                 await self._backfill(info, ix)
 
     async def _backfill(self, info: TableInfo, ix: IndexInfo) -> None:
+        from .progress import progress
         from .values import decode_json
 
-        entries = [(ix.id, ix.key(decode_json(value)), doc_id)
-                   for doc_id, value in self._persistence.table_documents(info.number)]
+        with progress(f'Index "{info.name}.{ix.name}"', unit=" docs") as bar:
+            entries = []
+            for doc_id, value in self._persistence.table_documents(info.number):
+                entries.append((ix.id, ix.key(decode_json(value)), doc_id))
+                bar.update(1)
         if entries:
             await self._persistence.put_entries(entries)
 

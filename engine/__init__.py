@@ -24,6 +24,8 @@ from .registration import (
     query,
 )
 from .cron import cronJobs, cron_jobs
+from .model import Doc, Id
+from .runner import ActionCtx, MutationCtx, QueryCtx
 from .schema import define_schema, define_table
 from .validators import ObjectValidator, Validator, v
 from . import env
@@ -60,9 +62,14 @@ def pagination_result_validator(item: Validator) -> ObjectValidator:
 paginationResultValidator = pagination_result_validator
 
 __all__ = [
+    "ActionCtx",
     "ConvexError",
+    "Doc",
     "EngineError",
     "HttpRouter",
+    "Id",
+    "MutationCtx",
+    "QueryCtx",
     "Request",
     "Response",
     "UNDEFINED",

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import math
 import os
@@ -39,7 +38,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 __all__ = ["main", "default_app_dir", "default_db_path", "load_or_create_admin_key"]
 
@@ -359,8 +358,6 @@ def _data(args: argparse.Namespace) -> int:
         raise CliError(f"no database at {db} (pass --db FILE, or --url of a running server)")
     try:
         result = storage.read_only_dump(db, table=args.table, limit=args.limit, order=args.order)
-        if inspect.isawaitable(result):
-            result = asyncio.run(result)
     except KeyError:
         raise CliError(f"table {args.table!r} does not exist") from None
     if args.table is None:
@@ -371,7 +368,7 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_tables(counts: dict[str, int | None]) -> None:
+def _print_tables(counts: Mapping[str, int | None]) -> None:
     if not counts:
         print("There are no tables.")
     width = max((len(name) for name in counts), default=0)

@@ -97,6 +97,8 @@ class Deployment:
         self._reload_lock = asyncio.Lock()  # dev mode: one code reload at a time
         self.transfers = Transfers(self)  # snapshot exports and imports through the running deployment
         self.cloud_url = ""  # the API URL `serve` listens on (`_system/cli/convexUrl:cloudUrl`)
+        self.site_url = ""  # the HTTP-actions URL
+        self.log_polls_closed = False  # set when the server stops: log long polls answer at once
 
     @classmethod
     async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,

@@ -416,7 +416,7 @@ class Transfers:
         fd, name = tempfile.mkstemp(prefix="import-", dir=self._scratch())
         with os.fdopen(fd, "wb") as out:
             for part in part_tokens:
-                path = by_name.get(part.get("part")) if isinstance(part, dict) else None
+                path = by_name.get(str(part.get("part"))) if isinstance(part, dict) else None
                 if path is None:
                     raise _refuse("InvalidUploadToken", f"Unknown upload part {part!r}.")
                 out.write(path.read_bytes())
@@ -459,10 +459,7 @@ class Transfers:
         info = self.dep.catalog.table(table)
         if info is None:
             return 0
-        from contextlib import closing
-
-        with closing(self.dep.persistence.table_documents(info.number)) as rows:
-            return sum(1 for _ in rows)
+        return sum(1 for _ in self.dep.persistence.table_documents(info.number))
 
     def _deletes(self, item: _Import) -> bool:
         if item.mode == "replaceAll":

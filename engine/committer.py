@@ -139,7 +139,7 @@ class Committer:
         return True
 
     # -- views -----------------------------------------------------------------------------------
-    def latest_view(self) -> TailView:
+    def latest_view(self) -> _OpenView:
         """The latest sequenced state, for a mutation. Close it when done."""
         base = self._persistence.snapshot()
         self.tail.trim(base.ts)

@@ -63,7 +63,7 @@ VERSION = "engine-0.1.0"
 # deployment.py is the lead's module and may not exist yet while the edge is being built; once the
 # file exists it is imported normally so a genuine import error inside it is not masked.
 if importlib.util.find_spec("engine.deployment") is not None:
-    from engine.deployment import MISSING, Auth
+    from engine.deployment import MISSING, Auth  # type: ignore[assignment]  # one of two definitions
 else:  # pragma: no cover - only before engine/deployment.py lands
 
     @dataclass(frozen=True)

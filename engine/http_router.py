@@ -34,7 +34,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
 
 from . import logs
 from .errors import EngineError
@@ -84,7 +84,7 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
+        pairs = cast(Iterable[tuple[str, str]], items.items() if isinstance(items, Mapping) else items)
         self._items = {k.lower(): v for k, v in pairs}
 
     def __getitem__(self, name: str) -> str:
@@ -145,7 +145,7 @@ class Response:
                  headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
         if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"Response status must be an integer from 200 to 599, got {status!r}.")
-        pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
+        pairs = cast("list[tuple[str, str]]", list(headers.items() if isinstance(headers, Mapping) else headers or ()))
         names = {k.lower() for k, _ in pairs}
         if isinstance(body, str):
             data = body.encode("utf-8")

@@ -10,7 +10,7 @@ generated `api` object does (`api.a.b.c` -> "a/b:c"), so functions can name each
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
@@ -27,7 +27,7 @@ Visibility = Literal["public", "internal"]
 CtxT = TypeVar("CtxT")
 CtxT_contra = TypeVar("CtxT_contra", contravariant=True)
 R = TypeVar("R")
-Handler = Callable[[Any, dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[Any, dict[str, Any]], Coroutine[Any, Any, Any]]
 
 
 @dataclass(slots=True)
@@ -37,7 +37,7 @@ class RegisteredFunction(Generic[CtxT, R]):
 
     kind: Kind
     visibility: Visibility
-    handler: Callable[[CtxT, dict[str, Any]], Awaitable[R]]
+    handler: Callable[[CtxT, dict[str, Any]], Coroutine[Any, Any, R]]
     args: Validator | None = None
     returns: Validator | None = None
     path: str = field(default="")  # "module:export", set by the loader
@@ -55,7 +55,7 @@ class _Wrap(Generic[CtxT]):
     def __init__(self, make: Callable[[Any], Any]) -> None:
         self._make = make
 
-    def __call__(self, handler: Callable[[CtxT, dict[str, Any]], Awaitable[R]], /) -> RegisteredFunction[CtxT, R]:
+    def __call__(self, handler: Callable[[CtxT, dict[str, Any]], Coroutine[Any, Any, R]], /) -> RegisteredFunction[CtxT, R]:
         return self._make(handler)
 
 
@@ -79,11 +79,11 @@ class Register(Generic[CtxT]):
         return make
 
     @overload
-    def __call__(self, fn: Callable[[CtxT, dict[str, Any]], Awaitable[R]], /) -> RegisteredFunction[CtxT, R]: ...
+    def __call__(self, fn: Callable[[CtxT, dict[str, Any]], Coroutine[Any, Any, R]], /) -> RegisteredFunction[CtxT, R]: ...
 
     @overload
     def __call__(self, fn: None = None, /, *, args: Any = None, returns: Any = None,
-                 handler: Callable[[CtxT, dict[str, Any]], Awaitable[R]]) -> RegisteredFunction[CtxT, R]: ...
+                 handler: Callable[[CtxT, dict[str, Any]], Coroutine[Any, Any, R]]) -> RegisteredFunction[CtxT, R]: ...
 
     @overload
     def __call__(self, fn: None = None, /, *, args: Any = None, returns: Any = None,

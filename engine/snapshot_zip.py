@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .catalog import BY_CREATION_TIME, BY_ID, SYSTEM_TABLES, Catalog
 from .cron import CRON_JOBS
@@ -335,7 +335,7 @@ def _documents_held(store: SqlitePersistence, tables: dict[str, int]) -> dict[st
     for name, number in tables.items():
         if name in _DERIVED_TABLES:
             continue
-        with closing(store.table_documents(number)) as rows:
+        with closing(cast(Any, store.table_documents(number))) as rows:
             count = sum(1 for _ in rows)
         if count:
             held[name] = count

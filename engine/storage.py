@@ -126,7 +126,7 @@ class _SharedRead:
 
     def __init__(self, owner: SqlitePersistence, conn: sqlite3.Connection) -> None:
         self.owner = owner
-        self.conn = conn
+        self.conn: sqlite3.Connection = conn
         self.gen = owner._write_gen
         self.refs = 0
         self.scans: set[sqlite3.Cursor] = set()  # statements of scans not yet run to their end
@@ -158,7 +158,7 @@ class _SqliteSnapshot(Snapshot):
 
     def __init__(self, read: _SharedRead) -> None:
         read.refs += 1
-        self._read = read
+        self._read: _SharedRead = read
         self._conn = read.conn
         self._stmts = read.owner._stmts
         self.ts = read.ts

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .catalog import BY_CREATION_TIME, TableInfo
-from .committer import Conflict
+from .committer import Busy, Conflict
 from .cron import CRON_JOBS
 from .errors import EngineError
 from .ids import FIRST_USER_TABLE_NUMBER, decode_id
@@ -250,7 +250,7 @@ async def import_tables(dep: Deployment, tables: list[_Table], mode: str = "requ
     _fill_single_table(tables, dep)
     _check_against_schema(tables, dep.catalog)
     for _ in range(MAX_ATTEMPTS):
-        txn = Transaction(dep.catalog, dep.persistence.snapshot(), writable=True, limits=_IMPORT_LIMITS)
+        txn = Transaction(dep.catalog, dep.committer.latest_view(), writable=True, limits=_IMPORT_LIMITS)
         try:
             infos = [(t, dep.catalog.by_name[t.name]) for t in tables if dep.catalog.table(t.name) is not None]
             existing: dict[str, set[str]] = {}
@@ -284,6 +284,9 @@ async def import_tables(dep: Deployment, tables: list[_Table], mode: str = "requ
                         progress(1000)
             try:
                 _, durable = dep.committer.sequence(txn)
+            except Busy as busy:  # a mutation has the sequencer to itself for a moment
+                await busy.released
+                continue
             except Conflict:
                 await dep.committer.wait_settled(dep.committer.sequenced_ts)
                 continue

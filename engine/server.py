@@ -254,7 +254,7 @@ async def serve(
         for sock in socks:
             sock.close()
         await dep.close()  # its storage threads would otherwise keep the process alive
-        print(f"error: cannot listen on {host}:{p}: {e.strerror or e}", file=sys.stderr)
+        print(f"error: cannot listen on {host}:{p}: {e.strerror or e}", file=sys.stderr)  # type: ignore
         raise SystemExit(1) from None
     servers = [HttpServer(api, too_large=api.too_large), HttpServer(site, too_large=site.too_large)]
     dep.http_servers = servers  # connection counts for introspection (metrics, tests)

@@ -24,8 +24,10 @@ from .registration import (
     query,
 )
 from .cron import cronJobs, cron_jobs
+from .model import Doc, Id
+from .runner import ActionCtx, MutationCtx, QueryCtx
 from .schema import define_schema, define_table
-from .validators import v
+from .validators import ObjectValidator, Validator, v
 from . import env
 from .http_router import HttpRouter, Request, Response, http_action, json_response
 
@@ -44,10 +46,30 @@ pagination_opts_validator = v.object({
 
 paginationOptsValidator = pagination_opts_validator
 
+
+def pagination_result_validator(item: Validator) -> ObjectValidator:
+    """Convex's `paginationResultValidator(item)`: what `.paginate()` returns, exactly as Convex's
+    `PaginationResult<T>` (so a generated `api` type-checks with `usePaginatedQuery`)."""
+    return v.object({
+        "page": v.array(item),
+        "continueCursor": v.string(),
+        "isDone": v.boolean(),
+        "splitCursor": v.optional(v.union(v.string(), v.null())),
+        "pageStatus": v.optional(v.union(v.literal("SplitRecommended"), v.literal("SplitRequired"), v.null())),
+    })
+
+
+paginationResultValidator = pagination_result_validator
+
 __all__ = [
+    "ActionCtx",
     "ConvexError",
+    "Doc",
     "EngineError",
     "HttpRouter",
+    "Id",
+    "MutationCtx",
+    "QueryCtx",
     "Request",
     "Response",
     "UNDEFINED",
@@ -67,7 +89,9 @@ __all__ = [
     "json_response",
     "mutation",
     "pagination_opts_validator",
+    "pagination_result_validator",
     "paginationOptsValidator",
+    "paginationResultValidator",
     "query",
     "v",
 ]

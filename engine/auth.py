@@ -553,7 +553,7 @@ class AuthProviders:
                                    f"Could not decode token. The JWT's 'kid' (key ID) header is {kid!r}, "
                                    f"does this key match any {alg} key in the provider's JWKS?")
         oidc = provider.kind == "oidc"
-        options: dict[str, Any] = {
+        options: Any = {  # pyjwt's Options TypedDict
             "require": ["iss", "sub", "exp", "aud", "iat"] if oidc else ["iss", "sub", "exp"],
             "verify_aud": False,  # checked below, as Convex does: aud must *contain* applicationID
             "verify_iss": False,  # routing already matched it (with Convex's normalization)
@@ -562,6 +562,7 @@ class AuthProviders:
             "verify_nbf": not oidc,
         }
         leeway = 0.0 if oidc else _CUSTOM_JWT_LEEWAY_S
+        claims: dict[str, Any] = {}
         for i, candidate in enumerate(candidates):
             try:
                 claims = jwt.decode(token, candidate.key, algorithms=[alg], options=options, leeway=leeway)

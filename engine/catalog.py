@@ -171,12 +171,15 @@ class Catalog:
         if info.number >= FIRST_USER_TABLE_NUMBER:
             self._next_table = max(self._next_table, info.number + 1)
 
-    async def ensure_table(self, name: str) -> TableInfo:
+    async def ensure_table(self, name: str, *, number: int | None = None) -> TableInfo:
+        """The table `name`, created (under `number`, if given and free) when it does not exist."""
         info = self.by_name.get(name)
         if info is not None:
             return info
         _check_table_name(name)
-        info = TableInfo(name, self._next_table)
+        if number is not None and (number < FIRST_USER_TABLE_NUMBER or number in self.by_number):
+            raise EngineError("CatalogConflict", f'Table number {number} is not free for table "{name}".')
+        info = TableInfo(name, number if number is not None else self._next_table)
         await self._persistence.add_table(name, info.number)
         self._add(info)
         await self._sync_indexes(info, {})
@@ -199,10 +202,14 @@ class Catalog:
                 await self._backfill(info, ix)
 
     async def _backfill(self, info: TableInfo, ix: IndexInfo) -> None:
+        from .progress import progress
         from .values import decode_json
 
-        entries = [(ix.id, ix.key(decode_json(value)), doc_id)
-                   for doc_id, value in self._persistence.table_documents(info.number)]
+        with progress(f'Index "{info.name}.{ix.name}"', unit=" docs") as bar:
+            entries = []
+            for doc_id, value in self._persistence.table_documents(info.number):
+                entries.append((ix.id, ix.key(decode_json(value)), doc_id))
+                bar.update(1)
         if entries:
             await self._persistence.put_entries(entries)
 

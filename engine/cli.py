@@ -1,33 +1,44 @@
-"""Command line: `python -m engine serve | run | data | function-spec`.
+"""Command line: `python -m engine serve | dev | run | data | logs | env | export | import | function-spec | codegen`.
 
 - `serve` opens the Deployment for an app folder and a SQLite file and runs `engine.server.serve`.
   The admin key comes from $CONVEX_ADMIN_KEY, else from `<db dir>/admin_key` (created with mode 0600
-  on first start). The key itself is never printed, only where it is.
+  on first start). The key itself is never printed, only where it is. `serve` also notes, in
+  `<app>/data/.servers.json`, which key file belongs to the URL it serves (a path, never the key),
+  so `run` / `logs` / `data --url` find the key of a server started with any `--db`.
 - `run` calls one function through `/api/function` with the admin key, like `npx convex run`.
-- `data` reads the SQLite file read-only (`engine.storage.read_only_dump`), like `npx convex data`.
+- `data` lists tables / prints a table's documents, newest first (like `npx convex data`): from a
+  running server with `--url` (the CLI's `_system/cli/tableData`), else from the SQLite file, read-only.
 - `function-spec` prints the app's functions in Convex's function-spec JSON.
+- `codegen` writes `_generated/api.d.ts`, `api.js` and `dataModel.d.ts` for a TypeScript frontend
+  (engine.codegen), as `npx convex codegen` would; `dev` regenerates them on every save with `--codegen DIR`.
 - `env list|get|set|remove` edits the env file functions read secrets from (`engine.env`), like
   `npx convex env`; `list` masks values unless `--show-values`.
-- `logs` follows a running server's function log lines (`GET /api/logs/stream`), like `npx convex logs`.
+- `logs` follows a running server's executions (`GET /api/stream_function_logs`), like `npx convex logs`:
+  one line per execution (function, type, status, duration, error, request id) after its log lines.
 - `dev` is `serve` plus a watcher: saved changes to the app's code are loaded into the running
   deployment (engine.dev), like `npx convex dev`.
 - `export` / `import` write and restore a snapshot ZIP of every table (engine.snapshot_zip), like
-  `npx convex export` / `npx convex import`; import writes the database file directly (stop the server).
+  `npx convex export` / `npx convex import`: through a running server with `--url` (live subscribers
+  see an import at once), or offline on the database file with `--db` (stop the server first).
+
+Errors are one line on stderr (`error: ...`) and exit status 1; output piped into `head` ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
+import math
 import os
 import secrets
+import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 __all__ = ["main", "default_app_dir", "default_db_path", "load_or_create_admin_key"]
 
@@ -67,14 +78,114 @@ def load_or_create_admin_key(key_file: Path) -> tuple[str, bool]:
     return key, True
 
 
-def _read_admin_key(app: Path) -> str | None:
+SERVERS_FILE = ".servers.json"
+
+
+def _servers_file(app: Path) -> Path:
+    return default_db_path(app).parent / SERVERS_FILE
+
+
+def _record_server(app: Path, url: str, key_file: Path | None) -> None:
+    """Note which key file the server at `url` uses (for `run` / `logs` without --admin-key)."""
+    path = _servers_file(app)
+    if key_file is None and not path.exists():
+        return  # nothing to forget
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(known, dict):
+            known = {}
+        if key_file is None:
+            known.pop(url, None)
+        else:
+            known[url] = str(key_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        pass  # a read-only app folder: `run` then needs --admin-key or $CONVEX_ADMIN_KEY
+
+
+def _read_key_file(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _read_admin_key(app: Path, *, db: str | None = None, url: str | None = None) -> str | None:
+    """$CONVEX_ADMIN_KEY, else the key beside `db`, else the key file `serve` noted for `url`,
+    else the default database's key."""
     key = os.environ.get(ADMIN_KEY_ENV)
     if key:
         return key
-    key_file = _key_file(app, str(default_db_path(app)))
-    if key_file.exists():
-        return key_file.read_text().strip() or None
-    return None
+    if db:
+        return _read_key_file(_key_file(app, db))
+    if url:
+        try:
+            known = json.loads(_servers_file(app).read_text())
+        except (OSError, ValueError):
+            known = {}
+        noted = known.get(url.rstrip("/")) if isinstance(known, dict) else None
+        if isinstance(noted, str):
+            found = _read_key_file(Path(noted))
+            if found:
+                return found
+    return _read_key_file(_key_file(app, str(default_db_path(app))))
+
+
+def _check_url(url: str) -> str:
+    """A server URL (`http://host:port`), or CliError naming what is wrong."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise CliError(f"--url must be the server's address, such as http://127.0.0.1:3210; got {url!r}")
+    return url.rstrip("/")
+
+
+class CliError(Exception):
+    """A one-line error for the user (printed as `error: ...`, exit status 1)."""
+
+
+def _admin_key_for(args: argparse.Namespace) -> str:
+    key = getattr(args, "admin_key", None) or _read_admin_key(
+        Path(args.app).resolve(), db=getattr(args, "db", None), url=getattr(args, "url", None))
+    if not key:
+        raise CliError(f"no admin key; pass --admin-key or set ${ADMIN_KEY_ENV} (or --db of the server's database)")
+    return key
+
+
+def _request(url: str, path: str, admin_key: str, *, body: Any = None, data: bytes | None = None,
+             method: str | None = None, timeout: float = 60.0, content_type: str = "application/json") -> Any:
+    """One admin request to a running server; its JSON answer (CliError on any failure)."""
+    if body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, method=method or ("POST" if data is not None else "GET"),
+                                     headers={"Content-Type": content_type, "Authorization": f"Convex {admin_key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as e:
+        raise CliError(_http_error_text(e)) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise CliError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from None
+    return json.loads(raw) if raw else None
+
+
+def _http_error_text(e: urllib.error.HTTPError) -> str:
+    try:
+        err = json.loads(e.read())
+        return f"{err.get('code')}: {err.get('message')}"
+    except ValueError:
+        return f"HTTP {e.code}"
+
+
+def _system_query(url: str, admin_key: str, path: str, args: dict[str, Any]) -> Any:
+    result = _request(url, "/api/query", admin_key, body={"path": path, "args": args, "format": "convex_encoded_json"})
+    if result.get("status") != "success":
+        raise CliError(result.get("errorMessage", f"{path} failed"))
+    from engine.values import from_wire
+
+    return from_wire(result.get("value"))
 
 
 # --- serve ---------------------------------------------------------------------------------------
@@ -85,10 +196,12 @@ async def _serve(args: argparse.Namespace) -> int:
     from engine.server import serve, tune_gc_for_serving
 
     app = Path(args.app).resolve()
+    _check_app_folder(app)
     db = args.db or str(default_db_path(app))
     if db != ":memory:":
         Path(db).resolve().parent.mkdir(parents=True, exist_ok=True)
     admin_key = os.environ.get(ADMIN_KEY_ENV)
+    key_file: Path | None = None
     if admin_key:
         print(f"Using the admin key from ${ADMIN_KEY_ENV}", flush=True)
     else:
@@ -107,6 +220,11 @@ async def _serve(args: argparse.Namespace) -> int:
 
         fresh_imports()
     dep = await Deployment.open(app, db, admin_key=admin_key)
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    dep.cloud_url = f"http://{shown_host}:{args.port}"
+    dep.site_url = f"http://{shown_host}:{args.site_port}"
+    _record_server(app, dep.cloud_url, key_file)
+    print(f"Dashboard: {dep.cloud_url}/dashboard (log in with the admin key)", flush=True)
     ping_interval = os.environ.get(PING_INTERVAL_ENV)
     if ping_interval and dep.subscriptions is not None:
         # Seconds of outbound silence before an app-level Ping (tests shorten the 15 s default).
@@ -115,65 +233,86 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from engine.dev import serve_dev
 
-        await serve_dev(dep, args.host, args.port, args.site_port)  # closes dep
+        codegen_dir = Path(args.codegen).resolve() if args.codegen else None
+        await serve_dev(dep, args.host, args.port, args.site_port, codegen_dir=codegen_dir)  # closes dep
         return 0
     await serve(dep, args.host, args.port, args.site_port)  # closes dep
     return 0
 
 
+def _check_app_folder(app: Path) -> None:
+    if not app.is_dir():
+        raise CliError(f"no app folder at {app}")
+    markers = ("schema.py", "functions", "http_routes.py", "crons.py")
+    if not any((app / m).exists() for m in markers):
+        raise CliError(f"{app} is not an app folder: it has none of schema.py, functions/, http_routes.py, crons.py")
+
+
 # --- run -----------------------------------------------------------------------------------------
 
 
-def _http_error(e: urllib.error.HTTPError) -> int:
-    """Report a non-2xx answer of the server ({code, message} when it sent one); exit status 1."""
-    try:
-        err = json.loads(e.read())
-        print(f"error: {err.get('code')}: {err.get('message')}", file=sys.stderr)
-    except ValueError:
-        print(f"error: HTTP {e.code}", file=sys.stderr)
-    return 1
+def _shown(value: Any) -> Any:
+    """A value as `npx convex run` shows it: integral numbers without ".0" (float64 4.0 -> 4; int64
+    4 -> 4), bytes as base64, NaN / Infinity as strings."""
+    import base64
+
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value).replace("inf", "Infinity").replace("nan", "NaN")
+        return int(value) if value.is_integer() and abs(value) < 2**63 else value
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
         fn_args = json.loads(args.args) if args.args else {}
     except json.JSONDecodeError as e:
-        print(f"error: ARGS is not valid JSON: {e}", file=sys.stderr)
-        return 1
+        raise CliError(f"ARGS is not valid JSON: {e}") from None
     if not isinstance(fn_args, dict):
-        print("error: ARGS must be a JSON object", file=sys.stderr)
-        return 1
-    admin_key = args.admin_key or _read_admin_key(Path(args.app).resolve())
-    if not admin_key:
-        print(f"error: no admin key; pass --admin-key or set ${ADMIN_KEY_ENV}", file=sys.stderr)
-        return 1
+        raise CliError("ARGS must be a JSON object")
+    url = _check_url(args.url)
+    admin_key = _admin_key_for(args)
     if args.push:
         # The server loads the app's functions when it starts; there is no separate push step.
-        print("note: --push has no effect; restart `python -m engine serve` to load changed code", file=sys.stderr)
-    body = json.dumps({"path": args.function, "args": fn_args, "format": "json"}).encode()
-    request = urllib.request.Request(
-        args.url.rstrip("/") + "/api/function",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Convex {admin_key}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as resp:
-            result = json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return _http_error(e)
-    except (urllib.error.URLError, OSError) as e:
-        print(f"error: cannot reach {args.url}: {getattr(e, 'reason', e)}", file=sys.stderr)
-        return 1
+        print("note: --push has no effect; `python -m engine dev` loads saved changes, `serve` loads them at start",
+              file=sys.stderr)
+    from engine.values import from_wire, to_wire
+
+    result = _request(url, "/api/function", admin_key, timeout=args.timeout,
+                      body={"path": args.function, "args": to_wire(_as_floats(fn_args)),
+                            "format": "convex_encoded_json"})
     for line in result.get("logLines", []):
         print(line, file=sys.stderr)
     if result.get("status") != "success":
         print(result.get("errorMessage", "function failed"), file=sys.stderr)
         if "errorData" in result:
-            print(json.dumps(result["errorData"], indent=2), file=sys.stderr)
+            print(json.dumps(_shown(from_wire(result["errorData"])), indent=2, ensure_ascii=False), file=sys.stderr)
         return 1
-    print(json.dumps(result.get("value"), indent=2))
+    print(json.dumps(_shown(from_wire(result.get("value"))), indent=2, ensure_ascii=False))
     return 0
+
+
+def _as_floats(value: Any) -> Any:
+    """JSON numbers are float64 in Convex (`{"n": 4}` means 4.0), as `npx convex run` sends them."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, list):
+        return [_as_floats(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in ("$integer", "$bytes", "$float"):
+            from engine.values import from_wire
+
+            return from_wire(value)
+        return {k: _as_floats(v) for k, v in value.items()}
+    return value
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -210,27 +349,34 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def _data(args: argparse.Namespace) -> int:
+    if args.url:
+        return _data_from_server(args)
     from engine import storage
 
     db = Path(args.db) if args.db else default_db_path(Path(args.app).resolve())
     if not db.exists():
-        print(f"error: no database at {db}", file=sys.stderr)
-        return 1
+        raise CliError(f"no database at {db} (pass --db FILE, or --url of a running server)")
     try:
-        result = storage.read_only_dump(db, table=args.table, limit=args.limit)
-        if inspect.isawaitable(result):
-            result = asyncio.run(result)
+        result = storage.read_only_dump(db, table=args.table, limit=args.limit, order=args.order)
     except KeyError:
-        print(f"error: table {args.table!r} does not exist", file=sys.stderr)
-        return 1
+        raise CliError(f"table {args.table!r} does not exist") from None
     if args.table is None:
-        if not result:
-            print("There are no tables.")
-        width = max((len(name) for name in result), default=0)
-        for name, count in result.items():
-            print(f"{name.ljust(width)}  {count}")
+        assert isinstance(result, dict)
+        _print_tables(result)
         return 0
-    docs = [_clean(d) for d in result]
+    _print_documents(args, [_clean(d) for d in result])
+    return 0
+
+
+def _print_tables(counts: Mapping[str, int | None]) -> None:
+    if not counts:
+        print("There are no tables.")
+    width = max((len(name) for name in counts), default=0)
+    for name, count in counts.items():
+        print(name if count is None else f"{name.ljust(width)}  {count}")
+
+
+def _print_documents(args: argparse.Namespace, docs: list[Any]) -> None:
     if args.format == "table":
         if docs:
             _print_table(docs)
@@ -239,6 +385,28 @@ def _data(args: argparse.Namespace) -> int:
     else:
         for doc in docs:
             print(json.dumps(doc, ensure_ascii=False))
+
+
+def _data_from_server(args: argparse.Namespace) -> int:
+    from engine.values import to_clean_json
+
+    url = _check_url(args.url)
+    key = _admin_key_for(args)
+    if args.table is None:
+        tables = _system_query(url, key, "_system/cli/tables", {"paginationOpts": {"numItems": 1000.0, "cursor": None}})
+        _print_tables({t["name"]: None for t in tables["page"]})
+        return 0
+    docs: list[Any] = []
+    cursor = None
+    while len(docs) < args.limit:
+        page = _system_query(url, key, "_system/cli/tableData", {
+            "table": args.table, "order": args.order,
+            "paginationOpts": {"numItems": float(args.limit - len(docs)), "cursor": cursor}})
+        docs.extend(page["page"])
+        if page["isDone"]:
+            break
+        cursor = page["continueCursor"]
+    _print_documents(args, [to_clean_json(d) for d in docs[:args.limit]])
     return 0
 
 
@@ -300,70 +468,119 @@ def _env(args: argparse.Namespace) -> int:
 _KIND_LETTERS = {"query": "Q", "mutation": "M", "action": "A", "http": "H"}
 
 
-def _format_log_entry(entry: dict) -> str:
+def _format_execution(entry: dict[str, Any]) -> list[str]:
+    """An execution's log lines, then one line with its outcome, as `npx convex logs` prints them
+    (plus the status, duration and request id on the last line)."""
     import time
 
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.get("ts", 0)))
-    letter = _KIND_LETTERS.get(entry.get("kind", ""), "?")
-    return f"{when} [CONVEX {letter}({entry.get('path', '')})] {entry.get('line', '')}"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.get("timestamp", 0)))
+    prefix = f"{when} [CONVEX {_KIND_LETTERS.get(entry.get('kind', ''), '?')}({entry.get('function', '')})]"
+    lines = [f"{prefix} {line}" for line in entry.get("logLines", [])]
+    outcome = f"{entry.get('status')} in {entry.get('durationMs', 0):.1f} ms [Request ID: {entry.get('requestId')}]"
+    if entry.get("occRetries"):
+        outcome += f" after {entry['occRetries']} OCC retries"
+    if entry.get("error"):
+        outcome += f" {entry['error']}"
+    lines.append(f"{prefix} {outcome}")
+    return lines
 
 
 def _logs(args: argparse.Namespace) -> int:
-    admin_key = args.admin_key or _read_admin_key(Path(args.app).resolve())
-    if not admin_key:
-        print(f"error: no admin key; pass --admin-key or set ${ADMIN_KEY_ENV}", file=sys.stderr)
-        return 1
-    url = args.url.rstrip("/")
-    request = urllib.request.Request(
-        url + "/api/logs/stream", headers={"Authorization": f"Convex {admin_key}", "Accept": "text/event-stream"}
-    )
+    import time
+
+    url = _check_url(args.url)
+    admin_key = _admin_key_for(args)
+    cursor = 0.0
+    first = True
+    failures = 0
     try:
-        # The server sends a keep-alive comment every 15 s, so a much longer silence means it is gone.
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            event = ""
-            for raw in resp:
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if line == ": connected":
-                    print(f"Watching logs for {url}...", file=sys.stderr, flush=True)
-                elif line.startswith("event:"):
-                    event = line[len("event:"):].strip()
-                elif line.startswith("data:"):
-                    entry = json.loads(line[len("data:"):])
-                    if event == "dropped":
-                        print(f"({entry.get('dropped')} log lines dropped: this reader fell behind)",
-                              file=sys.stderr, flush=True)
-                    elif args.jsonl:
-                        print(json.dumps(entry, ensure_ascii=False), flush=True)
-                    else:
-                        print(_format_log_entry(entry), flush=True)
-                elif not line:
-                    event = ""
+        while True:
+            try:
+                answer = _request(url, f"/api/stream_function_logs?cursor={cursor!r}&format=engine", admin_key,
+                                  timeout=60)
+            except CliError:
+                if first:
+                    raise
+                failures += 1
+                if failures > 5:
+                    raise
+                time.sleep(min(2.0 ** failures * 0.1, 5.0))
+                continue
+            failures = 0
+            entries = answer.get("entries", [])
+            cursor = float(answer.get("newCursor", cursor))
+            if first:
+                first = False
+                print(f"Watching logs for {url}...", file=sys.stderr, flush=True)
+                entries = entries[-args.history:] if args.history else []
+            for entry in entries:
+                if args.jsonl:
+                    print(json.dumps(entry, ensure_ascii=False), flush=True)
+                    continue
+                if entry.get("status") == "success" and not entry.get("logLines") and not args.success:
+                    continue  # like `npx convex logs`: quiet successes unless --success
+                for line in _format_execution(entry):
+                    print(line, flush=True)
     except KeyboardInterrupt:
         return 0
-    except urllib.error.HTTPError as e:
-        return _http_error(e)
-    except (urllib.error.URLError, OSError) as e:
-        print(f"error: cannot follow logs at {url}: {getattr(e, 'reason', e)}", file=sys.stderr)
-        return 1
-    print("The server closed the log stream.", file=sys.stderr)
-    return 0
 
 
 # --- export / import -----------------------------------------------------------------------------
+
+
+def _progress(total: int | None, desc: str, unit: str = "B") -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=1024 if unit == "B" else 1000,
+                disable=None, file=sys.stderr, leave=False)
 
 
 async def _export(args: argparse.Namespace) -> int:
     from engine.errors import EngineError
     from engine.snapshot_zip import export_snapshot
 
+    if args.url:
+        return _export_from_server(args)
     db = Path(args.db) if args.db else default_db_path(Path(args.app).resolve())
     try:
         counts = await export_snapshot(db, args.path)
     except EngineError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        return 1
+        raise CliError(e.message) from None
     total = sum(counts.values())
     print(f"Exported {total} documents from {len(counts)} tables to {args.path}")
+    return 0
+
+
+def _export_from_server(args: argparse.Namespace) -> int:
+    url = _check_url(args.url)
+    key = _admin_key_for(args)
+    target = Path(args.path)
+    if target.exists():
+        raise CliError(f"{target} already exists; choose an unoccupied path")
+    answer = _request(url, "/api/export/request/zip", key, data=b"", timeout=3600)
+    state = _system_query(url, key, "_system/cli/exports:getLatest", {})
+    if not state or state.get("state") != "completed":
+        raise CliError(f"the export did not complete: {state!r}")
+    ts = state["start_ts"]
+    request = urllib.request.Request(f"{url}/api/export/zip/{ts}", headers={"Authorization": f"Convex {key}"})
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        with urllib.request.urlopen(request, timeout=3600) as resp, open(tmp, "wb") as out:
+            size = int(resp.headers.get("content-length") or 0) or None
+            with _progress(size, f"Downloading {target.name}") as bar:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        os.replace(tmp, target)
+    except urllib.error.HTTPError as e:
+        raise CliError(_http_error_text(e)) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise CliError(f"cannot download the export from {url}: {getattr(e, 'reason', e)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    del answer
+    print(f"Exported {int(state.get('documents', 0))} documents from {int(state.get('tables', 0))} tables "
+          f"at timestamp {ts} to {target}")
     return 0
 
 
@@ -371,33 +588,82 @@ async def _import(args: argparse.Namespace) -> int:
     from engine.errors import EngineError
     from engine.snapshot_zip import import_snapshot
 
+    if not Path(args.path).is_file():
+        raise CliError(f"no snapshot at {args.path}")
+    if args.url:
+        return _import_into_server(args)
     app = Path(args.app).resolve()
     db = Path(args.db) if args.db else default_db_path(app)
-    if not Path(args.path).is_file():
-        print(f"error: no snapshot at {args.path}", file=sys.stderr)
-        return 1
     db.resolve().parent.mkdir(parents=True, exist_ok=True)
     try:
         counts = await import_snapshot(app, db, args.path, replace=args.replace)
     except EngineError as e:
-        print(f"error: import refused, nothing was written: {e.message}", file=sys.stderr)
-        return 1
+        raise CliError(f"import refused, nothing was written: {e.message}") from None
     total = sum(counts.values())
     print(f"Imported {total} documents into {len(counts)} tables from {args.path}")
     return 0
 
 
-# --- function-spec -------------------------------------------------------------------------------
+def _import_into_server(args: argparse.Namespace) -> int:
+    url = _check_url(args.url)
+    key = _admin_key_for(args)
+    path = Path(args.path)
+    fmt = args.format or {".zip": "zip", ".jsonl": "jsonLines", ".json": "jsonArray", ".csv": "csv"}.get(
+        path.suffix.lower(), "zip")
+    mode = "replace" if args.replace else "append" if args.append else "requireEmpty"
+    token = _request(url, "/api/import/start_upload", key, data=b"")["uploadToken"]
+    parts = []
+    chunk_size = 8 << 20
+    with open(path, "rb") as f, _progress(path.stat().st_size, f"Uploading {path.name}") as bar:
+        number = 1
+        while chunk := f.read(chunk_size):
+            parts.append(_request(url, f"/api/import/upload_part?uploadToken={urllib.parse.quote(token)}"
+                                       f"&partNumber={number}", key, data=chunk,
+                                  content_type="application/octet-stream", timeout=600))
+            bar.update(len(chunk))
+            number += 1
+    import_args: dict[str, Any] = {"format": fmt, "mode": mode}
+    if args.table:
+        import_args["tableName"] = args.table
+    import_id = _request(url, "/api/import/finish_upload", key, timeout=3600,
+                         body={"import": import_args, "uploadToken": token, "partTokens": parts})["importId"]
+    state = _system_query(url, key, "_system/cli/queryImport", {"importId": import_id})["state"]
+    if state.get("state") == "waiting_for_confirmation":
+        _request(url, "/api/perform_import", key, body={"importId": import_id}, timeout=3600)
+        state = _system_query(url, key, "_system/cli/queryImport", {"importId": import_id})["state"]
+    if state.get("state") != "completed":
+        raise CliError(f"import refused, nothing was written: {state.get('error_message', state)}")
+    print(f"Imported {state.get('num_rows_written', 0)} documents into {url} from {path}")
+    return 0
+
+
+# --- function-spec / codegen -----------------------------------------------------------------------
 
 
 async def _function_spec(args: argparse.Namespace) -> int:
     from engine.deployment import Deployment
 
-    dep = await Deployment.open(Path(args.app).resolve(), ":memory:")
+    app = Path(args.app).resolve()
+    _check_app_folder(app)
+    dep = await Deployment.open(app, ":memory:")
     try:
-        print(json.dumps(dep.function_spec(), indent=2))
+        from engine.system_udfs import full_spec
+
+        print(json.dumps(full_spec(dep), indent=2, ensure_ascii=False))
     finally:
         await dep.close()
+    return 0
+
+
+def _codegen(args: argparse.Namespace) -> int:
+    from engine.codegen import write_generated
+    from engine.loader import load_app
+
+    app_dir = Path(args.app).resolve()
+    _check_app_folder(app_dir)
+    out = Path(args.out).resolve() if args.out else app_dir
+    written = write_generated(load_app(app_dir), out)
+    print(f"Wrote {', '.join(str(p.relative_to(out)) for p in written)} in {out}")
     return 0
 
 
@@ -425,16 +691,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=3210)
     p.add_argument("--site-port", type=int, default=3211)
     p.add_argument("--env-file", help="JSON env file for functions' secrets; default: <db dir>/env.json")
+    p.add_argument("--codegen", metavar="DIR", help="also write DIR/_generated/ (the TypeScript api) at start "
+                                                    "and after every reload, like `npx convex dev`")
 
+    key_help = f"default: ${ADMIN_KEY_ENV}, else the key the server at --url wrote beside its database"
     p = sub.add_parser("export", help="write every table to a snapshot ZIP, like `npx convex export`")
     p.add_argument("--path", required=True, help="the ZIP file to write (must not exist)")
+    p.add_argument("--url", help="a running server to export from (else the database file, offline)")
+    p.add_argument("--admin-key", help=key_help)
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
     p.add_argument("--db", help="SQLite file; default: <app>/data/convex.sqlite3")
 
-    p = sub.add_parser("import", help="restore a snapshot ZIP (same ids) into an empty deployment; "
-                                      "stop the server first")
-    p.add_argument("--path", required=True, help="the snapshot ZIP")
-    p.add_argument("--replace", action="store_true", help="replace everything the deployment holds")
+    p = sub.add_parser("import", help="restore a snapshot ZIP (same ids), through a running server (--url) "
+                                      "or offline into a stopped one's database")
+    p.add_argument("--path", required=True, help="the snapshot ZIP (or, with --table, a .jsonl / .json file)")
+    p.add_argument("--url", help="a running server to import into: live subscribers see the import at once")
+    p.add_argument("--admin-key", help=key_help)
+    p.add_argument("--replace", action="store_true", help="replace the imported tables (offline: everything)")
+    p.add_argument("--append", action="store_true", help="with --url: add to the tables' documents")
+    p.add_argument("--table", help="with --url: the table a .jsonl / .json file goes into")
+    p.add_argument("--format", choices=["zip", "jsonLines", "jsonArray"], help="default: from the file name")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help + "; its schema is checked")
     p.add_argument("--db", help="SQLite file; default: <app>/data/convex.sqlite3")
 
@@ -442,20 +718,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("function", metavar="FUNCTION", help='e.g. "tasks:list" or "dir/file:fn"')
     p.add_argument("args", metavar="ARGS_JSON", nargs="?", help="arguments as a JSON object")
     p.add_argument("--url", default=os.environ.get(URL_ENV, "http://127.0.0.1:3210"))
-    p.add_argument("--admin-key", help=f"default: ${ADMIN_KEY_ENV}, else <app>/data/admin_key")
+    p.add_argument("--admin-key", help=key_help)
+    p.add_argument("--db", help="the server's SQLite file: its admin key is read from beside it")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
     p.add_argument("--push", action="store_true", help="accepted for npx compatibility (no effect)")
     p.add_argument("--timeout", type=float, default=60.0)
 
-    p = sub.add_parser("data", help="list tables, or print a table's documents")
+    p = sub.add_parser("data", help="list tables, or print a table's documents (newest first)")
     p.add_argument("table", metavar="TABLE", nargs="?")
+    p.add_argument("--url", help="read from a running server (else the database file, read-only)")
+    p.add_argument("--admin-key", help=key_help)
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
     p.add_argument("--db", help="SQLite file; default: <app>/data/convex.sqlite3")
     p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--order", choices=["desc", "asc"], default="desc", help="by creation time; default: newest first")
     p.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
 
     p = sub.add_parser("function-spec", help="print the app's functions as Convex function-spec JSON")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+
+    p = sub.add_parser("codegen", help="write _generated/ (api.d.ts, api.js, dataModel.d.ts) for a TypeScript "
+                                       "frontend, like `npx convex codegen`")
+    p.add_argument("--app", default=str(default_app_dir()), help=app_help)
+    p.add_argument("--out", metavar="DIR", help="the folder that receives _generated/ (your frontend's convex/); "
+                                                "default: the app folder")
 
     p = sub.add_parser("env", help="list, get, set or remove environment variables, like `npx convex env`")
     env_sub = p.add_subparsers(dest="env_command", required=True)
@@ -473,16 +759,18 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--db", help="SQLite file whose folder holds env.json; default: <app>/data/convex.sqlite3")
         q.add_argument("--env-file", help="the env file itself (overrides --db)")
 
-    p = sub.add_parser("logs", help="follow function logs of a running server, like `npx convex logs`")
+    p = sub.add_parser("logs", help="follow function executions of a running server, like `npx convex logs`")
     p.add_argument("--url", default=os.environ.get(URL_ENV, "http://127.0.0.1:3210"))
-    p.add_argument("--admin-key", help=f"default: ${ADMIN_KEY_ENV}, else <app>/data/admin_key")
+    p.add_argument("--admin-key", help=key_help)
+    p.add_argument("--db", help="the server's SQLite file: its admin key is read from beside it")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
-    p.add_argument("--jsonl", action="store_true", help="print each entry as a JSON line")
+    p.add_argument("--history", type=int, default=0, metavar="N", help="first show the N latest executions")
+    p.add_argument("--success", action="store_true", help="also print successful executions without log lines")
+    p.add_argument("--jsonl", action="store_true", help="print each execution as a JSON line")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("serve", "dev"):
         return asyncio.run(_serve(args))
     if args.command == "run":
@@ -497,4 +785,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_export(args))
     if args.command == "import":
         return asyncio.run(_import(args))
+    if args.command == "codegen":
+        return _codegen(args)
     return asyncio.run(_function_spec(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from engine.errors import EngineError
+
+    args = build_parser().parse_args(argv)
+    if args.command not in ("serve", "dev") and hasattr(signal, "SIGPIPE"):
+        # Output piped into `head` ends quietly, like any Unix tool (the server keeps Python's default).
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return _dispatch(args)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+    except EngineError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1

@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from . import metrics
 from .history import History
 from .storage import CommitRecord, Persistence
 from .tail import Tail, TailView
@@ -138,7 +139,7 @@ class Committer:
         return True
 
     # -- views -----------------------------------------------------------------------------------
-    def latest_view(self) -> TailView:
+    def latest_view(self) -> _OpenView:
         """The latest sequenced state, for a mutation. Close it when done."""
         base = self._persistence.snapshot()
         self.tail.trim(base.ts)
@@ -241,6 +242,7 @@ class Committer:
                             fut.set_exception(e)
                     self._abort_queued(batch[-1][0].ts)
                 else:
+                    metrics.commits_durable(len(batch))
                     self.durable_ts = batch[-1][0].ts
                     for rec, fut in batch:
                         if not fut.done():

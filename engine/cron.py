@@ -30,7 +30,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, TYPE_CHECKING, cast
 
 from croniter import croniter
 
@@ -74,7 +74,7 @@ class CronSchedule:
     def next_after(self, prev_ms: float) -> float:
         if self.seconds is not None:
             return prev_ms + self.seconds * 1000
-        it = croniter(self.expression, datetime.fromtimestamp(prev_ms / 1000, tz=timezone.utc))
+        it = croniter(cast(str, self.expression), datetime.fromtimestamp(prev_ms / 1000, tz=timezone.utc))
         nxt = it.get_next(float) * 1000
         while nxt <= prev_ms:  # sub-second starts: croniter may round down onto `prev_ms`
             nxt = it.get_next(float) * 1000

@@ -13,10 +13,13 @@ from typing import Any
 
 from .errors import EngineError
 from .ids import FIRST_USER_TABLE_NUMBER, decode_id
+from .model import Doc, Id
 from .query_builder import Query
 from .transaction import Transaction
 
 __all__ = ["DatabaseReader", "DatabaseWriter", "SystemDatabaseReader"]
+
+_NO_ID: Any = object()  # "no second argument": the id-only forms
 
 
 class DatabaseReader:
@@ -51,14 +54,35 @@ class DatabaseReader:
         self._check_side(info)
         return self._txn, info
 
-    async def get(self, doc_id: str) -> dict[str, Any] | None:
+    def _resolve(self, verb: str, table_or_id: Any, doc_id: Any) -> Any:
+        """`db.verb(table, id)` (convex 1.48's recommended form) or `db.verb(id)`: the id, checked
+        to belong to `table` when one is named."""
+        if doc_id is _NO_ID:
+            return table_or_id
+        table = table_or_id
+        if not isinstance(table, str):
+            raise EngineError("InvalidTableName", f"`db.{verb}(table, id)` needs a table name string first, "
+                              f"got {type(table).__name__}.")
+        if isinstance(doc_id, str):
+            found = self._txn.catalog.table_of_id(doc_id)
+            if found != table:
+                if decode_id(doc_id) is None:
+                    raise EngineError("InvalidId", f"Invalid argument `id` for `db.{verb}`: {doc_id!r} is not a "
+                                      "document ID.")
+                raise EngineError("InvalidId", f'Invalid argument `id` for `db.{verb}`: {doc_id!r} is an ID of '
+                                  f'table "{found}", not "{table}".')
+        return doc_id
+
+    async def get(self, table_or_id: str, doc_id: Any = _NO_ID) -> Doc[Any] | None:
+        """`db.get(table, id)` or `db.get(id)`: the document (a plain dict), or None."""
+        doc_id = self._resolve("get", table_or_id, doc_id)
         if isinstance(doc_id, str):
             number = decode_id(doc_id)
             if number is None:
                 raise EngineError("InvalidId", f"Invalid argument `id` for `db.get`: {doc_id!r} is not a document ID.")
             if (number < FIRST_USER_TABLE_NUMBER) != self._system_tables:
                 self._check_side(self._txn.catalog.by_number.get(number))
-        return self._txn.get(doc_id)
+        return self._txn.get(doc_id)  # type: ignore[return-value]  # Doc is a dict, for checkers only
 
     def _check_id_side(self, doc_id: Any) -> None:
         number = decode_id(doc_id)
@@ -79,19 +103,28 @@ class DatabaseWriter(DatabaseReader):
         _, info = await self._reader(table)
         return info
 
-    async def insert(self, table: str, value: dict[str, Any]) -> str:
+    async def insert(self, table: str, value: dict[str, Any]) -> Id[Any]:
+        """The new document's id (a plain str)."""
         info = await self._table_for_insert(table)
-        return self._txn.insert(info, value)
+        return self._txn.insert(info, value)  # type: ignore[return-value]  # Id is a str, for checkers only
 
-    async def patch(self, doc_id: str, fields: dict[str, Any]) -> None:
+    async def patch(self, table_or_id: str, fields_or_id: Any, fields: Any = _NO_ID) -> None:
+        """`db.patch(table, id, fields)` or `db.patch(id, fields)`."""
+        doc_id, fields = (table_or_id, fields_or_id) if fields is _NO_ID else (
+            self._resolve("patch", table_or_id, fields_or_id), fields)
         self._check_id_side(doc_id)
         self._txn.patch(doc_id, fields)
 
-    async def replace(self, doc_id: str, value: dict[str, Any]) -> None:
+    async def replace(self, table_or_id: str, value_or_id: Any, value: Any = _NO_ID) -> None:
+        """`db.replace(table, id, value)` or `db.replace(id, value)`."""
+        doc_id, value = (table_or_id, value_or_id) if value is _NO_ID else (
+            self._resolve("replace", table_or_id, value_or_id), value)
         self._check_id_side(doc_id)
         self._txn.replace(doc_id, value)
 
-    async def delete(self, doc_id: str) -> None:
+    async def delete(self, table_or_id: str, doc_id: Any = _NO_ID) -> None:
+        """`db.delete(table, id)` or `db.delete(id)`."""
+        doc_id = self._resolve("delete", table_or_id, doc_id)
         self._check_id_side(doc_id)
         self._txn.delete(doc_id)
 
@@ -102,9 +135,9 @@ class SystemDatabaseReader(DatabaseReader):
 
     _system_tables = True
 
-    async def get(self, table_or_id: str, doc_id: str | None = None) -> dict[str, Any] | None:
+    async def get(self, table_or_id: str, doc_id: Any = _NO_ID) -> Doc[Any] | None:
         # Convex accepts both `db.system.get(id)` and `db.system.get("_scheduled_functions", id)`.
-        if doc_id is None:
+        if doc_id is _NO_ID or doc_id is None:
             return await super().get(table_or_id)
         if self._txn.catalog.table_of_id(doc_id) != table_or_id:
             if decode_id(doc_id) is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import metrics
 from .auth import AuthProviders
 from .catalog import Catalog
 from .committer import Committer, sane_start_ts
@@ -32,6 +33,7 @@ from .runner import Auth, Runner, request_id
 from .scheduler import Clock, RealClock, Scheduler
 from .storage import CommitRecord, Persistence, SqlitePersistence
 from .subscriptions import SubscriptionManager
+from .transfers import Transfers
 from .values import to_wire
 from .write_log import WriteLog
 
@@ -93,6 +95,10 @@ class Deployment:
         self.scheduler = Scheduler(self, self.clock)
         self.crons = CronService(self, self.clock)
         self._reload_lock = asyncio.Lock()  # dev mode: one code reload at a time
+        self.transfers = Transfers(self)  # snapshot exports and imports through the running deployment
+        self.cloud_url = ""  # the API URL `serve` listens on (`_system/cli/convexUrl:cloudUrl`)
+        self.site_url = ""  # the HTTP-actions URL
+        self.log_polls_closed = False  # set when the server stops: log long polls answer at once
 
     @classmethod
     async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,
@@ -119,6 +125,7 @@ class Deployment:
         dep.committer.start()
         dep.subscriptions = SubscriptionManager(dep)
         dep.subscriptions.start()
+        metrics.attach(dep)
         try:
             # Jobs and crons that came due while the server was down run now.
             await dep.scheduler.start()
@@ -138,6 +145,8 @@ class Deployment:
         if self.committer is not None:
             await self.committer.stop()
         await self.persistence.close()
+        self.transfers.close()
+        metrics.detach(self)
 
     # -- auth ----------------------------------------------------------------------------------
     async def verify_token(self, token: str) -> dict[str, Any]:
@@ -150,14 +159,46 @@ class Deployment:
 
     def lookup(self, path: str, *, kind: str | None, auth: Auth, internal_ok: bool = False) -> RegisteredFunction:
         canonical = canonicalize_path(path)
+        if canonical.startswith("_system/"):
+            return self._lookup_system(canonical, path, kind=kind, auth=auth)
         fn = self.app.functions.get(canonical)
         if fn is None or (fn.visibility == "internal" and not (auth.admin or internal_ok)):
             raise _NotFound(f"Could not find public function for '{path}'. "
-                            "Did you forget to run `npx convex dev` or `npx convex deploy`?")
+                            "Did you forget to save it under functions/, or to restart `python -m engine serve` "
+                            "(`python -m engine dev` loads every saved change)?")
         if kind is not None and fn.kind != kind:
             raise _NotFound(f"Trying to execute {canonical} as {kind.capitalize()}, "
                             f"but it is defined as {fn.kind.capitalize()}.")
         return fn
+
+    def _lookup_system(self, canonical: str, path: str, *, kind: str | None, auth: Auth) -> RegisteredFunction:
+        """`_system/...`: the CLI's and the dashboard's functions (engine.system_udfs), admin only."""
+        from .system_udfs import system_function, unknown_system_function, PERMISSION_PREFIX
+
+        if not auth.admin:
+            raise _NotFound(f"{PERMISSION_PREFIX}: {path} is a system function; it needs the admin key.")
+        fn = system_function(self, canonical)
+        if fn is None:
+            raise _NotFound(unknown_system_function(path))
+        if kind is not None and fn.kind != kind:
+            raise _NotFound(f"{PERMISSION_PREFIX}: {path} is a {fn.kind}, not a {kind}.")
+        return fn
+
+    # -- snapshot export / import (engine.transfers) --------------------------------------------
+    async def export_snapshot(self, path: str | Path | None = None) -> dict[str, Any]:
+        """Write every table at one snapshot to a ZIP (`npx convex export`'s layout); its state
+        (`start_ts`, `zip_object_key`, `counts`). Without `path` it goes to the exports folder,
+        where `GET /api/export/zip/<ts>` serves it."""
+        return await self.transfers.export(path)
+
+    async def import_snapshot(self, path: str | Path, *, mode: str = "requireEmpty", fmt: str = "zip",
+                              table: str | None = None) -> dict[str, int]:
+        """Import a snapshot ZIP (or a JSONL / JSON-array file into `table`) through the committer,
+        in one transaction that live queries see at once; {table: documents}."""
+        from .transfers import import_tables, read_import_file
+
+        tables = await asyncio.to_thread(read_import_file, path, fmt, table)
+        return await import_tables(self, tables, mode)
 
     # -- calls ---------------------------------------------------------------------------------
     async def call(self, path: str, args: Any, *, kind: str | None, auth: Auth,

@@ -2,7 +2,7 @@
 
 `python -m engine dev` serves exactly like `serve` and watches the app folder with watchfiles. A
 saved change to a `.py` file under `functions/`, or to `schema.py`, `http_routes.py` or `crons.py`,
-runs `Deployment.reload()`: connected clients keep their WebSocket and their subscriptions re-run
+runs `Deployment.reload()` (and, with `--codegen DIR`, rewrites DIR/_generated/): connected clients keep their WebSocket and their subscriptions re-run
 on the new code. Each reload prints one line on stdout:
 
     Reloaded app: 12 functions
@@ -73,7 +73,23 @@ async def reload_and_report(dep: Any, out: Callable[[str], None] | None = None) 
     return True
 
 
-async def watch_app(dep: Any, stop: asyncio.Event) -> None:
+def regenerate(dep: Any, codegen_dir: Path | None, out: Callable[[str], None] | None = None) -> None:
+    """`dev --codegen DIR`: rewrite DIR/_generated/ from the code now serving (engine.codegen)."""
+    if codegen_dir is None:
+        return
+    from .codegen import write_generated
+
+    out = out or (lambda line: print(line, flush=True))
+    try:
+        write_generated(dep.app, codegen_dir)
+    except Exception as e:  # a type the generator cannot express must not stop serving
+        log.exception("codegen failed")
+        out(f"Codegen failed: {type(e).__name__}: {e}")
+        return
+    out(f"Generated {codegen_dir / '_generated'}")
+
+
+async def watch_app(dep: Any, stop: asyncio.Event, codegen_dir: Path | None = None) -> None:
     """Reload `dep` after every burst of saved changes to its app's code, until `stop` is set.
 
     Two watchers, so the rest of the folder (a virtualenv, node_modules, the database) costs
@@ -118,17 +134,20 @@ async def watch_app(dep: Any, stop: asyncio.Event) -> None:
             changed.clear()
             if len(feeders) == 1 and functions.is_dir():
                 follow(functions, True)
-            await reload_and_report(dep)
+            if await reload_and_report(dep):
+                regenerate(dep, codegen_dir)
     finally:
         stopped.cancel()
         halt.set()  # the watcher threads check it every few milliseconds and end
         await asyncio.gather(*feeders, return_exceptions=True)
 
 
-async def serve_dev(dep: Any, host: str, port: int, site_port: int) -> None:
-    """`serve` plus the watcher; closes `dep` (after the watcher has stopped reloading it)."""
+async def serve_dev(dep: Any, host: str, port: int, site_port: int, *, codegen_dir: Path | None = None) -> None:
+    """`serve` plus the watcher; closes `dep` (after the watcher has stopped reloading it). With
+    `codegen_dir`, its `_generated/` is written now and after every reload."""
+    regenerate(dep, codegen_dir)
     stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_app(dep, stop), name="dev-watcher")
+    watcher = asyncio.create_task(watch_app(dep, stop, codegen_dir), name="dev-watcher")
     closing_dep = dep.close
 
     async def close_after_watcher() -> None:

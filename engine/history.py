@@ -21,6 +21,8 @@ true state at its timestamp (OCC checked it), and its own puts never reached the
 
 from __future__ import annotations
 
+from typing import cast
+
 import heapq
 from collections import deque
 from collections.abc import Iterator
@@ -129,7 +131,7 @@ class HistoricalSnapshot(Snapshot):
                              key=lambda row: row[0], reverse=desc)
         for row in merged:
             if row[2] is not None:
-                yield row
+                yield cast("tuple[bytes, str, bytes]", row)
 
     def _unchanged(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
                    changed: dict[bytes, str | None]) -> Iterator[tuple[bytes, str, bytes | None]]:

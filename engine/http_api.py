@@ -63,7 +63,7 @@ VERSION = "engine-0.1.0"
 # deployment.py is the lead's module and may not exist yet while the edge is being built; once the
 # file exists it is imported normally so a genuine import error inside it is not masked.
 if importlib.util.find_spec("engine.deployment") is not None:
-    from engine.deployment import MISSING, Auth
+    from engine.deployment import MISSING, Auth  # type: ignore[assignment]  # one of two definitions
 else:  # pragma: no cover - only before engine/deployment.py lands
 
     @dataclass(frozen=True)
@@ -543,3 +543,26 @@ async def _dispatch(dep: Any, req: HttpRequest) -> HttpResponse:
         return error_response(
             500, "InternalServerError", f"[Request ID: {rid}] Your request couldn't be completed. Try again later."
         )
+
+
+# Called by the server when it begins to stop, before it waits for open requests: long polls
+# (`/api/stream_function_logs`) answer at once instead of holding the shutdown up.
+SHUTDOWN_HOOKS: list[Callable[[Any], None]] = []
+
+
+def shutting_down(dep: Any) -> None:
+    for hook in SHUTDOWN_HOOKS:
+        hook(dep)
+
+
+# Endpoints that live beside their subsystems add themselves to ROUTES / PREFIX_ROUTES / BODY_LIMITS:
+# the official CLI's (engine.cli_api), the dashboard (engine.dashboard), /health and /metrics.
+def _register_other_endpoints() -> None:
+    from engine import cli_api, dashboard, metrics
+
+    cli_api.register_routes()
+    dashboard.register_routes()
+    metrics.register_routes()
+
+
+_register_other_endpoints()

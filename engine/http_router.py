@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
 
 from . import logs
 from .errors import EngineError
+from .executions import error_text, executions
 from .http_api import HttpRequest, HttpResponse, error_response
 from .runner import ActionCtx, Auth
 
@@ -81,7 +83,7 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
+        pairs = cast(Iterable[tuple[str, str]], items.items() if isinstance(items, Mapping) else items)
         self._items = {k.lower(): v for k, v in pairs}
 
     def __getitem__(self, name: str) -> str:
@@ -142,7 +144,7 @@ class Response:
                  headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
         if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"Response status must be an integer from 200 to 599, got {status!r}.")
-        pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
+        pairs = cast("list[tuple[str, str]]", list(headers.items() if isinstance(headers, Mapping) else headers or ()))
         names = {k.lower() for k, _ in pairs}
         if isinstance(body, str):
             data = body.encode("utf-8")
@@ -341,15 +343,21 @@ async def dispatch(dep: Deployment, req: HttpRequest) -> HttpResponse:
         return response
     route = found
     rid = logs.new_request_id()
-    with logs.capture(route.label, kind="http", request_id=rid):
+    started = time.perf_counter()
+    with logs.capture(route.label, kind="http", request_id=rid) as lines:
         try:
             auth = await _auth(dep, req.headers, route.label)
             request = Request(method, _url(req), req.path, Headers(req.headers), req.query, req.body)
             result = await route.action.handler(ActionCtx(dep.runner, auth), request)
-            return _to_http_response(result, route.label, method == "HEAD")
+            response = _to_http_response(result, route.label, method == "HEAD")
+            executions.record("http", route.label, success=True, duration=time.perf_counter() - started,
+                              request_id=rid, log_lines=lines)
+            return response
         except Exception as e:
             # The message may carry secrets or internals: the client gets only the request id.
             name = type(e).__name__
             logs.publish("ERROR", f"[ERROR] Uncaught {'Error' if name == 'Exception' else name}: {e}", exc_info=e)
+            executions.record("http", route.label, success=False, duration=time.perf_counter() - started,
+                              error=error_text(e), request_id=rid, log_lines=lines)
             return error_response(500, "InternalServerError",
                                   f"[Request ID: {rid}] Server Error: the HTTP action {route.label} failed.")

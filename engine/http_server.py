@@ -39,11 +39,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl
 
 import httptools
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WsRequest
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -102,16 +102,16 @@ class WebSocket:
             ws.receive_data(data)
         except EOFError:
             return
-        for frame in ws.events_received():
+        for frame in cast("list[Frame]", ws.events_received()):  # a server protocol receives frames
             op = frame.opcode
             if op is Opcode.TEXT or op is Opcode.BINARY:
                 if frame.fin:
-                    self._deliver(frame.data)
+                    self._deliver(cast(bytes, frame.data))
                 else:
-                    self._parts = [frame.data]
+                    self._parts = [cast(bytes, frame.data)]
             elif op is Opcode.CONT:
                 if self._parts is not None:
-                    self._parts.append(frame.data)
+                    self._parts.append(cast(bytes, frame.data))
                     if frame.fin:
                         parts, self._parts = self._parts, None
                         self._deliver(b"".join(parts))
@@ -149,7 +149,7 @@ class WebSocket:
                     self._incoming = None  # an idle connection holds no queue
                 if message is None:
                     self.closed = True
-                return message
+                return cast("bytes | None", message)
             if self.closed:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any, TYPE_CHECKING, cast
 
 from .errors import EngineError
 from .reads import successor
@@ -87,18 +87,18 @@ async def paginate(query: Query, opts: Any) -> dict[str, Any]:
         if after is END:
             lo = hi  # nothing left
         elif desc:
-            hi = min(hi, after)
+            hi = min(hi, cast(bytes, after))
         else:
-            lo = max(lo, successor(after))
+            lo = max(lo, successor(cast(bytes, after)))
     bounded = end_cursor is not None
     end_key: bytes | None = None
     if bounded:
         end_key = decode_cursor(end_cursor, index_id)
         if end_key is not END:
             if desc:
-                lo = max(lo, end_key)
+                lo = max(lo, cast(bytes, end_key))
             else:
-                hi = min(hi, successor(end_key))
+                hi = min(hi, successor(cast(bytes, end_key)))
     if lo > hi:
         lo = hi
 

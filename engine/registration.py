@@ -10,59 +10,100 @@ generated `api` object does (`api.a.b.c` -> "a/b:c"), so functions can name each
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 from .validators import Validator, as_validator
 
+if TYPE_CHECKING:
+    from .runner import ActionCtx, MutationCtx, QueryCtx
+
 __all__ = ["RegisteredFunction", "query", "mutation", "action", "internal_query", "internal_mutation",
-           "internal_action", "api", "internal", "FunctionReference", "function_name"]
+           "internal_action", "api", "internal", "FunctionReference", "function_name", "Register"]
 
 Kind = Literal["query", "mutation", "action"]
-Handler = Callable[[Any, dict[str, Any]], Awaitable[Any]]
+Visibility = Literal["public", "internal"]
+CtxT = TypeVar("CtxT")
+CtxT_contra = TypeVar("CtxT_contra", contravariant=True)
+R = TypeVar("R")
+Handler = Callable[[Any, dict[str, Any]], Coroutine[Any, Any, Any]]
 
 
 @dataclass(slots=True)
-class RegisteredFunction:
+class RegisteredFunction(Generic[CtxT, R]):
+    """A registered query, mutation or action: `RegisteredFunction[QueryCtx, list[dict]]` keeps the
+    context the handler gets and what it returns."""
+
     kind: Kind
-    visibility: Literal["public", "internal"]
-    handler: Handler
+    visibility: Visibility
+    handler: Callable[[CtxT, dict[str, Any]], Coroutine[Any, Any, R]]
     args: Validator | None = None
     returns: Validator | None = None
     path: str = field(default="")  # "module:export", set by the loader
 
-    async def __call__(self, ctx: Any, args: dict[str, Any]) -> Any:
+    async def __call__(self, ctx: CtxT, args: dict[str, Any]) -> R:
         # Calling a registered function directly runs its handler (Convex discourages it; allowed).
         return await self.handler(ctx, args)
 
 
-def _register(kind: Kind, visibility: Literal["public", "internal"]):
-    def decorator(fn: Handler | None = None, *, args: Any = None, returns: Any = None,
-                  handler: Handler | None = None):
-        def wrap(h: Handler) -> RegisteredFunction:
+class _Wrap(Generic[CtxT]):
+    """What `query(args=...)` returns: a decorator that keeps the handler's return type."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        self._make = make
+
+    def __call__(self, handler: Callable[[CtxT, dict[str, Any]], Coroutine[Any, Any, R]], /) -> RegisteredFunction[CtxT, R]:
+        return self._make(handler)
+
+
+class Register(Generic[CtxT]):
+    """`query`, `mutation`, `action` and their `internal_` forms, in Convex's three spellings:
+    `@query`, `@query(args=..., returns=...)` and `query(args=..., handler=fn)`."""
+
+    def __init__(self, kind: Kind, visibility: Visibility) -> None:
+        self.kind: Kind = kind
+        self.visibility: Visibility = visibility
+        self.__name__ = kind if visibility == "public" else f"internal_{kind}"
+
+    def _make(self, args: Any, returns: Any) -> Callable[[Any], Any]:
+        def make(h: Any) -> RegisteredFunction[Any, Any]:
             if not callable(h):
-                raise TypeError(f"{kind} handler must be an async function")
-            return RegisteredFunction(kind, visibility, h,
+                raise TypeError(f"{self.kind} handler must be an async function")
+            return RegisteredFunction(self.kind, self.visibility, cast(Handler, h),
                                       as_validator(args) if args is not None else None,
                                       as_validator(returns) if returns is not None else None)
 
+        return make
+
+    @overload
+    def __call__(self, fn: Callable[[CtxT, dict[str, Any]], Coroutine[Any, Any, R]], /) -> RegisteredFunction[CtxT, R]: ...
+
+    @overload
+    def __call__(self, fn: None = None, /, *, args: Any = None, returns: Any = None,
+                 handler: Callable[[CtxT, dict[str, Any]], Coroutine[Any, Any, R]]) -> RegisteredFunction[CtxT, R]: ...
+
+    @overload
+    def __call__(self, fn: None = None, /, *, args: Any = None, returns: Any = None,
+                 handler: None = None) -> _Wrap[CtxT]: ...
+
+    def __call__(self, fn: Any = None, /, *, args: Any = None, returns: Any = None, handler: Any = None) -> Any:
+        make = self._make(args, returns)
         if handler is not None:  # Convex's object form: query(args=..., handler=fn)
-            return wrap(handler)
+            return make(handler)
         if fn is not None:  # bare @query
-            return wrap(fn)
-        return wrap
-
-    decorator.__name__ = kind if visibility == "public" else f"internal_{kind}"
-    return decorator
+            return make(fn)
+        return _Wrap(make)
 
 
-query = _register("query", "public")
-mutation = _register("mutation", "public")
-action = _register("action", "public")
-internal_query = _register("query", "internal")
-internal_mutation = _register("mutation", "internal")
-internal_action = _register("action", "internal")
+query: Register[QueryCtx] = Register("query", "public")
+mutation: Register[MutationCtx] = Register("mutation", "public")
+action: Register[ActionCtx] = Register("action", "public")
+internal_query: Register[QueryCtx] = Register("query", "internal")
+internal_mutation: Register[MutationCtx] = Register("mutation", "internal")
+internal_action: Register[ActionCtx] = Register("action", "internal")
 
 
 class FunctionReference(str):

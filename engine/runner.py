@@ -10,7 +10,10 @@ only `run_query` / `run_mutation` / `run_action`.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +23,10 @@ from .committer import Busy, CommitAborted, Conflict
 from .database import DatabaseReader, DatabaseWriter
 from .errors import EngineError
 from .execution import ACTION_LIMIT_S, QUERY_MUTATION_LIMIT_S, QUERY_MUTATION_WALL_S, run_user_code
+from . import metrics
+from .executions import error_text, executions
 from .index_keys import encode_key
-from .logs import capture, current_sink, new_request_id
+from .logs import capture, current_request_id, current_sink, new_request_id
 from .reads import ReadSet, point
 from .registration import RegisteredFunction, function_name
 from .storage import Snapshot
@@ -40,6 +45,7 @@ EXCLUSIVE_AFTER_CONFLICTS = 2
 # Only commit failures (a disk that keeps failing) can use these up: exclusivity ends conflicts.
 MAX_MUTATION_ATTEMPTS = 64
 MAX_VALUE_SIZE = 16 * 1024 * 1024
+_OCC_RETRIES: contextvars.ContextVar[int] = contextvars.ContextVar("occ_retries", default=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +214,9 @@ class Runner:
         error: BaseException | None = None
         value: Any = None
         wire: Any = None
+        started = time.perf_counter()
         with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
+            rid = current_request_id() or ""
             try:
                 checked = self._check_args(fn, args)
                 value = await run_user_code(fn.handler(QueryCtx(DatabaseReader(txn), authv), checked),
@@ -218,6 +226,7 @@ class Runner:
             except Exception as e:  # a QueryFailed for subscribers; raised by run_query
                 txn.flush_scans()
                 error = e
+        _executed(fn, started, error, rid, lines)
         return QueryEvaluation(error is None, value, wire, error, lines, txn.reads, _journal(txn),
                                authv.used, txn.ts)
 
@@ -233,7 +242,24 @@ class Runner:
         Each attempt runs on the latest sequenced state (engine.tail): a handler that never
         suspends cannot conflict. One that does and conflicts re-runs; after
         EXCLUSIVE_AFTER_CONFLICTS conflicts it runs with the sequencer to itself, so every mutation
-        that only reads and writes the database commits."""
+        that only reads and writes the database commits. One entry in the execution log, whatever
+        the number of attempts."""
+        started = time.perf_counter()
+        request_id = request_id or new_request_id()  # one id for every attempt and the log entry
+        _OCC_RETRIES.set(0)
+        try:
+            value, wire, ts, lines = await self._run_mutation(fn, args, auth, extra=extra, request_id=request_id,
+                                                              before_commit=before_commit, idempotency=idempotency)
+        except BaseException as e:
+            _executed(fn, started, e, request_id, getattr(e, "log_lines", ()), _OCC_RETRIES.get())
+            raise
+        _executed(fn, started, None, request_id, lines, _OCC_RETRIES.get())
+        return value, wire, ts, lines
+
+    async def _run_mutation(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
+                            extra: Any = None, request_id: str | None = None,
+                            before_commit: Any = None,
+                            idempotency: tuple[str, int] | None = None) -> tuple[Any, Any, int, list[str]]:
         args = self._check_args(fn, args)
         committer = self.dep.committer
         conflicts = 0
@@ -251,9 +277,14 @@ class Runner:
                     if owner is not None:  # sequenced: others may build on it right away
                         committer.release_exclusive(owner)
                         owner = None
+                    sequenced = time.perf_counter()
                     await durable
+                    if isinstance(durable, asyncio.Future):  # a commit (read-only runs wait on a view)
+                        metrics.commit_latency(time.perf_counter() - sequenced)
                 except Conflict:  # CommitAborted too: nothing of the attempt was persisted
                     conflicts += 1
+                    _OCC_RETRIES.set(conflicts)
+                    metrics.occ_retry(fn.path)
                     if conflicts >= MAX_MUTATION_ATTEMPTS:
                         raise EngineError("OptimisticConcurrencyControlFailure",
                                           f"{fn.path} could not commit: {conflicts} attempts were refused "
@@ -283,11 +314,15 @@ class Runner:
                 txn.extra_keys.append((IDEMPOTENCY_KEYS, key))
                 extra = _store_result(idempotency, extra)
             with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
-                ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn))
-                value = await run_user_code(fn.handler(ctx, _copy_args(args)), limit=QUERY_MUTATION_LIMIT_S,
-                                            wall_limit=QUERY_MUTATION_WALL_S, on_suspend=view.freeze)
-                txn.flush_scans()
-                wire = self._check_result(fn, value)
+                try:
+                    ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn))
+                    value = await run_user_code(fn.handler(ctx, _copy_args(args)), limit=QUERY_MUTATION_LIMIT_S,
+                                                wall_limit=QUERY_MUTATION_WALL_S, on_suspend=view.freeze)
+                    txn.flush_scans()
+                    wire = self._check_result(fn, value)
+                except Exception as e:
+                    _keep_lines(e, lines)
+                    raise
             if before_commit is not None:
                 before_commit(txn)
             if txn.writes or extra is not None:
@@ -321,11 +356,23 @@ class Runner:
     # -- actions -------------------------------------------------------------------------------
     async def run_action(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
                          request_id: str | None = None) -> tuple[Any, Any, list[str]]:
-        with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
-            args = self._check_args(fn, args)
-            value = await run_user_code(fn.handler(ActionCtx(self, auth), args), limit=ACTION_LIMIT_S,
-                                        wall_limit=ACTION_LIMIT_S)
-            wire = self._check_result(fn, value)
+        started = time.perf_counter()
+        rid = request_id or ""
+        try:
+            with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
+                rid = current_request_id() or rid
+                try:
+                    args = self._check_args(fn, args)
+                    value = await run_user_code(fn.handler(ActionCtx(self, auth), args), limit=ACTION_LIMIT_S,
+                                                wall_limit=ACTION_LIMIT_S)
+                    wire = self._check_result(fn, value)
+                except Exception as e:
+                    _keep_lines(e, lines)
+                    raise
+        except BaseException as e:
+            _executed(fn, started, e, rid, getattr(e, "log_lines", ()))
+            raise
+        _executed(fn, started, None, rid, lines)
         return value, wire, lines
 
     # -- nested calls from actions ---------------------------------------------------------------
@@ -343,6 +390,23 @@ class Runner:
         if parent is not None:
             parent.extend(lines)
         return value
+
+
+def _executed(fn: RegisteredFunction, started: float, error: BaseException | None, request_id: str,
+              lines: Any, occ_retries: int = 0) -> None:
+    """One entry in the execution log (and the function metrics) per execution."""
+    executions.record(fn.kind, fn.path, success=error is None, duration=time.perf_counter() - started,
+                      error=error_text(error) if error is not None else None, request_id=request_id,
+                      log_lines=lines, occ_retries=occ_retries)
+
+
+def _keep_lines(error: BaseException, lines: list[str]) -> None:
+    """A failed function's log lines travel with its error (callers report them with it)."""
+    if getattr(error, "log_lines", None) is None:
+        try:
+            error.log_lines = lines  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type with __slots__
+            pass
 
 
 def _store_result(idempotency: tuple[str, int], extra: Any) -> Any:

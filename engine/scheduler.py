@@ -158,7 +158,7 @@ async def system_transaction(dep: Deployment, body: Callable[[Transaction], T]) 
             continue
         if future is not None:
             await future
-        return result
+        return result  # type: ignore[possibly-undefined]  # bound: every other path continued
     raise EngineError("OptimisticConcurrencyControlFailure", "A system transaction kept conflicting.", status=503)
 
 

@@ -254,7 +254,7 @@ async def serve(
         for sock in socks:
             sock.close()
         await dep.close()  # its storage threads would otherwise keep the process alive
-        print(f"error: cannot listen on {host}:{p}: {e.strerror or e}", file=sys.stderr)
+        print(f"error: cannot listen on {host}:{p}: {e.strerror or e}", file=sys.stderr)  # type: ignore
         raise SystemExit(1) from None
     servers = [HttpServer(api, too_large=api.too_large), HttpServer(site, too_large=site.too_large)]
     dep.http_servers = servers  # connection counts for introspection (metrics, tests)
@@ -283,6 +283,7 @@ async def serve(
             on_ready(socks[0].getsockname()[1], socks[1].getsockname()[1])
         await stop.wait()
     finally:
+        http_api.shutting_down(dep)  # long polls (/api/stream_function_logs) answer now
         for sub in list(api.log_streams):
             sub.close()
         shutdowns = [asyncio.create_task(s.shutdown(grace)) for s in servers]

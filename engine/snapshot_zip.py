@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .catalog import BY_CREATION_TIME, BY_ID, SYSTEM_TABLES, Catalog
 from .cron import CRON_JOBS
@@ -105,8 +105,11 @@ def _write_zip(snapshot: Snapshot, tables: dict[str, int], indexes: dict[tuple[s
     # Written beside the target and renamed into place: a failed export leaves no partial ZIP.
     fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".zip", dir=out_path.parent)
     os.close(fd)
+    from .progress import progress
+
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf, \
+                progress(f"Exporting to {out_path.name}", unit=" docs") as bar:
             zf.writestr("README.md", README)
             zf.writestr(TABLES_FILE, "".join(json.dumps({"name": n, "id": num}, separators=(",", ":")) + "\n"
                                              for n, num in listing))
@@ -120,6 +123,7 @@ def _write_zip(snapshot: Snapshot, tables: dict[str, int], indexes: dict[tuple[s
                     for _, _, raw in snapshot.scan(index[0], *_FULL_RANGE, False):
                         out.write(bytes(raw) + b"\n")
                         count += 1
+                        bar.update(1)
                 counts[name] = count
         os.replace(tmp, out_path)
     except BaseException:
@@ -331,7 +335,7 @@ def _documents_held(store: SqlitePersistence, tables: dict[str, int]) -> dict[st
     for name, number in tables.items():
         if name in _DERIVED_TABLES:
             continue
-        with closing(store.table_documents(number)) as rows:
+        with closing(cast(Any, store.table_documents(number))) as rows:
             count = sum(1 for _ in rows)
         if count:
             held[name] = count
@@ -358,14 +362,19 @@ async def import_snapshot(app_dir: str | Path, db_path: str | Path, zip_path: st
         _check_against_schema(tables, catalog)
         docs: list[tuple[str, int, bytes]] = []
         entries: list[tuple[int, bytes, str]] = []
-        for table in tables:
-            info = catalog.by_name[table.name]
-            assert info.number == table.number
-            stored = info.stored_indexes()
-            for _, doc in table.docs:
-                doc_id = doc["_id"]
-                docs.append((doc_id, info.number, encode_json(doc)))
-                entries.extend((ix.id, ix.key(doc), doc_id) for ix in stored)
+        from .progress import progress
+
+        with progress(f"Importing {Path(zip_path).name}", total=sum(len(t.docs) for t in tables),
+                      unit=" docs") as bar:
+            for table in tables:
+                info = catalog.by_name[table.name]
+                assert info.number == table.number
+                stored = info.stored_indexes()
+                for _, doc in table.docs:
+                    doc_id = doc["_id"]
+                    docs.append((doc_id, info.number, encode_json(doc)))
+                    entries.extend((ix.id, ix.key(doc), doc_id) for ix in stored)
+                    bar.update(1)
         index_rows = [(ix.id, info.name, ix.name, list(ix.fields))
                       for info in catalog.by_name.values() for ix in info.indexes.values()]
         ts = max(time.time_ns(), max_ts + 1)

@@ -31,6 +31,7 @@ from typing import Any
 
 import aiosqlite
 
+from .errors import EngineError
 from .sql import render
 
 __all__ = ["CommitRecord", "Persistence", "Snapshot", "SqlitePersistence", "read_only_dump"]
@@ -87,6 +88,10 @@ class Persistence(ABC):
 
     @abstractmethod
     async def add_table(self, name: str, number: int) -> None: ...
+
+    async def renumber_tables(self, numbers: dict[str, int]) -> None:
+        """Give empty tables new numbers (a live snapshot import keeps the snapshot's ids)."""
+        raise EngineError("Unsupported", "This store cannot renumber tables.")
 
     @abstractmethod
     async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None: ...
@@ -184,7 +189,7 @@ class _SharedRead:
 
     def __init__(self, owner: SqlitePersistence, conn: sqlite3.Connection) -> None:
         self.owner = owner
-        self.conn = conn
+        self.conn: sqlite3.Connection = conn
         self.gen = owner._write_gen
         self.refs = 0
         self.scans: set[sqlite3.Cursor] = set()  # statements of scans not yet run to their end
@@ -216,7 +221,7 @@ class _SqliteSnapshot(Snapshot):
 
     def __init__(self, read: _SharedRead) -> None:
         read.refs += 1
-        self._read = read
+        self._read: _SharedRead = read
         self._conn = read.conn
         self._stmts = read.owner._stmts
         self._cache = read.owner.cache
@@ -468,6 +473,21 @@ class SqlitePersistence(Persistence):
             await self._writer.execute(self._stmts["table_add"], (name, number))
             self._stale()
 
+    async def renumber_tables(self, numbers: dict[str, int]) -> None:
+        """Give (empty) tables new numbers, in one transaction (a live import: engine.transfers)."""
+        assert self._writer is not None
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                for i, name in enumerate(numbers):  # through unused negatives: numbers are UNIQUE
+                    await self._writer.execute(self._stmts["table_renumber"], (-1 - i, name))
+                for name, number in numbers.items():
+                    await self._writer.execute(self._stmts["table_renumber"], (number, name))
+                await self._writer.execute("COMMIT")
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+
     async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None:
         assert self._writer is not None
         async with self._write_lock:
@@ -520,8 +540,9 @@ class SqlitePersistence(Persistence):
 
 
 def read_only_dump(db_path: str | os.PathLike[str], table: str | None = None,
-                   limit: int | None = None) -> dict[str, int] | list[bytes]:
-    """For `python -m engine data`: {table: document count}, or the raw JSON of a table's documents."""
+                   limit: int | None = None, order: str = "desc") -> dict[str, int] | list[bytes]:
+    """For `python -m engine data`: {table: document count}, or the raw JSON of a table's documents
+    by creation time (`order` "desc": newest first, as `npx convex data` lists them)."""
     uri = f"file:{Path(db_path).resolve()}?mode=ro"
     conn = sqlite3.connect(uri, uri=True)
     try:
@@ -532,7 +553,12 @@ def read_only_dump(db_path: str | os.PathLike[str], table: str | None = None,
                     for name, num in sorted(tables.items()) if not name.startswith("_")}
         if table not in tables:
             raise KeyError(table)
-        rows = conn.execute(stmts["docs_of_table"], (tables[table],))
+        index = conn.execute(stmts["index_id_of"], (table, "by_creation_time")).fetchone()
+        if index is not None:
+            rows = conn.execute(stmts["scan_desc" if order == "desc" else "scan_asc"], (index[0], b"", b"\xff"))
+            rows = ((doc_id, value) for _, doc_id, value in rows)
+        else:
+            rows = conn.execute(stmts["docs_of_table"], (tables[table],))
         out = []
         for _, value in rows:
             out.append(value)

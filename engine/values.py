@@ -18,7 +18,7 @@ from __future__ import annotations
 import binascii
 import math
 import struct
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -168,7 +168,7 @@ def _to_wire(value: Any) -> Any:
                     out[key] = _to_wire(v)
         except _PathError as e:
             if e.culprit is not value:  # the failure is inside the field, not about the key itself
-                e.segments.append(_key_segment(key))
+                e.segments.append(_key_segment(cast(str, key)))
                 e.culprit = value
             raise
         return out
@@ -269,7 +269,7 @@ def _from_wire(obj: Any, depth: int = 1) -> Any:
                     out[key] = _from_wire(v, depth + 1)
         except _PathError as e:
             if e.culprit is not obj:
-                e.segments.append(_key_segment(key))
+                e.segments.append(_key_segment(cast(str, key)))
                 e.culprit = obj
             raise
         return out

@@ -5,6 +5,8 @@ Writes (OpenClaw, through the admin key or the event hook): start a run, append 
 Starting and finishing a run also record `agent_started` / `agent_completed` in the activity feed.
 """
 
+from typing import Any
+
 from engine import mutation, query, v
 
 from ._clock import now_ms
@@ -77,7 +79,7 @@ async def appendChunk(ctx, args):
     caller = await current_caller(ctx)
     run = await run_by_id(ctx, args["runId"], caller.tenant_id)
     now = now_ms()
-    fields = {"chunks": [*run["chunks"], {"type": args["type"], "content": args["content"], "timestamp": now}]}
+    fields: dict[str, Any] = {"chunks": [*run["chunks"], {"type": args["type"], "content": args["content"], "timestamp": now}]}
     if "progress" in args:
         if not 0 <= args["progress"] <= 100:
             raise app_error("INVALID_PROGRESS", f"Progress is a percentage from 0 to 100, got {args['progress']!r}.")

@@ -293,7 +293,7 @@ async def classify(run: Run) -> tuple[str, dict[str, Any] | None]:
     wake = await wake_of_run(ctx, run.tenant_id, run.run_id)
     if wake is None and is_heartbeat_prompt(prompt):
         # The gateway's runId may differ from the events' runId: the agent's open wake is this run.
-        latest = await (ctx.db.query("agentWakes").with_index("by_agent", lambda q: q.eq("agentId", run.agent["_id"]))
+        latest = await (ctx.db.query("agentWakes").with_index("by_agent", lambda q: q.eq("agentId", run.agent["_id"]))  # type: ignore[index]  # set above
                         .order("desc").first())
         if latest is not None and latest["status"] in ("sending", "running") and "runId" not in latest:
             wake = latest
@@ -457,7 +457,7 @@ async def on_progress(run: Run) -> None:
 async def other_running_run(run: Run) -> bool:
     """Whether another of the agent's recent runs (the newest RECENT_RUNS) is still running."""
     assert run.agent is not None
-    recent = await (run.ctx.db.query("agentStream").with_index("by_agent", lambda q: q.eq("agentId", run.agent["_id"]))
+    recent = await (run.ctx.db.query("agentStream").with_index("by_agent", lambda q: q.eq("agentId", run.agent["_id"]))  # type: ignore[index]  # set above
                     .order("desc").take(RECENT_RUNS))
     # A run silent for STALE_RUN_MS lost its end event: it no longer keeps the agent busy.
     return any(s["status"] == "running" and s["runId"] != run.run_id and run.ts - s["startedAt"] < STALE_RUN_MS

@@ -62,7 +62,7 @@ async def add(ctx, args):
 class DevServer:
     """`python -m engine dev` with its stdout read line by line (and kept for failure reports)."""
 
-    def __init__(self, app: Path, workdir: Path) -> None:
+    def __init__(self, app: Path, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.port, self.site_port = free_port(), free_port()
         while self.site_port == self.port:
             self.site_port = free_port()
@@ -72,7 +72,7 @@ class DevServer:
         env = {**os.environ, "CONVEX_ADMIN_KEY": TEST_ADMIN_KEY, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine", "dev", "--app", str(app), "--db", str(workdir / "db.sqlite3"),
-             "--port", str(self.port), "--site-port", str(self.site_port)],
+             "--port", str(self.port), "--site-port", str(self.site_port), *extra_args],
             cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True,
         )
@@ -194,6 +194,35 @@ def test_saved_changes_reach_a_connected_subscription_without_a_reconnect(dev_ap
     app, server = dev_app
     with _socket(server) as ws:
         _live_label(app, server, Subscriber(ws))
+
+
+@pytest.mark.slow
+def test_dev_with_codegen_rewrites_the_typed_api_on_every_save(tmp_path):
+    app = tmp_path / "app"
+    (app / "functions").mkdir(parents=True)
+    _save(app / "schema.py", SCHEMA_V1)
+    _save(app / "functions" / "notes.py", NOTES_V1)
+    web = tmp_path / "web" / "convex"
+    server = DevServer(app, tmp_path, ("--codegen", str(web)))
+    try:
+        assert server.wait_line("Generated ") == f"Generated {web / '_generated'}"
+        api = (web / "_generated" / "api.d.ts").read_text()
+        assert 'add: FunctionReference<"mutation", "public", { text: string }, any>;' in api
+        assert "shout" not in api
+        server.wait_line("Watching ")  # saves from here on are seen
+        _save(app / "functions" / "notes.py", NOTES_V1 + """
+
+@query(args={"text": v.string(), "times": v.optional(v.float64())}, returns=v.string())
+async def shout(ctx, args):
+    return args["text"].upper()
+""")
+        server.wait_line("Reloaded app")
+        server.wait_line("Generated ")
+        api = (web / "_generated" / "api.d.ts").read_text()
+        assert 'shout: FunctionReference<"query", "public", { text: string; times?: number }, string>;' in api
+        assert 'notes: {' in (web / "_generated" / "dataModel.d.ts").read_text()
+    finally:
+        server.stop()
 
 
 def _live_label(app: Path, server: DevServer, client: Subscriber) -> None:

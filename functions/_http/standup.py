@@ -63,7 +63,7 @@ def _typed(value: Any, kind: str) -> bool:
     return isinstance(value, {"string": str, "boolean": bool}[kind])
 
 
-async def _guarded(ctx, request, fields: dict[str, str]):
+async def _guarded(ctx, request, fields: dict[str, str]) -> tuple[Any, Any]:
     """(body, None) for an admin with a well-formed body, else (None, error response)."""
     if not _is_admin(ctx, request):
         return None, _error(401, "UNAUTHENTICATED", "This endpoint needs the deployment's admin key "
@@ -77,7 +77,7 @@ async def _guarded(ctx, request, fields: dict[str, str]):
     return body, None
 
 
-async def _run(ctx, ref: Any, args: dict[str, Any]):
+async def _run(ctx, ref: Any, args: dict[str, Any]) -> tuple[Any, Any]:
     try:
         return await ctx.run_action(ref, args), None
     except ConvexError as e:

@@ -41,6 +41,7 @@ class RoomSession(Protocol):
 
     async def wait_closed(self) -> str:
         """Returns (a description of) why the session ended."""
+        ...
 
     async def close(self) -> None: ...
 

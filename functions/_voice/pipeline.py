@@ -57,9 +57,11 @@ class Turn:
 class Segmenter(Protocol):
     def push(self, frame: Frame) -> list[Utterance]:
         """Feed one frame; the utterances it completed (usually none)."""
+        ...
 
     def flush(self) -> list[Utterance]:
         """The stream ended: the utterance in progress, if long enough."""
+        ...
 
 
 class SpeechToText(Protocol):

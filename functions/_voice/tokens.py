@@ -19,7 +19,7 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 # ConvexError codes that retrying cannot fix. CONFIG_MISSING is not one: the operator can set the
 # LiveKit variables on the running server (`python -m engine env set`).
@@ -77,7 +77,7 @@ class EngineTokenSource:
                 self._agent_id = agent["_id"]
             result = self._call("mutation", "voice:getVoiceToken", {
                 "channelId": self.channel_id, "participantId": self._agent_id, "participantType": "agent"})
-            return VoiceGrant(result["token"], result["serverUrl"], room, self._agent_id)
+            return VoiceGrant(result["token"], result["serverUrl"], room, cast(str, self._agent_id))
         body = {"channelId": self.channel_id, "participantType": "agent", "sessionKey": self.agent_session_key}
         status, answer = self._post(f"{self.site_url}/voice/token", body, self._authorization())
         if status != 200:

@@ -159,7 +159,7 @@ def _report(task: asyncio.Task) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m functions._voice.worker", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m functions._voice.worker", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--channel", required=True, help="the voice channel's id")
     p.add_argument("--agent", required=True, help="the agent's sessionKey (e.g. agent:main:main)")
     p.add_argument("--url", required=True, help="the engine's URL (Convex HTTP API, e.g. http://127.0.0.1:3210)")

@@ -15,3 +15,9 @@ async def hello(ctx, args):
 async def warn(ctx, args):
     logging.getLogger("site.app").warning("careful %s", args["tag"])
     return None
+
+
+@mutation
+async def fail(ctx, args):
+    print("about to fail")
+    raise Exception("logs:fail failed on purpose")

@@ -72,7 +72,7 @@ def failure_outcome(error: BaseException, rid: str, path: str, lines: list[str])
         return Outcome(False, error_message=f"[Request ID: {rid}] Server Error\n{detail}",
                        error_data=error.data, log_lines=lines)
     if isinstance(error, EngineError):
-        detail = f"{error.code}: {error.message}"
+        detail = error.message if getattr(error, "bare", False) else f"{error.code}: {error.message}"
     else:
         name = type(error).__name__
         detail = f"Uncaught {'Error' if name == 'Exception' else name}: {error}"
@@ -211,9 +211,10 @@ class Deployment:
         except _NotFound as e:
             return Outcome(False, error_message=str(e))
         lines: list[str] = []
+        # A timestamp it cannot read at is the request's fault, not the function's: EngineError (4xx).
+        snapshot = await self.snapshot_at(ts) if ts is not None and fn.kind == "query" else None
         try:
             if fn.kind == "query":
-                snapshot = await self.snapshot_at(ts) if ts is not None else None
                 try:
                     run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot, request_id=rid)
                 finally:

@@ -24,6 +24,7 @@ process that owns SIGUSR2), a step's overrun is still detected when it ends.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 import time
@@ -32,12 +33,25 @@ from typing import Any
 
 from .errors import EngineError
 
-__all__ = ["run_user_code", "UserTimeout", "SystemTimeout", "QUERY_MUTATION_LIMIT_S",
-           "QUERY_MUTATION_WALL_S", "ACTION_LIMIT_S", "Watchdog"]
+__all__ = ["run_user_code", "UserTimeout", "SystemTimeout", "StepTimeout", "QUERY_MUTATION_LIMIT_S",
+           "QUERY_MUTATION_WALL_S", "ACTION_LIMIT_S", "ACTION_STEP_LIMIT_S", "Watchdog"]
 
-QUERY_MUTATION_LIMIT_S = 1.0  # Convex: DATABASE_UDF_USER_TIMEOUT
-QUERY_MUTATION_WALL_S = 16.0  # the user second plus Convex's DATABASE_UDF_SYSTEM_TIMEOUT (15 s)
-ACTION_LIMIT_S = 600.0  # Convex's Node runtime: NODE_ACTION_USER_TIMEOUT
+
+def _knob(name: str, default: float) -> float:
+    # Convex's self-hosted backend reads the same names (crates/common/src/knobs.rs).
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+QUERY_MUTATION_LIMIT_S = _knob("DATABASE_UDF_USER_TIMEOUT_SECONDS", 1.0)
+# The user second plus Convex's DATABASE_UDF_SYSTEM_TIMEOUT (15 s) of time spent suspended.
+QUERY_MUTATION_WALL_S = QUERY_MUTATION_LIMIT_S + _knob("DATABASE_UDF_SYSTEM_TIMEOUT_SECONDS", 15.0)
+ACTION_LIMIT_S = _knob("NODE_ACTION_USER_TIMEOUT_SECS", 600.0)  # Convex's Node runtime
+# Ours: actions share the event loop with every client, so one stretch of an action's code between
+# two awaits may run at most this long (Convex runs actions in isolates of their own).
+ACTION_STEP_LIMIT_S = _knob("ENGINE_ACTION_STEP_TIMEOUT_SECS", 5.0)
 
 
 def _limit_text(seconds: float) -> str:
@@ -48,8 +62,22 @@ def _limit_text(seconds: float) -> str:
 class UserTimeout(EngineError):
     """A function ran past its execution limit. Reported as Convex reports it (no code prefix)."""
 
+    bare = True  # clients see the message alone, as Convex words a terminated isolate
+
     def __init__(self, seconds: float) -> None:
         super().__init__("UserTimeout", f"Function execution timed out (maximum duration: {_limit_text(seconds)})")
+        self.seconds = seconds
+
+
+class StepTimeout(EngineError):
+    """An action's code ran too long without awaiting anything."""
+
+    bare = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("UserTimeout", f"Function execution timed out: the action ran for more than "
+                         f"{_limit_text(seconds)} without awaiting, holding up every other client of this "
+                         "server (run long computations with asyncio.to_thread)")
         self.seconds = seconds
 
 
@@ -61,12 +89,22 @@ class SystemTimeout(EngineError):
 
 
 class _Budget:
-    __slots__ = ("limit", "used", "step_started")
+    __slots__ = ("limit", "step_limit", "used", "step_started", "last_step")
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, step_limit: float | None = None) -> None:
         self.limit = limit
+        self.step_limit = step_limit if step_limit is not None else limit
         self.used = 0.0
         self.step_started = 0.0
+        self.last_step = 0.0
+
+    def over(self) -> bool:
+        return self.used > self.limit or self.last_step > self.step_limit
+
+    def error(self, step: float) -> EngineError:
+        if step > self.step_limit and self.step_limit < self.limit:
+            return StepTimeout(self.step_limit)
+        return UserTimeout(self.limit)
 
 
 class Watchdog:
@@ -115,7 +153,8 @@ class Watchdog:
         if stack and stack[-1] is budget:
             stack.pop()
             self._step += 1  # whatever was running before is a new step for the watchdog
-            budget.used += time.monotonic() - budget.step_started
+            budget.last_step = time.monotonic() - budget.step_started
+            budget.used += budget.last_step
 
     def _watch(self) -> None:
         while True:
@@ -124,7 +163,8 @@ class Watchdog:
             if not stack or not self._installed or self._fired_for == step:
                 continue
             budget = stack[-1]
-            if budget.used + (time.monotonic() - budget.step_started) > budget.limit:
+            step_time = time.monotonic() - budget.step_started
+            if budget.used + step_time > budget.limit or step_time > budget.step_limit:
                 self._fired_for = step
                 signal.pthread_kill(self._main, signal.SIGUSR2)  # type: ignore[arg-type]
 
@@ -133,7 +173,7 @@ class Watchdog:
         if self._stack and self._fired_for == self._step:
             budget = self._stack[-1]
             self.end(budget)
-            raise UserTimeout(budget.limit)
+            raise budget.error(budget.last_step)
 
 
 WATCHDOG = Watchdog()
@@ -177,8 +217,8 @@ def _drive(coro: Coroutine[Any, Any, Any], budget: _Budget | None, wall_limit: f
                     if budget is not None:
                         watchdog.end(budget)
             except StopIteration as done:
-                if budget is not None and budget.used > budget.limit:
-                    raise UserTimeout(budget.limit) from None
+                if budget is not None and budget.over():
+                    raise budget.error(budget.last_step) from None
                 return done.value
             except asyncio.CancelledError:
                 if deadline is not None and deadline.expired:
@@ -186,9 +226,9 @@ def _drive(coro: Coroutine[Any, Any, Any], budget: _Budget | None, wall_limit: f
                     # was suspended too long, Convex's "system" time.
                     raise (UserTimeout(wall_limit) if system_after is None else SystemTimeout()) from None  # type: ignore[arg-type]
                 raise
-            if budget is not None and budget.used > budget.limit:
+            if budget is not None and budget.over():
                 coro.close()
-                raise UserTimeout(budget.limit)
+                raise budget.error(budget.last_step)
             if not suspended:  # the first real suspension
                 suspended = True
                 if wall_limit is not None:
@@ -220,10 +260,10 @@ class _Driven:
 
 
 async def run_user_code(coro: Coroutine[Any, Any, Any], *, limit: float | None = None,
-                        wall_limit: float | None = None,
+                        wall_limit: float | None = None, step_limit: float | None = None,
                         on_suspend: Callable[[], None] | None = None) -> Any:
     """Await `coro` (a user function's coroutine) under an execution-time `limit` (seconds on the
     CPU) and/or a `wall_limit` (seconds in all), calling `on_suspend` at its first suspension.
     Past `wall_limit`, a query or mutation fails with SystemTimeout, an action with UserTimeout."""
-    budget = _Budget(limit) if limit is not None else None
+    budget = _Budget(limit, step_limit) if limit is not None else None
     return await _Driven(_drive(coro, budget, wall_limit, on_suspend))

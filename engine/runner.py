@@ -22,7 +22,8 @@ from msgspec.json import encode as _enc
 from .committer import Busy, CommitAborted, Conflict
 from .database import DatabaseReader, DatabaseWriter
 from .errors import EngineError
-from .execution import ACTION_LIMIT_S, QUERY_MUTATION_LIMIT_S, QUERY_MUTATION_WALL_S, run_user_code
+from .execution import (ACTION_LIMIT_S, ACTION_STEP_LIMIT_S, QUERY_MUTATION_LIMIT_S, QUERY_MUTATION_WALL_S,
+                        run_user_code)
 from . import metrics
 from .executions import error_text, executions
 from .index_keys import encode_key
@@ -364,7 +365,7 @@ class Runner:
                 try:
                     args = self._check_args(fn, args)
                     value = await run_user_code(fn.handler(ActionCtx(self, auth), args), limit=ACTION_LIMIT_S,
-                                                wall_limit=ACTION_LIMIT_S)
+                                                wall_limit=ACTION_LIMIT_S, step_limit=ACTION_STEP_LIMIT_S)
                     wire = self._check_result(fn, value)
                 except Exception as e:
                     _keep_lines(e, lines)

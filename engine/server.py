@@ -277,6 +277,9 @@ async def serve(
     try:
         for server, sock in zip(servers, socks):
             await server.start(sock)
+        lock = getattr(getattr(dep, "persistence", None), "lock", None)
+        if lock is not None:  # a second process refused this database names us by this URL
+            lock.describe(url=_url(host, socks[0]))
         print(f"Convex-compatible API listening on {_url(host, socks[0])}", flush=True)
         print(f"HTTP actions on {_url(host, socks[1])}", flush=True)
         if on_ready is not None:

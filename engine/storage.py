@@ -34,7 +34,8 @@ import aiosqlite
 from .errors import EngineError
 from .sql import render
 
-__all__ = ["CommitRecord", "Persistence", "Snapshot", "SqlitePersistence", "read_only_dump"]
+__all__ = ["CommitRecord", "DatabaseLock", "Persistence", "Snapshot", "SqlitePersistence", "database_holder",
+           "read_only_dump"]
 
 
 @dataclass(slots=True)
@@ -292,12 +293,92 @@ class _SqliteSnapshot(Snapshot):
             self._read = None  # type: ignore[assignment]
 
 
+class DatabaseLock:
+    """One process owns a database file: an exclusive `flock` on `<db>.lock`, held while the store
+    is open (the kernel drops it when the process dies, kill -9 included). The file says who holds
+    it — pid, and once it serves, its URL — so a refusal can name the holder."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self, purpose: str) -> None:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise EngineError("DatabaseInUse", f"The database {self.path.with_suffix('')} is in use by another "
+                              f"engine process ({holder}); stop it first, or use its URL (--url).",
+                              status=409) from None
+        self._fd = fd
+        self.describe(purpose=purpose)
+
+    def describe(self, **info: Any) -> None:
+        """Record what this holder is doing (`url=...` once serving)."""
+        if self._fd is None:
+            return
+        import json
+
+        current = {"pid": os.getpid()}
+        try:
+            current.update(json.loads(os.pread(self._fd, 4096, 0) or b"{}"))
+        except ValueError:
+            pass
+        current.update(info, pid=os.getpid())
+        data = json.dumps(current).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    import json
+
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        info = {}
+    parts = [f"pid {info['pid']}"] if "pid" in info else []
+    if info.get("url"):
+        parts.append(f"serving {info['url']}")
+    elif info.get("purpose"):
+        parts.append(str(info["purpose"]))
+    return ", ".join(parts) or "unknown holder"
+
+
+def database_holder(db_path: str | os.PathLike[str]) -> str | None:
+    """Who holds `db_path` (a description), or None when no process does."""
+    import fcntl
+
+    lock = Path(db_path).with_name(Path(db_path).name + ".lock")
+    if not lock.exists():
+        return None
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class SqlitePersistence(Persistence):
     """SQLite in WAL mode. `path=":memory:"` uses a private temporary file, removed on close:
     snapshot isolation between the writer and readers needs WAL, which needs a file."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
-                 mmap_bytes: int = 1 << 30, cache_bytes: int = 32 << 20) -> None:
+                 mmap_bytes: int = 1 << 30, cache_bytes: int = 32 << 20, purpose: str = "open") -> None:
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         if str(path) == ":memory:":
             self._tempdir = tempfile.TemporaryDirectory(prefix="convex-mem-")
@@ -321,11 +402,19 @@ class SqlitePersistence(Persistence):
         # The writer connection has one user at a time: a catalog change (dev-mode reload, a new
         # table) must never interleave its statements with a group commit's open transaction.
         self._write_lock = asyncio.Lock()
+        self.lock = DatabaseLock(self.path)
+        self._purpose = purpose
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
+        """Open the file, owning it (EngineError DatabaseInUse when another process does)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        self.lock.acquire(self._purpose)
+        try:
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        except BaseException:
+            self.lock.release()
+            raise
         for pragma in ("journal_mode=WAL", f"synchronous={self._synchronous}", "foreign_keys=OFF",
                        "busy_timeout=10000", "cache_size=-65536"):
             await self._writer.execute(f"PRAGMA {pragma}")
@@ -341,6 +430,7 @@ class SqlitePersistence(Persistence):
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
+        self.lock.release()
         if self._tempdir is not None:
             self._tempdir.cleanup()
             self._tempdir = None

@@ -331,15 +331,22 @@ def test_the_import_command_reports_a_refusal(apps, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_reads_the_database_of_a_running_server(server_factory, tmp_path):
+def test_a_running_servers_database_is_exported_through_its_url_not_behind_its_back(server_factory, tmp_path):
+    """One process owns a database: the offline `--db` form refuses it and names the holder; the
+    `--url` form asks the server itself."""
     server = server_factory("basic")
     for i in range(3):
         response = httpx.post(f"{server.url}/api/mutation", json={"path": "counters:increment",
                                                                   "args": {"name": f"c{i}"}, "format": "json"})
         assert response.json()["status"] == "success"
     snapshot = tmp_path / "live.zip"
-    done = engine_cli("export", "--path", str(snapshot), "--db", str(server.db_path))
+    refused = engine_cli("export", "--path", str(snapshot), "--db", str(server.db_path))
+    assert refused.returncode == 1 and not snapshot.exists()
+    assert "is in use by another engine process" in refused.stderr and f"serving {server.url}" in refused.stderr
+    done = engine_cli("export", "--path", str(snapshot), "--url", server.url, "--admin-key", server.admin_key)
     assert done.returncode == 0, done.stderr
+    refused = engine_cli("import", "--path", str(snapshot), "--db", str(server.db_path), "--replace")
+    assert refused.returncode == 1 and "is in use by another engine process" in refused.stderr
     counters = zip_members(snapshot)["counters/documents.jsonl"].decode().splitlines()
     assert sorted(json.loads(line)["name"] for line in counters) == ["c0", "c1", "c2"]
     # The server keeps serving after the export.

@@ -22,7 +22,7 @@ from .ids import new_id
 from .index_keys import UNDEFINED, encode_value
 from .reads import ReadSet, point, successor
 from .storage import CommitRecord, Snapshot
-from .values import check_field_name, decode_json, encode_json, value_size
+from .values import check_field_name, decode_stored, encode_json, value_size
 
 __all__ = ["Transaction", "Limits", "IDEMPOTENCY_KEYS"]
 
@@ -136,7 +136,7 @@ class Transaction:
         if row is None:
             return None
         self._count_doc(len(row[1]))
-        return decode_json(row[1])
+        return decode_stored(row[1])
 
     def _row(self, doc_id: str) -> tuple[int, bytes] | None:
         """The stored (table number, JSON) of a document in this transaction's snapshot."""
@@ -170,13 +170,15 @@ class Transaction:
         return table, current
 
     def _stage(self, table: TableInfo, doc_id: str, new: dict[str, Any] | None,
-               changed: set[str] | None = None) -> None:
+               changed: set[str] | None = None, old: dict[str, Any] | None = None) -> None:
+        """`old`, when given, is the snapshot's version of the document, decoded (saves a decode)."""
         if new is not None:
             self._check_document(table, new)
         w = self.writes.get(doc_id)
         if w is None:
             row = self._row(doc_id)
-            old = decode_json(row[1]) if row is not None else None
+            if old is None and row is not None:
+                old = decode_stored(row[1])
             self.writes[doc_id] = _Write(table, old, new, row[1] if row is not None else None,
                                          changed if old is not None else None)
         else:
@@ -232,7 +234,15 @@ class Transaction:
         self._require_writable()
         if not isinstance(fields, dict):
             raise EngineError("InvalidDocument", "patch expects an object of fields.")
-        table, current = self._existing(doc_id, "patch")
+        table = self._table_of(doc_id)
+        old = None
+        if table is not None and doc_id not in self.writes:
+            old = self.get(doc_id)  # records the read; a fresh decode we may keep as the old version
+            current = dict(old) if old is not None else None  # top-level copy: patch replaces fields
+        else:
+            current = self.get(doc_id) if table is not None else None
+        if table is None or current is None:
+            raise EngineError("DocumentNotFound", f"Cannot patch document {doc_id!r}: it does not exist.")
         for key, value in fields.items():
             if key in ("_id", "_creationTime"):
                 if value is not UNDEFINED and value != current[key]:
@@ -242,7 +252,7 @@ class Transaction:
                 current.pop(key, None)
             else:
                 current[key] = value
-        self._stage(table, doc_id, current, {k for k in fields if k not in ("_id", "_creationTime")})
+        self._stage(table, doc_id, current, {k for k in fields if k not in ("_id", "_creationTime")}, old)
 
     def replace(self, doc_id: str, value: dict[str, Any]) -> None:
         self._require_writable()
@@ -318,6 +328,17 @@ class RangeScan:
         txn, ix, lo, hi, desc = self.txn, self.index, self.lo, self.hi, self.desc
         if not ix.stored:
             raise EngineError("InvalidIndexRange", 'The "by_id" index only supports db.get(id).')
+        if not txn.writes:  # nothing of our own to merge: the common case
+            rows = txn._rows
+            number = self.table.number
+            count = txn._count_doc
+            for key, doc_id, value in txn.snapshot.scan(ix.id, lo, hi, desc):
+                count(len(value))
+                rows[doc_id] = (number, value)
+                self.last_key = key
+                yield key, decode_stored(value)
+            self._done = True
+            return
         mine = [d for d, w in txn.writes.items() if w.table is self.table]
         pending = sorted(
             ((key, w.new) for d in mine if (w := txn.writes[d]).new is not None
@@ -337,7 +358,7 @@ class RangeScan:
             if doc_id in skip:
                 continue
             self.last_key = key
-            yield key, decode_json(value)
+            yield key, decode_stored(value)
         while p < len(pending):
             self.last_key = pending[p][0]
             yield pending[p][0], _copy(pending[p][1])  # type: ignore[misc]

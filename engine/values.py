@@ -24,7 +24,7 @@ import msgspec
 
 from .index_keys import UNDEFINED, encode_value
 
-__all__ = ["to_wire", "from_wire", "encode_json", "decode_json", "to_clean_json", "check_field_name",
+__all__ = ["to_wire", "from_wire", "encode_json", "decode_json", "decode_stored", "to_clean_json", "check_field_name",
            "value_size", "compare_values", "convex_type_name", "MAX_FIELD_NAME_LENGTH", "MAX_NESTING",
            "TooNested", "too_nested"]
 
@@ -316,6 +316,17 @@ def decode_json(data: bytes | str) -> Any:
     except RecursionError:  # the parser gives up long before the stack would
         raise too_nested() from None
     return from_wire(obj)
+
+
+def decode_stored(data: bytes) -> Any:
+    """`decode_json` for what `encode_json` wrote (stored documents): the same value, faster.
+
+    encode_json writes every float with a decimal point or an exponent and every other special value
+    (int64, bytes, -0.0, NaN, infinities) as a {"$...": ...} object, and stored field names never
+    start with "$". So JSON without the two bytes `"$` decodes to the exact value in C alone."""
+    if b'"$' not in data:
+        return _decode(data)
+    return decode_json(data)
 
 
 def convex_json_type(obj: Any) -> str:

@@ -16,6 +16,7 @@ from engine.values import (
     compare_values,
     convex_type_name,
     decode_json,
+    decode_stored,
     encode_json,
     from_wire,
     to_clean_json,
@@ -68,6 +69,12 @@ def test_json_round_trip_and_no_nan_literals(value):
     assert same(decode_json(data.decode()), value)
     # Standard JSON only: the strict stdlib parser must accept it (no NaN/Infinity literals).
     json.loads(data, parse_constant=lambda c: pytest.fail(f"non-standard literal {c} in {data!r}"))
+
+
+@given(VALUES)
+def test_stored_documents_decode_to_the_same_value_through_the_fast_path(value):
+    data = encode_json({"v": value})
+    assert same(decode_stored(data), {"v": value})
 
 
 @given(VALUES)

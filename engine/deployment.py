@@ -13,7 +13,6 @@ included, formatted as Convex formats them. Infrastructure problems raise `Engin
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from .catalog import Catalog
 from .committer import Committer, sane_start_ts
 from .cron import CronService
 from .errors import ConvexError, EngineError
+from .function_errors import NestedFunctionError, client_message, error_text
 from .loader import App, canonicalize_path, load_app
 from .logs import install as install_logs
 from .registration import RegisteredFunction
@@ -61,23 +61,16 @@ class Outcome:
     wire: Any = MISSING  # the value in convex_encoded_json form, when already computed
 
 
-def failure_outcome(error: BaseException, rid: str, path: str, lines: list[str]) -> Outcome:
-    """Convex's client-facing error text: '[Request ID: …] Server Error' then the uncaught error."""
+def failure_outcome(error: BaseException, rid: str, path: str, lines: list[str],
+                    app_root: Path | str | None = None) -> Outcome:
+    """Convex's client-facing error text: '[Request ID: …] Server Error' then the uncaught error with
+    its frames (engine.function_errors); `errorData` for a ConvexError."""
+    text = error_text(error, app_root)
     if isinstance(error, ConvexError):
-        try:
-            data_text = json.dumps(to_wire(error.data), separators=(",", ":"))
-        except (ValueError, TypeError):
-            data_text = repr(error.data)
-        detail = f"Uncaught ConvexError: {data_text}"
-        return Outcome(False, error_message=f"[Request ID: {rid}] Server Error\n{detail}",
-                       error_data=error.data, log_lines=lines)
-    if isinstance(error, EngineError):
-        detail = error.message if getattr(error, "bare", False) else f"{error.code}: {error.message}"
-    else:
-        name = type(error).__name__
-        detail = f"Uncaught {'Error' if name == 'Exception' else name}: {error}"
-        log.warning("%s failed (request %s): %s", path, rid, detail, exc_info=error)
-    return Outcome(False, error_message=f"[Request ID: {rid}] Server Error\n{detail}", log_lines=lines)
+        return Outcome(False, error_message=client_message(rid, text), error_data=error.data, log_lines=lines)
+    if not isinstance(error, (EngineError, NestedFunctionError)):
+        log.warning("%s failed (request %s): %s", path, rid, text.splitlines()[0], exc_info=error)
+    return Outcome(False, error_message=client_message(rid, text), log_lines=lines)
 
 
 class Deployment:
@@ -158,16 +151,19 @@ class Deployment:
         return self.committer.durable_ts
 
     def lookup(self, path: str, *, kind: str | None, auth: Auth, internal_ok: bool = False) -> RegisteredFunction:
+        """The function `path` names, for a caller; `_NotFound` with Convex's text otherwise."""
         canonical = canonicalize_path(path)
         if canonical.startswith("_system/"):
             return self._lookup_system(canonical, path, kind=kind, auth=auth)
         fn = self.app.functions.get(canonical)
+        shown = _stripped(canonical)
         if fn is None or (fn.visibility == "internal" and not (auth.admin or internal_ok)):
-            raise _NotFound(f"Could not find public function for '{path}'. "
-                            "Did you forget to save it under functions/, or to restart `python -m engine serve` "
-                            "(`python -m engine dev` loads every saved change)?")
+            if kind is None:  # /api/function, /api/run: Convex's execute_any_function
+                raise _NotFound(f"Could not find function for '{shown}'. Did you forget to run `npx convex dev`?")
+            raise _NotFound(f"Could not find public function for '{shown}'.")
         if kind is not None and fn.kind != kind:
-            raise _NotFound(f"Trying to execute {canonical} as {kind.capitalize()}, "
+            module, export = canonical.split(":")
+            raise _NotFound(f"Trying to execute {module}.js:{export} as {kind.capitalize()}, "
                             f"but it is defined as {fn.kind.capitalize()}.")
         return fn
 
@@ -209,7 +205,7 @@ class Deployment:
         try:
             fn = self.lookup(path, kind=kind, auth=auth)
         except _NotFound as e:
-            return Outcome(False, error_message=str(e))
+            return Outcome(False, error_message=e.client_message(rid))
         lines: list[str] = []
         # A timestamp it cannot read at is the request's fault, not the function's: EngineError (4xx).
         snapshot = await self.snapshot_at(ts) if ts is not None and fn.kind == "query" else None
@@ -228,7 +224,7 @@ class Deployment:
             value, wire, lines = await self.runner.run_action(fn, args, auth, request_id=rid)
             return Outcome(True, value, log_lines=lines, wire=wire)
         except Exception as e:  # a function failure, reported to the caller, never fatal
-            return failure_outcome(e, rid, fn.path, getattr(e, "log_lines", lines))
+            return failure_outcome(e, rid, fn.path, getattr(e, "log_lines", lines), self.app.root)
 
     async def query_batch(self, calls: list[tuple[str, Any]], auth: Auth) -> list[Outcome]:
         """Run several queries at one snapshot."""
@@ -240,13 +236,13 @@ class Deployment:
                 try:
                     fn = self.lookup(path, kind="query", auth=auth)
                 except _NotFound as e:
-                    out.append(Outcome(False, error_message=str(e)))
+                    out.append(Outcome(False, error_message=e.client_message(rid)))
                     continue
                 try:
                     run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot, request_id=rid)
                     out.append(Outcome(True, run.value, log_lines=lines, ts=run.ts, wire=run.wire))
                 except Exception as e:
-                    out.append(failure_outcome(e, rid, fn.path, []))
+                    out.append(failure_outcome(e, rid, fn.path, getattr(e, "log_lines", []), self.app.root))
             return out
         finally:
             snapshot.close()
@@ -297,4 +293,17 @@ class Deployment:
 
 
 class _NotFound(Exception):
-    pass
+    """No such function for this caller; its text is Convex's (crates/udf/src/validation.rs)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def client_message(self, rid: str) -> str:
+        return client_message(rid, self.text + "\n")
+
+
+def _stripped(canonical: str) -> str:
+    """How Convex names a function in errors: "tasks:list", and "tasks" for a default export."""
+    module, _, export = canonical.partition(":")
+    return module if export == "default" else canonical

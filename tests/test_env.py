@@ -139,7 +139,7 @@ def test_functions_read_secrets_set_while_the_server_runs(server_factory):
     server = server_factory("site", extra_env={"SITE_BOTH": "from-process"})
     missing = _query(server, "config:required_digest", {"name": "SITE_SECRET"})
     assert missing["status"] == "error"
-    assert ("MissingEnvironmentVariable: Environment variable SITE_SECRET is not set; set it with "
+    assert ("Uncaught Error: Environment variable SITE_SECRET is not set; set it with "
             "`python -m engine env set SITE_SECRET ...` or in the environment") in missing["errorMessage"]
     r = httpx.post(f"{server.url}/api/action", json={"path": "config:required_in_action",
                                                      "args": {"name": "SITE_SECRET"}})

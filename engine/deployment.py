@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import metrics
 from .auth import AuthProviders
+from .blobs import BlobStore, LocalBlobStore
 from .catalog import Catalog
 from .committer import Committer, sane_start_ts
 from .cron import CronService
 from .errors import ConvexError, EngineError
+from .file_storage import FileStorage, blob_dir_for
 from .function_errors import NestedFunctionError, client_message, error_text
 from .loader import App, canonicalize_path, load_app
 from .logs import install as install_logs
@@ -92,10 +96,15 @@ class Deployment:
         self.cloud_url = ""  # the API URL `serve` listens on (`_system/cli/convexUrl:cloudUrl`)
         self.site_url = ""  # the HTTP-actions URL
         self.log_polls_closed = False  # set when the server stops: log long polls answer at once
+        self.file_storage: FileStorage | None = None  # Deployment.open sets it up
+        self._temp_blob_dir: str | None = None
 
     @classmethod
     async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,
-                   persistence: Persistence | None = None, clock: Clock | None = None) -> Deployment:
+                   persistence: Persistence | None = None, clock: Clock | None = None,
+                   blobs: BlobStore | None = None) -> Deployment:
+        """`blobs` keeps stored files' bytes; by default a folder beside the database
+        ("<db>.storage"; a temporary one for ":memory:", removed on close)."""
         install_logs()
         app = load_app(app_dir)
         auth_providers = AuthProviders.load(app)  # before the store opens: a bad config fails fast
@@ -119,7 +128,14 @@ class Deployment:
         dep.subscriptions = SubscriptionManager(dep)
         dep.subscriptions.start()
         metrics.attach(dep)
+        if blobs is None:
+            folder = blob_dir_for(db_path)
+            if folder is None:
+                folder = dep._temp_blob_dir = tempfile.mkdtemp(prefix="engine-storage-")
+            blobs = LocalBlobStore(folder)
+        dep.file_storage = FileStorage(dep, blobs)
         try:
+            await dep.file_storage.start()
             # Jobs and crons that came due while the server was down run now.
             await dep.scheduler.start()
             await dep.crons.start()
@@ -133,6 +149,8 @@ class Deployment:
         # recorded as interrupted at the next start.
         await self.crons.stop()
         await self.scheduler.stop()
+        if self.file_storage is not None:
+            await self.file_storage.stop()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
         if self.committer is not None:
@@ -140,6 +158,8 @@ class Deployment:
         await self.persistence.close()
         self.transfers.close()
         metrics.detach(self)
+        if self._temp_blob_dir is not None:
+            shutil.rmtree(self._temp_blob_dir, ignore_errors=True)
 
     # -- auth ----------------------------------------------------------------------------------
     async def verify_token(self, token: str) -> dict[str, Any]:
@@ -307,3 +327,4 @@ def _stripped(canonical: str) -> str:
     """How Convex names a function in errors: "tasks:list", and "tasks" for a default export."""
     module, _, export = canonical.partition(":")
     return module if export == "default" else canonical
+

@@ -93,6 +93,7 @@ class _SchedulerStub:
 class QueryCtx:
     db: DatabaseReader
     auth: AuthView
+    storage: Any = None  # engine.file_storage.StorageReader
 
 
 @dataclass(slots=True)
@@ -100,6 +101,7 @@ class MutationCtx:
     db: DatabaseWriter
     auth: AuthView
     scheduler: Any = field(default_factory=_SchedulerStub)
+    storage: Any = None  # engine.file_storage.StorageWriter
 
 
 class ActionCtx:
@@ -108,6 +110,8 @@ class ActionCtx:
         self._auth = auth
         self.auth = AuthView(auth)
         self.scheduler = runner.scheduler_for(None)
+        storage = getattr(runner.dep, "file_storage", None)
+        self.storage = storage.for_action() if storage is not None else None
 
     async def run_query(self, ref: Any, args: dict[str, Any] | None = None) -> Any:
         return await self._runner.call_nested("query", ref, args, self._auth)
@@ -222,7 +226,8 @@ class Runner:
             rid = current_request_id() or ""
             try:
                 checked = self._check_args(fn, args)
-                value = await run_user_code(fn.handler(QueryCtx(DatabaseReader(txn), authv), checked),
+                value = await run_user_code(fn.handler(QueryCtx(DatabaseReader(txn), authv, self._storage(txn, False)),
+                                                       checked),
                                             limit=QUERY_MUTATION_LIMIT_S, wall_limit=QUERY_MUTATION_WALL_S)
                 txn.flush_scans()
                 wire = self._check_result(fn, value)
@@ -318,7 +323,8 @@ class Runner:
                 extra = _store_result(idempotency, extra)
             with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
                 try:
-                    ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn))
+                    ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn),
+                                      self._storage(txn, True))
                     value = await run_user_code(fn.handler(ctx, _copy_args(args)), limit=QUERY_MUTATION_LIMIT_S,
                                                 wall_limit=QUERY_MUTATION_WALL_S, on_suspend=view.freeze)
                     txn.flush_scans()
@@ -348,6 +354,13 @@ class Runner:
         await committer.wait_settled(ts)
         if committer.generation != generation:
             raise CommitAborted(ts)
+
+    def _storage(self, txn: Transaction, writable: bool) -> Any:
+        """`ctx.storage` for a query or mutation, bound to its transaction."""
+        storage = getattr(self.dep, "file_storage", None)
+        if storage is None:
+            return None
+        return storage.for_mutation(txn) if writable else storage.for_query(txn)
 
     def scheduler_for(self, txn: Transaction | None) -> Any:
         """`ctx.scheduler`: bound to the mutation's transaction, or (txn None) for an action."""

@@ -190,3 +190,60 @@ async def test_num_items_zero_is_refused(dep: Deployment) -> None:
     outcome = await call(dep, "items:page", {"group": "g", "paginationOpts": {"numItems": 0.0, "cursor": None}})
     assert not outcome.success and "Uncaught Error: Must request at least 1 document while paginating" \
         in outcome.error_message
+
+
+# -- Convex's page statuses (read_page_from_query, IndexRange) --------------------------------------
+
+
+def ranks_of(value: dict[str, Any]) -> list[float]:
+    return [d["rank"] for d in value["page"]]
+
+
+async def test_maximum_rows_read_cuts_the_page_with_split_required(dep: Deployment) -> None:
+    await fill(dep, "g", [float(i) for i in range(10)])
+    cut = (await run_page(dep, "g", {"numItems": 10.0, "cursor": None, "maximumRowsRead": 4.0})).value
+    assert ranks_of(cut) == [0.0, 1.0, 2.0, 3.0]
+    assert cut["pageStatus"] == "SplitRequired" and cut["isDone"] is False
+    # The split cursor is the middle of the rows read; the halves are bounded, so no limit applies.
+    left = (await run_page(dep, "g", {"numItems": 10.0, "cursor": None, "endCursor": cut["splitCursor"],
+                                      "maximumRowsRead": 4.0})).value
+    right = (await run_page(dep, "g", {"numItems": 10.0, "cursor": cut["splitCursor"],
+                                       "endCursor": cut["continueCursor"], "maximumRowsRead": 4.0})).value
+    assert (ranks_of(left), ranks_of(right)) == ([0.0, 1.0, 2.0], [3.0])
+    assert left["pageStatus"] is None and right["pageStatus"] is None
+    # A bounded page is never cut, but the soft limit still applies: 3 rows read > 3/4 of 1.
+    tight = (await run_page(dep, "g", {"numItems": 10.0, "cursor": None, "endCursor": cut["splitCursor"],
+                                       "maximumRowsRead": 1.0})).value
+    assert ranks_of(tight) == [0.0, 1.0, 2.0] and tight["pageStatus"] == "SplitRecommended"
+    # The next page continues right after the last row read.
+    nxt = (await run_page(dep, "g", {"numItems": 10.0, "cursor": cut["continueCursor"], "maximumRowsRead": 4.0})).value
+    assert ranks_of(nxt) == [4.0, 5.0, 6.0, 7.0]
+    last = (await run_page(dep, "g", {"numItems": 10.0, "cursor": nxt["continueCursor"], "maximumRowsRead": 4.0})).value
+    assert ranks_of(last) == [8.0, 9.0] and last["isDone"] is True and last["pageStatus"] is None
+
+
+async def test_split_recommended_past_three_quarters_of_a_read_limit(dep: Deployment) -> None:
+    await fill(dep, "g", [float(i) for i in range(10)])
+    soft = (await run_page(dep, "g", {"numItems": 7.0, "cursor": None, "maximumRowsRead": 8.0})).value
+    assert ranks_of(soft) == [float(i) for i in range(7)] and soft["pageStatus"] == "SplitRecommended"
+    under = (await run_page(dep, "g", {"numItems": 6.0, "cursor": None, "maximumRowsRead": 8.0})).value
+    assert len(under["page"]) == 6 and under["pageStatus"] is None  # 6 rows read: exactly 3/4, not past it
+    # maximumBytesRead: checked before each row, so a page always holds at least one.
+    one = (await run_page(dep, "g", {"numItems": 5.0, "cursor": None, "maximumBytesRead": 1.0})).value
+    assert ranks_of(one) == [0.0] and one["pageStatus"] == "SplitRequired" and one["splitCursor"] is None
+    for zero in ({"maximumRowsRead": 0.0}, {"maximumBytesRead": 0.0}):
+        outcome = await call(dep, "items:page", {"group": "g", "paginationOpts": {"numItems": 1.0, "cursor": None,
+                                                                                **zero}})
+        assert "Uncaught Error: maximumRowsRead and maximumBytesRead must be greater than 0" in outcome.error_message
+    outcome = await call(dep, "items:page", {"group": "g", "paginationOpts": {"numItems": 32001.0, "cursor": None}})
+    assert "Uncaught Error: Requested too many items: 32001" in outcome.error_message
+
+
+async def test_a_page_of_more_than_6144_items_recommends_a_split(dep: Deployment) -> None:
+    for start in range(0, 6200, 2000):
+        await ok(dep, "items:addMany", {"docs": [{"group": "big", "rank": float(i)}
+                                                 for i in range(start, min(start + 2000, 6200))]})
+    big = (await run_page(dep, "big", {"numItems": 6200.0, "cursor": None})).value
+    assert len(big["page"]) == 6200 and big["pageStatus"] == "SplitRecommended"
+    exactly = (await run_page(dep, "big", {"numItems": 6144.0, "cursor": None})).value
+    assert len(exactly["page"]) == 6144 and exactly["pageStatus"] is None

@@ -163,3 +163,18 @@ def test_serve_env_file_option(server_factory, tmp_path):
     server = server_factory("site", extra_args=("--env-file", str(path)))
     assert _query(server, "config:required_digest", {"name": "SITE_FROM_FILE"})["value"] == _digest("file-value")
     assert f"then {path}" in server.log_tail()
+
+
+def test_the_deployment_urls_are_system_variables(monkeypatch):
+    from engine import env
+
+    monkeypatch.setenv("CONVEX_CLOUD_URL", "http://from-the-environment")
+    env.set_deployment_urls("http://127.0.0.1:3210/", "http://127.0.0.1:3211")
+    try:
+        # The deployment's own origins win over anything of the same name, without a trailing slash.
+        assert env.get("CONVEX_CLOUD_URL") == "http://127.0.0.1:3210"
+        assert env.get("CONVEX_SITE_URL") == "http://127.0.0.1:3211"
+        assert env.deployment_urls() == ("http://127.0.0.1:3210", "http://127.0.0.1:3211")
+    finally:
+        env.set_deployment_urls(None, None)
+    assert env.get("CONVEX_CLOUD_URL") == "http://from-the-environment"

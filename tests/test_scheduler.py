@@ -281,7 +281,7 @@ async def test_system_table_numbers_are_stable_across_restarts(tmp_path: Path) -
     dep = await Deployment.open(APP, tmp_path / "db.sqlite3", clock=ManualClock(START))
     try:
         assert {n: i.number for n, i in dep.catalog.by_name.items() if i.system} == numbers
-        assert numbers == {"_scheduled_functions": 1, "_cron_jobs": 2}
+        assert numbers == {"_scheduled_functions": 1, "_cron_jobs": 2, "_storage": 3, "_storage_keys": 4}
         assert dep.catalog.by_name["events"].number == user >= 10001
     finally:
         await dep.close()

@@ -60,11 +60,12 @@ async def test_success_failed_and_canceled_shapes(tmp_path):
     try:
         done = await ok(dep, "sched:schedule", {"which": "record"})
         failed = await ok(dep, "sched:schedule", {"which": "failing"})
-        canceled = await ok(dep, "sched:schedule", {"which": "record"})
-        await ok(dep, "sched:cancel", {"id": canceled})
+        canceled = await ok(dep, "sched:schedule", {"which": "record", "delay": 1000.0})
+        await ok(dep, "sched:cancel", {"id": canceled})  # before it is due: it never runs
+        clock.advance(seconds=2)
         await dep.scheduler.drain()
         jobs = {i: await ok(dep, "sched:job", {"id": i}, "query") for i in (done, failed, canceled)}
-        assert jobs[done]["state"] == {"kind": "success"} and jobs[done]["completedTime"] == START
+        assert jobs[done]["state"] == {"kind": "success"} and jobs[done]["completedTime"] in (START, START + 2000)
         assert set(jobs[done]) == {"_id", "_creationTime", "name", "args", "scheduledTime", "completedTime", "state"}
         assert jobs[done]["args"] == [{"tag": "scheduled"}] and jobs[done]["name"] == "sched.js:record"
         state = jobs[failed]["state"]

@@ -40,12 +40,12 @@ async def ownJob(ctx, args):
     return await _own_job(ctx, args["name"])
 
 
-@mutation(args={"which": v.string()})
+@mutation(args={"which": v.string(), "delay": v.optional(v.float64())})
 async def schedule(ctx, args):
     target = {"mutation": internal.sched.selfCancellingMutation, "action": internal.sched.selfCancellingAction,
               "failing": internal.sched.failing, "record": internal.sched.record}[args["which"]]
     extra = {"tag": "scheduled"} if args["which"] == "record" else {}
-    return await ctx.scheduler.run_after(0, target, extra)
+    return await ctx.scheduler.run_after(args.get("delay", 0), target, extra)
 
 
 @mutation(args={"id": v.id("_scheduled_functions")})

@@ -569,7 +569,8 @@ def _export_from_server(args: argparse.Namespace) -> int:
     target = Path(args.path)
     if target.exists():
         raise CliError(f"{target} already exists; choose an unoccupied path")
-    answer = _request(url, "/api/export/request/zip", key, data=b"", timeout=3600)
+    storage = "?includeStorage=true" if args.include_file_storage else ""
+    answer = _request(url, f"/api/export/request/zip{storage}", key, data=b"", timeout=3600)
     state = _system_query(url, key, "_system/cli/exports:getLatest", {})
     if not state or state.get("state") != "completed":
         raise CliError(f"the export did not complete: {state!r}")

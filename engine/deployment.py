@@ -201,11 +201,12 @@ class Deployment:
         return fn
 
     # -- snapshot export / import (engine.transfers) --------------------------------------------
-    async def export_snapshot(self, path: str | Path | None = None) -> dict[str, Any]:
-        """Write every table at one snapshot to a ZIP (`npx convex export`'s layout); its state
-        (`start_ts`, `zip_object_key`, `counts`). Without `path` it goes to the exports folder,
-        where `GET /api/export/zip/<ts>` serves it."""
-        return await self.transfers.export(path)
+    async def export_snapshot(self, path: str | Path | None = None, *,
+                              include_file_storage: bool = False) -> dict[str, Any]:
+        """Write every table at one snapshot to a ZIP (`npx convex export`'s layout; stored files too
+        with `include_file_storage`); its state (`start_ts`, `zip_object_key`, `counts`). Without
+        `path` it goes to the exports folder, where `GET /api/export/zip/<ts>` serves it."""
+        return await self.transfers.export(path, include_file_storage=include_file_storage)
 
     async def import_snapshot(self, path: str | Path, *, mode: str = "requireEmpty", fmt: str = "zip",
                               table: str | None = None) -> dict[str, int]:

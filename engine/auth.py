@@ -547,6 +547,7 @@ class AuthProviders:
                for k, t in required.items()):
             raise _unauthenticated("InvalidAuthHeader", _NOT_OIDC)
         alg = header.get("alg")
+        alg = alg if isinstance(alg, str) else ""
         kid = header.get("kid") if isinstance(header.get("kid"), str) else None
         candidates = _candidates(keys, alg, kid) if alg in _OIDC_ALGORITHMS else []
         if not candidates and kid is not None and alg in _OIDC_ALGORITHMS:
@@ -584,7 +585,7 @@ class AuthProviders:
                                    "Could not decode token. JWT may be missing a 'kid' (key ID) header.")
         wrong_key = _unauthenticated("InvalidAuthHeader", f"Could not decode token. The JWT's 'kid' (key ID) header "
                                                           f"is '{kid}', does this key match any key in the provider's JWKS?")
-        alg = provider.algorithm
+        alg = provider.algorithm or ""
         matching = [k for k in keys if k.kid == kid]
         if not matching and not jwks_url.startswith("data:"):
             matching = [k for k in await self._keys(jwks_url, refresh=True) if k.kid == kid]
@@ -621,13 +622,13 @@ class AuthProviders:
         """biscuit's temporal validation as Convex runs it: now in whole seconds, 5 s of leeway,
         `exp`, then `nbf`, then `iat` (not in the future); N truncated to whole seconds."""
         now = float(int(self._wall_clock()))
-        exp, nbf, iat = (claims.get(k) for k in ("exp", "nbf", "iat"))
+        exp, nbf, iat = (_seconds(claims.get(k)) for k in ("exp", "nbf", "iat"))
         problem = None
-        if _is_number(exp) and now - exp > _CUSTOM_JWT_LEEWAY_S:
+        if exp is not None and now - exp > _CUSTOM_JWT_LEEWAY_S:
             problem = f"Token expired {int(now - exp)} seconds ago"
-        elif _is_number(nbf) and nbf - now > _CUSTOM_JWT_LEEWAY_S:
+        elif nbf is not None and nbf - now > _CUSTOM_JWT_LEEWAY_S:
             problem = f"Token will be valid in {int(nbf - now)} seconds"
-        elif _is_number(iat) and iat - now > _CUSTOM_JWT_LEEWAY_S:
+        elif iat is not None and iat - now > _CUSTOM_JWT_LEEWAY_S:
             problem = f"Token will be valid in {int(iat - now)} seconds"
         if problem is not None:
             raise _unauthenticated("InvalidAuthHeader", f"Could not validate token: {problem}")
@@ -751,6 +752,10 @@ def _jwks_media_type(content_type: str | None) -> bool:
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
             return False
     return True
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _is_number(value: Any) -> bool:

@@ -178,8 +178,12 @@ class Deployment:
         fn = self.app.functions.get(canonical)
         shown = _stripped(canonical)
         if fn is None or (fn.visibility == "internal" and not (auth.admin or internal_ok)):
-            if kind is None:  # /api/function, /api/run: Convex's execute_any_function
-                raise _NotFound(f"Could not find function for '{shown}'. Did you forget to run `npx convex dev`?")
+            if kind is None:  # /api/function, /api/run: Convex's execute_any_function wording, with the
+                # advice that applies here (Convex says "Did you forget to run `npx convex dev`?",
+                # but nothing is pushed to this engine: it loads the app folder)
+                raise _NotFound(f"Could not find function for '{shown}'. Did you forget to save it under functions/, "
+                                "or to restart `python -m engine serve` (`python -m engine dev` loads every saved "
+                                "change)?")
             raise _NotFound(f"Could not find public function for '{shown}'.")
         if kind is not None and fn.kind != kind:
             module, export = canonical.split(":")

@@ -371,7 +371,7 @@ class FileStorage:
 
         document = self.snapshot_read(lookup)
         data = await self.blobs.get(file_uuid) if document is not None else None
-        if data is None:
+        if document is None or data is None:
             return error_response(404, "FileNotFound", f"File {file_uuid} not found")
         headers = [("cache-control", CACHE_CONTROL), ("accept-ranges", "bytes")]
         if document["contentType"]:

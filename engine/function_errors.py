@@ -213,8 +213,9 @@ def _frames(tb: TracebackType | None, app_root: Path | None) -> list[str]:
         column = None
         positions = list(code.co_positions())  # where the frame stopped (Python 3.11+)
         index = entry.tb_lasti // 2
-        if 0 <= index < len(positions) and positions[index][2] is not None:
-            column = positions[index][2] + 1  # 1-based, as V8 reports columns
+        start_column = positions[index][2] if 0 <= index < len(positions) else None
+        if start_column is not None:
+            column = start_column + 1  # 1-based, as V8 reports columns
         engine = _is_engine(path)
         found.append((path, entry.tb_lineno, column, code.co_name,
                       bool(code.co_flags & inspect.CO_COROUTINE), engine))

@@ -197,11 +197,11 @@ async def paginate(query: Query, opts: Any) -> dict[str, Any]:
             lo = hi  # nothing left
             started_at_end = True
         else:
-            start_key = after
+            start_key = cast(bytes, after)
             if desc:
-                hi = min(hi, after)
+                hi = min(hi, start_key)
             else:
-                lo = max(lo, successor(after))
+                lo = max(lo, successor(start_key))
     bounded = end_cursor is not None
     end_key: bytes | None = None
     if bounded:

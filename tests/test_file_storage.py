@@ -275,3 +275,27 @@ def test_kill_9_during_an_upload_leaves_no_half_file_and_no_row(server_factory):
     url = httpx.post(f"{server.url}/api/mutation", json={"path": "files:generateUploadUrl", "args": {}}).json()["value"]
     r = httpx.post(url, content=b"after the crash", headers={"content-type": "text/plain"})
     assert r.status_code == 200 and len(blob_files(server.db_path)) == 1
+
+
+@pytest.mark.slow
+def test_npx_convex_export_include_file_storage_against_a_running_server(server_factory, tmp_path):
+    """The official CLI's `npx convex export --include-file-storage` gets the files in its layout; the
+    ZIP restores offline with its bytes; a live import of stored files is refused with the way to do it."""
+    from test_convex_cli import _project, npx
+
+    server = server_factory(APP)
+    url = httpx.post(f"{server.url}/api/mutation", json={"path": "files:generateUploadUrl", "args": {}}).json()["value"]
+    storage_id = httpx.post(url, content=b"exported bytes", headers={"content-type": "text/plain"}).json()["storageId"]
+    project = _project(tmp_path)
+    snapshot = tmp_path / "snapshot.zip"
+    done = npx(server, project, "export", "--include-file-storage", "--path", str(snapshot))
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(snapshot) as zf:
+        assert zf.read(f"_storage/{storage_id}.txt") == b"exported bytes"
+        [line] = [json.loads(x) for x in zf.read("_storage/documents.jsonl").decode().splitlines()]
+        assert line["_id"] == storage_id and line["size"] == 14 and line["contentType"] == "text/plain"
+    plain = tmp_path / "plain.zip"
+    assert npx(server, project, "export", "--path", str(plain)).returncode == 0
+    assert not any(n.startswith("_storage") for n in zipfile.ZipFile(plain).namelist())
+    refused = npx(server_factory(APP), project, "import", "--yes", str(snapshot))
+    assert refused.returncode != 0 and "python -m engine import" in refused.stderr + refused.stdout

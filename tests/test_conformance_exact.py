@@ -390,6 +390,28 @@ def test_functions_see_the_deployment_urls(server):
         assert r.json() == {"status": "success", "value": {"cloud": server.url, "site": server.site_url}}
 
 
+def test_a_self_cancelling_scheduled_function_ends_canceled_as_a_client_sees_it(run_node, server_factory):
+    server = server_factory(APP)  # its own: the jobs look for themselves among every job
+    out = run_node("exact", server.url, "scheduler")
+    assert out["ok"], out
+    value = out["value"]
+    for which, name in (("mutation", "sched.js:selfCancellingMutation"), ("action", "sched.js:selfCancellingAction")):
+        job = value[which]["job"]
+        assert value[which]["states"][-1] == "canceled" and "success" not in value[which]["states"], value[which]
+        assert set(job) == {"_id", "_creationTime", "name", "args", "scheduledTime", "completedTime", "state"}
+        assert job["name"] == name and job["args"] == [{}] and job["state"] == {"kind": "canceled"}
+        assert job["completedTime"] >= job["scheduledTime"]
+    assert sorted(value["events"]) == ["action canceled itself", "mutation saw inProgress"]
+    assert value["urls"] == {"cloud": server.url, "site": server.site_url}
+
+
+def test_the_python_client_sees_the_deployment_urls(server):
+    convex = pytest.importorskip("convex")
+    client = convex.ConvexClient(server.url)
+    assert _within(lambda: client.query("deployment:urls")) == {"cloud": server.url, "site": server.site_url}
+    assert _within(lambda: client.action("deployment:urlsInAction")) == {"cloud": server.url, "site": server.site_url}
+
+
 def test_urls_follow_the_configured_origins(server_factory):
     server = server_factory(APP, extra_env={"CONVEX_CLOUD_ORIGIN": "https://api.nova.example",
                                             "CONVEX_SITE_ORIGIN": "https://site.nova.example"})

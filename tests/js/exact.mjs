@@ -3,7 +3,7 @@
 // prints ONE JSON object with what each scenario observed; tests/test_conformance_exact.py asserts on it.
 //
 //   node tests/js/exact.mjs <deploymentUrl> <scenario>
-//   scenarios: errors | logs | paginate | auth | storage
+//   scenarios: errors | logs | paginate | auth | storage | scheduler
 //   env: ENGINE_TOKENS (a JSON object of named tokens) for `auth`; ENGINE_SITE_URL for `auth`
 //
 // Waiting is event-driven: every client callback calls `changed()`, and `waitFor(predicate)`
@@ -345,7 +345,28 @@ async function storage() {
   };
 }
 
-const scenarios = { errors, logs: logsOfFailures, paginate, auth, storage };
+// -- scheduler: functions that cancel themselves end canceled --------------------------------------------
+async function scheduler() {
+  const client = simple();
+  const out = {};
+  for (const which of ["mutation", "action"]) {
+    const jobId = await client.mutation(api.sched.schedule, { which });
+    const states = [];
+    let latest = null;
+    client.onUpdate(api.sched.job, { id: jobId }, (job) => {
+      latest = job;
+      if (job && states.at(-1) !== job.state.kind) states.push(job.state.kind);
+      changed();
+    });
+    await waitFor(() => latest?.state?.kind === "canceled", `the ${which} job ending canceled`);
+    out[which] = { states, job: show(latest) };
+  }
+  out.events = await client.query(api.sched.events, {});
+  out.urls = await client.query(api.deployment.urls, {});
+  return out;
+}
+
+const scenarios = { errors, logs: logsOfFailures, paginate, auth, storage, scheduler };
 let output;
 try {
   output = { ok: true, value: await scenarios[scenario]() };

@@ -38,7 +38,6 @@ from .scheduler import Clock, RealClock, Scheduler
 from .storage import CommitRecord, Persistence, SqlitePersistence
 from .subscriptions import SubscriptionManager
 from .transfers import Transfers
-from .values import to_wire
 from .write_log import WriteLog
 
 __all__ = ["Deployment", "Auth", "Outcome", "MISSING"]

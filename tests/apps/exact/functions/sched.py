@@ -21,8 +21,8 @@ async def selfCancellingMutation(ctx, args):
 @internal_action
 async def selfCancellingAction(ctx, args):
     job = await ctx.run_query(internal.sched.ownJob, {"name": "sched.js:selfCancellingAction"})
-    await ctx.scheduler.cancel(job["_id"])
     await ctx.run_mutation(internal.sched.record, {"tag": "action canceled itself"})
+    await ctx.scheduler.cancel(job["_id"])  # last: a client that sees it canceled sees the event too
 
 
 @internal_mutation

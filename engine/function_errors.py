@@ -52,8 +52,6 @@ __all__ = [
 MAX_VALUE_FOR_ERROR_LEN = 16384  # convex-js values/value.ts
 _TRUNCATED = "[...truncated]"
 _ENGINE_DIR = Path(__file__).resolve().parent
-# Engine errors that end a function rather than being raised in it: Convex prints their message alone.
-_TERMINATIONS = frozenset({"UserTimeout", "SystemTimeoutError"})
 
 
 class NestedFunctionError(Exception):
@@ -252,8 +250,9 @@ def error_text(error: BaseException, app_root: Path | str | None = None) -> str:
     validation, conflicts) read `<Code>: <message>`."""
     root = Path(app_root).resolve() if app_root is not None else None
     tb = error.__traceback__
-    if isinstance(error, EngineError) and error.code in _TERMINATIONS:
-        return f"{error.message}\n"  # the function was stopped, not thrown out of (Convex's wording)
+    if isinstance(error, EngineError) and getattr(error, "bare", False):
+        # The function was stopped (a time limit), not thrown out of: Convex prints the message alone.
+        return f"{error.message}\n"
     if isinstance(error, EngineError) and not _has_app_frame(tb, root):
         return f"{error.code}: {error.message}\n"
     message = format_uncaught(error_name(error), error_message(error))

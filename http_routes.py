@@ -28,3 +28,8 @@ from .functions._http.standup import maintenance_cleanup, standup_generate, stan
 http.route(path="/standup/generate", method="POST", handler=standup_generate)
 http.route(path="/standup/send", method="POST", handler=standup_send)
 http.route(path="/maintenance/cleanup", method="POST", handler=maintenance_cleanup)
+
+# -- Documents (functions/_http/documents.py): a file and its document in one call (issue 11) --------
+from .functions._http.documents import upload_document  # noqa: E402
+
+http.route(path="/documents/upload", method="POST", handler=upload_document)

@@ -171,10 +171,13 @@ schema = define_schema({
         "taskId": v.optional(v.id("tasks")),
         "agentId": v.optional(v.id("agents")),
         "path": v.optional(v.string()),
+        # Deviation (issue 11): the bytes of an attachment / image / media document, in file storage.
+        "storageId": v.optional(v.id("_storage")),
         "tenantId": v.string(),
     })
     .index("by_tenant", ["tenantId"])
-    .index("by_task", ["taskId"]),
+    .index("by_task", ["taskId"])
+    .index("by_storage", ["storageId"]),
 
     # voiceRooms - voice room state
     "voiceRooms": define_table({

@@ -12,6 +12,7 @@ Application code (an app folder's `schema.py` and `functions/`) imports everythi
 """
 
 from .errors import ConvexError, EngineError
+from .function_errors import NestedFunctionError
 from .index_keys import UNDEFINED
 from .registration import (
     action,
@@ -66,6 +67,7 @@ __all__ = [
     "ConvexError",
     "Doc",
     "EngineError",
+    "NestedFunctionError",
     "HttpRouter",
     "Id",
     "MutationCtx",

@@ -16,7 +16,12 @@ Invariants:
 - The token itself never appears in an error message or a log line (claims we checked may).
 - The signature is checked before any claim is believed; routing on unverified claims can at worst
   pick the wrong provider, whose keys then reject the token.
-- Every verification failure is `EngineError(code, message, status=401)`.
+- Every verification failure is `EngineError(code, message, status=401)` (a failed OIDC discovery:
+  400) with Convex's code and text (crates/authentication `validate_id_token`, biscuit's temporal
+  messages): custom JWTs need a `kid`; "Could not validate token: Token expired N seconds ago";
+  OIDC tokens that fail any check read "Could not verify OIDC token claim. ..." (`Unauthenticated`).
+- Nothing is fetched or parsed at start-up: a provider whose JWKS is unreachable or malformed only
+  fails its own tokens, at validation.
 - Key sets and discovery documents are cached per URL (Cache-Control max-age, else a default TTL),
   a token naming an unknown `kid` refetches at most once per `min_refetch_interval`, the cache holds
   a bounded number of URLs, and concurrent misses for one URL share one fetch.
@@ -42,6 +47,7 @@ import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from http import HTTPStatus
 from typing import Any, Callable, Iterable, Mapping
 
 import jwt
@@ -193,14 +199,9 @@ def _parse_provider(obj: Any, index: int) -> Provider:
     jwks = obj.get("jwks")
     if not isinstance(jwks, str) or not jwks.strip():
         raise _config_error(f"customJwt auth provider #{index} needs `jwks`: an https URL or a data: URL.")
+    # The key set is not fetched or parsed here: as in Convex, a provider whose JWKS is unreachable
+    # or malformed does not stop the deployment; only its tokens fail, at validation.
     jwks = jwks.strip()
-    if jwks.startswith("data:"):
-        try:
-            _parse_jwks(_decode_data_url(jwks))
-        except EngineError as e:
-            raise _config_error(f"customJwt auth provider #{index}: {e.message}") from None
-    elif urllib.parse.urlsplit(jwks).scheme not in ("http", "https"):
-        raise _config_error(f"customJwt auth provider #{index}: `jwks` must be an https URL or a data: URL.")
     return Provider("customJwt", _provider_url(obj.get("issuer"), "issuer"), app_id, jwks, algorithm)
 
 
@@ -238,18 +239,22 @@ def _app_providers(app: Any) -> Any:
 
 # --------------------------------------------------------------------------------------- key sets
 
+_BAD_DATA_URL = ("Invalid JWKS data URL. Check that the data URL is properly formatted and contains valid "
+                 "base64-encoded JSON.")
+
+
 def _decode_data_url(url: str) -> bytes:
     """data:[<media type>][;base64],<data> -> bytes (base64 or percent-encoded payload)."""
     header, sep, payload = url[len("data:"):].partition(",")
     if not sep:
-        raise _unauthenticated("InvalidAuthHeader", "Invalid JWKS data URL: no ',' before the data.")
+        raise _unauthenticated("InvalidAuthHeader", _BAD_DATA_URL)
     if header.lower().endswith(";base64"):
         text = re.sub(r"\s+", "", urllib.parse.unquote(payload))
         text += "=" * (-len(text) % 4)
         try:
             return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
         except (binascii.Error, ValueError):
-            raise _unauthenticated("InvalidAuthHeader", "Invalid JWKS data URL: the data is not valid base64.") from None
+            raise _unauthenticated("InvalidAuthHeader", _BAD_DATA_URL) from None
     return urllib.parse.unquote_to_bytes(payload)
 
 
@@ -260,14 +265,14 @@ class _Key:
     key: Any
 
 
-def _parse_jwks(body: bytes, source: str = "the data: URL") -> tuple[_Key, ...]:
+def _parse_jwks(body: bytes, source: str) -> tuple[_Key, ...]:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         doc = None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-        raise _unauthenticated("InvalidAuthHeader", f"Invalid JWKS from {source}: expected a JSON object "
-                                                    "with a `keys` array.")
+        raise _unauthenticated("InvalidAuthHeader", f"Invalid JWKS response body from '{source}'. The response "
+                                                    "is not valid JSON or doesn't match the expected JWKS format.")
     keys = []
     for jwk in doc["keys"]:
         if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig":
@@ -454,6 +459,7 @@ class AuthProviders:
         min_refetch_interval: float = 10.0,
         max_cache_entries: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(providers, (list, tuple)) and all(isinstance(p, Provider) for p in providers):
             self.providers: tuple[Provider, ...] = tuple(providers)
@@ -465,6 +471,7 @@ class AuthProviders:
         self.min_refetch_interval = min_refetch_interval
         self.max_cache_entries = max_cache_entries
         self._clock = clock
+        self._wall_clock = wall_clock  # unix seconds, for exp/nbf/iat (tests inject one)
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
         self._static: dict[str, tuple[_Key, ...]] = {}
@@ -492,104 +499,139 @@ class AuthProviders:
         return (await self.verify_user(token)).identity
 
     async def verify_user(self, token: Any) -> VerifiedUser:
+        """Convex's `validate_id_token` (crates/authentication): the same checks, in the same
+        order, with the same codes and texts."""
         if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_CHARS:
-            raise _unauthenticated("InvalidAuthHeader", "The auth token must be a non-empty JWT string.")
+            raise _unauthenticated("InvalidAuthHeader", _UNPARSEABLE)
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise _unauthenticated(
-                "InvalidAuthHeader",
-                "Could not parse JWT payload. Check that the token is a valid JWT format with three "
-                "base64-encoded parts separated by dots.") from None
+            raise _unauthenticated("InvalidAuthHeader", _UNPARSEABLE) from None
         issuer = unverified.get("iss")
         if not isinstance(issuer, str):
-            raise _unauthenticated(
-                "InvalidAuthHeader",
-                "Missing issuer claim ('iss') in JWT payload. The JWT must include an 'iss' claim that "
-                "matches one of your configured auth providers.")
+            raise _unauthenticated("InvalidAuthHeader", _MISSING_ISSUER)
         audiences = _audiences(unverified.get("aud"))
         provider = next((p for p in self.providers if p.matches(issuer, audiences)), None)
         if provider is None:
             raise _unauthenticated("NoAuthProvider", self._no_provider_message())
-        alg = header.get("alg")
-        if alg not in provider.algorithms:
-            raise _unauthenticated(
-                "InvalidAuthHeader",
-                f"The JWT is signed with {alg!r}, but this auth provider accepts only "
-                f"{', '.join(provider.algorithms)}.")
-        kid = header.get("kid") if isinstance(header.get("kid"), str) else None
         if provider.kind == "oidc":
-            jwks_url = await self._discover_jwks_uri(provider.issuer)
-            claims = await self._decode(token, provider, alg, kid, jwks_url)
+            claims = await self._verify_oidc(token, provider, header, unverified, issuer)
             identity = oidc_identity(claims)
         else:
-            claims = await self._decode(token, provider, alg, kid, provider.jwks)  # type: ignore[arg-type]
+            claims = await self._verify_custom_jwt(token, provider, header)
             identity = custom_jwt_identity(claims)
         return VerifiedUser(identity, float(claims["exp"]))
 
     def _no_provider_message(self) -> str:
         if not self.providers:
-            return ("No auth provider found matching the given token (no providers configured). "
-                    f"Configure providers in auth_config.py or ${AUTH_PROVIDERS_ENV}.")
+            return ("No auth provider found matching the given token (no providers configured). Check "
+                    f"auth_config.py or ${AUTH_PROVIDERS_ENV}.")
         return ("No auth provider found matching the given token. Check that your JWT's issuer and "
                 "audience match one of your configured providers: "
                 f"[{', '.join(p.describe() for p in self.providers)}]")
 
-    async def _decode(self, token: str, provider: Provider, alg: str, kid: str | None,
-                      jwks_url: str) -> dict[str, Any]:
-        keys = await self._keys(jwks_url, refresh=False)
-        candidates = _candidates(keys, alg, kid)
-        if not candidates and kid is not None and not jwks_url.startswith("data:"):
-            # The provider may have rotated its keys since we cached them.
-            keys = await self._keys(jwks_url, refresh=True)
-            candidates = _candidates(keys, alg, kid)
-        if not candidates:
-            if kid is None:
-                raise _unauthenticated("InvalidAuthHeader",
-                                       f"Could not decode token: the provider's JWKS has no {alg} key, and "
-                                       "the JWT has no 'kid' (key ID) header.")
-            raise _unauthenticated("InvalidAuthHeader",
-                                   f"Could not decode token. The JWT's 'kid' (key ID) header is {kid!r}, "
-                                   f"does this key match any {alg} key in the provider's JWKS?")
-        oidc = provider.kind == "oidc"
-        options: Any = {  # pyjwt's Options TypedDict
-            "require": ["iss", "sub", "exp", "aud", "iat"] if oidc else ["iss", "sub", "exp"],
-            "verify_aud": False,  # checked below, as Convex does: aud must *contain* applicationID
-            "verify_iss": False,  # routing already matched it (with Convex's normalization)
-            # Convex's OIDC verifier checks only exp; custom JWTs get all time checks with leeway.
-            "verify_iat": not oidc,
-            "verify_nbf": not oidc,
-        }
-        leeway = 0.0 if oidc else _CUSTOM_JWT_LEEWAY_S
-        claims: dict[str, Any] = {}
-        for i, candidate in enumerate(candidates):
+    # -- OIDC -----------------------------------------------------------------------------------
+    async def _verify_oidc(self, token: str, provider: Provider, header: dict[str, Any],
+                           unverified: dict[str, Any], issuer: str) -> dict[str, Any]:
+        """Discovery, then the OIDC ID-token checks Convex's `openidconnect` verifier makes:
+        RS256/EdDSA signature by a key of the JWKS, `iss`, `aud` (exactly the applicationID; a token
+        naming other audiences too is refused), `exp` (no leeway)."""
+        try:
+            jwks_url = await self._discover_jwks_uri(provider.issuer)
+            keys = await self._keys(jwks_url, refresh=False)
+        except EngineError as e:
+            raise _discovery_failed(issuer, e) from None
+        required = {"iss": str, "sub": str, "aud": (str, list), "exp": (int, float), "iat": (int, float)}
+        if any(not isinstance(unverified.get(k), t) or isinstance(unverified.get(k), bool)
+               for k, t in required.items()):
+            raise _unauthenticated("InvalidAuthHeader", _NOT_OIDC)
+        alg = header.get("alg")
+        alg = alg if isinstance(alg, str) else ""
+        kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+        candidates = _candidates(keys, alg, kid) if alg in _OIDC_ALGORITHMS else []
+        if not candidates and kid is not None and alg in _OIDC_ALGORITHMS:
+            try:  # the provider may have rotated its keys since we cached them
+                candidates = _candidates(await self._keys(jwks_url, refresh=True), alg, kid)
+            except EngineError as e:
+                raise _discovery_failed(issuer, e) from None
+        claims = None
+        for candidate in candidates:
             try:
-                claims = jwt.decode(token, candidate.key, algorithms=[alg], options=options, leeway=leeway)
+                claims = jwt.decode(token, candidate.key, algorithms=[alg], options={
+                    "verify_aud": False, "verify_iss": False, "verify_exp": False, "verify_iat": False,
+                    "verify_nbf": False})
                 break
-            except jwt.InvalidSignatureError:
-                if i + 1 < len(candidates):
-                    continue
-                raise _unauthenticated("InvalidSignature",
-                                       "The JWT signature is invalid: it was not signed by any key in the "
-                                       "auth provider's JWKS.") from None
-            except jwt.ExpiredSignatureError:
-                raise _unauthenticated("TokenExpired",
-                                       "Token expired: the JWT's 'exp' claim is in the past.") from None
-            except jwt.ImmatureSignatureError as e:
-                raise _unauthenticated("InvalidAuthHeader", f"Could not validate token: {e}.") from None
-            except jwt.MissingRequiredClaimError as e:
-                raise _unauthenticated("InvalidAuthHeader", f"Missing {e.claim!r} claim in the JWT payload.") from None
-            except jwt.PyJWTError as e:
-                raise _unauthenticated("InvalidAuthHeader", f"Could not validate token: {e}") from None
-        if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("iss"), str):
-            raise _unauthenticated("InvalidAuthHeader", "The JWT's 'sub' and 'iss' claims must be strings.")
+            except jwt.PyJWTError:
+                continue
+        audiences = _audiences(unverified.get("aud"))
+        if (claims is None or _issuer_key(claims["iss"]) != provider.issuer
+                or audiences != [provider.application_id] * len(audiences) or not audiences
+                or float(claims["exp"]) <= self._wall_clock()):
+            raise _unauthenticated("Unauthenticated", _OIDC_UNVERIFIED)
+        return claims
+
+    # -- custom JWTs -------------------------------------------------------------------------------
+    async def _verify_custom_jwt(self, token: str, provider: Provider, header: dict[str, Any]) -> dict[str, Any]:
+        """Convex's custom-JWT path: fetch the JWKS, pick the key the header's `kid` names and check
+        the signature with the provider's algorithm, then issuer and audience, then the time claims
+        with 5 s of leeway ("Token expired N seconds ago", "Token will be valid in N seconds"), then
+        the claims a UserIdentity needs (sub, iss, exp)."""
+        jwks_url: str = provider.jwks  # type: ignore[assignment]
+        keys = await self._keys(jwks_url, refresh=False)
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise _unauthenticated("InvalidAuthHeader",
+                                   "Could not decode token. JWT may be missing a 'kid' (key ID) header.")
+        wrong_key = _unauthenticated("InvalidAuthHeader", f"Could not decode token. The JWT's 'kid' (key ID) header "
+                                                          f"is '{kid}', does this key match any key in the provider's JWKS?")
+        alg = provider.algorithm or ""
+        matching = [k for k in keys if k.kid == kid]
+        if not matching and not jwks_url.startswith("data:"):
+            matching = [k for k in await self._keys(jwks_url, refresh=True) if k.kid == kid]
+        if not matching or header.get("alg") != alg or matching[0].algorithm != alg:
+            raise wrong_key
+        try:
+            claims = jwt.decode(token, matching[0].key, algorithms=[alg], options={
+                "verify_aud": False, "verify_iss": False, "verify_exp": False, "verify_iat": False,
+                "verify_nbf": False})
+        except jwt.PyJWTError:
+            raise wrong_key from None
+        token_issuer = claims.get("iss")
+        if not isinstance(token_issuer, str):
+            raise _unauthenticated("InvalidAuthHeader", _MISSING_ISSUER)
+        if _issuer_key(token_issuer) != provider.issuer:
+            raise _unauthenticated("InvalidAuthHeader", f"Invalid issuer: {token_issuer} != {provider.issuer}")
         if provider.application_id is not None:
+            if "aud" not in claims:
+                raise _unauthenticated("InvalidAuthHeader",
+                                       "Missing audience claim ('aud') in JWT payload. The JWT must include an "
+                                       "'aud' claim that matches your configured application ID.")
             audiences = _audiences(claims.get("aud"))
             if provider.application_id not in audiences:
+                shown = "[" + ", ".join(json.dumps(a) for a in audiences) + "]"
                 raise _unauthenticated("InvalidAuthHeader",
-                                       f"Invalid audience: {provider.application_id} not in {audiences!r}")
+                                       f"Invalid audience: {provider.application_id} not in {shown}")
+        self._check_times(claims)
+        if not isinstance(claims.get("sub"), str) or not _is_number(claims.get("exp")):
+            raise _unauthenticated("InvalidAuthHeader", "Could not verify token claim. Check that the JWT contains "
+                                                        "valid claims and matches your auth provider configuration.")
         return claims
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        """biscuit's temporal validation as Convex runs it: now in whole seconds, 5 s of leeway,
+        `exp`, then `nbf`, then `iat` (not in the future); N truncated to whole seconds."""
+        now = float(int(self._wall_clock()))
+        exp, nbf, iat = (_seconds(claims.get(k)) for k in ("exp", "nbf", "iat"))
+        problem = None
+        if exp is not None and now - exp > _CUSTOM_JWT_LEEWAY_S:
+            problem = f"Token expired {int(now - exp)} seconds ago"
+        elif nbf is not None and nbf - now > _CUSTOM_JWT_LEEWAY_S:
+            problem = f"Token will be valid in {int(nbf - now)} seconds"
+        elif iat is not None and iat - now > _CUSTOM_JWT_LEEWAY_S:
+            problem = f"Token will be valid in {int(iat - now)} seconds"
+        if problem is not None:
+            raise _unauthenticated("InvalidAuthHeader", f"Could not validate token: {problem}")
 
     # -- fetching ----------------------------------------------------------------------------------
     async def _discover_jwks_uri(self, base: str) -> str:
@@ -601,8 +643,11 @@ class AuthProviders:
         if url.startswith("data:"):
             keys = self._static.get(url)
             if keys is None:
-                keys = self._static[url] = _parse_jwks(_decode_data_url(url))
+                keys = self._static[url] = _parse_jwks(_decode_data_url(url), url)
             return keys
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise _unauthenticated("InvalidAuthHeader", f"Could not fetch JWKS from URL '{url}': unsupported URL "
+                                                        "scheme. Check that the URL is correct and accessible.")
         return (await self._cached(url, "jwks", refresh=refresh)).value
 
     async def _cached(self, url: str, kind: str, *, refresh: bool) -> _Entry:
@@ -634,38 +679,42 @@ class AuthProviders:
             task.exception()  # retrieved here too: every awaiter may have been cancelled meanwhile
 
     async def _fetch_entry(self, url: str, kind: str) -> _Entry:
+        """GET a JWKS or a discovery document. Failures carry Convex's custom-JWT texts (the OIDC
+        path reports them as a failed discovery instead)."""
         self.fetch_count += 1
         what = "OIDC discovery document" if kind == "discovery" else "JWKS"
-        code = "AuthProviderDiscoveryFailed" if kind == "discovery" else "InvalidAuthHeader"
         try:
             resp = await asyncio.to_thread(_http_get, url, self.ssl_context, self.http_timeout)
         except (OSError, ValueError, urllib.error.URLError) as e:
             log.warning("fetching the %s from %s failed: %s", what, url, e)
-            raise _unauthenticated(code, f"Could not fetch the {what} from '{url}': {e}. Check that the URL "
-                                         "is correct and accessible.") from None
+            raise _unauthenticated("InvalidAuthHeader", f"Could not fetch JWKS from URL '{url}': {e}. Check that "
+                                                        "the URL is correct and accessible.") from None
         if resp.status != 200:
-            raise _unauthenticated(code, f"Could not fetch the {what} from '{url}': HTTP {resp.status}.")
+            try:
+                reason = HTTPStatus(resp.status).phrase
+            except ValueError:
+                reason = "Unknown"
+            raise _unauthenticated("InvalidAuthHeader", f"Could not fetch JWKS from URL '{url}': HTTP {resp.status} "
+                                                        f"{reason}. Check that the URL is correct and accessible.")
         if len(resp.body) > _MAX_RESPONSE_BYTES:
-            raise _unauthenticated(code, f"The {what} from '{url}' is larger than 1 MiB.")
+            raise _unauthenticated("InvalidAuthHeader", f"Could not fetch JWKS from URL '{url}': the response is "
+                                                        "larger than 1 MiB.")
         if kind == "jwks":
-            media = (resp.content_type or "").split(";")[0].strip().lower()
-            if media not in _JWKS_MEDIA_TYPES:
+            if not _jwks_media_type(resp.content_type):
                 raise _unauthenticated(
                     "InvalidAuthHeader",
                     f"Invalid Content-Type '{resp.content_type or 'unknown'}' when fetching JWKS from '{url}'. "
                     "Expected 'application/json' or 'application/jwk-set+json'.")
-            value: Any = _parse_jwks(resp.body, f"'{url}'")
+            value: Any = _parse_jwks(resp.body, url)
         else:
             try:
                 value = json.loads(resp.body)
             except (ValueError, UnicodeDecodeError):
                 value = None
-            if not isinstance(value, dict) or not isinstance(value.get("jwks_uri"), str):
-                raise _unauthenticated(code, f"The OIDC discovery document at '{url}' has no `jwks_uri`.")
             expected = url[: -len("/.well-known/openid-configuration")]
-            if not isinstance(value.get("issuer"), str) or _issuer_key(value["issuer"]) != expected:
-                raise _unauthenticated(code, f"The OIDC discovery document at '{url}' names issuer "
-                                             f"{value.get('issuer')!r}, expected {expected!r}.")
+            if not isinstance(value, dict) or not isinstance(value.get("jwks_uri"), str) \
+                    or not isinstance(value.get("issuer"), str) or _issuer_key(value["issuer"]) != expected:
+                raise _unauthenticated("InvalidAuthHeader", f"The OIDC discovery document at '{url}' is not valid.")
         max_age = _max_age(resp.cache_control)
         ttl = self.cache_ttl if max_age is None else min(max(max_age, _MIN_TTL_S), _MAX_TTL_S)
         now = self._clock()
@@ -675,6 +724,42 @@ class AuthProviders:
         while len(self._cache) > self.max_cache_entries:
             self._cache.popitem(last=False)
         return entry
+
+
+_UNPARSEABLE = ("Could not parse JWT payload. Check that the token is a valid JWT format with three "
+                "base64-encoded parts separated by dots.")
+_MISSING_ISSUER = ("Missing issuer claim ('iss') in JWT payload. The JWT must include an 'iss' claim that "
+                   "matches one of your configured auth providers.")
+_NOT_OIDC = "Could not parse as OIDC ID token. Token might not be an OIDC-compliant JWT."
+_OIDC_UNVERIFIED = ("Could not verify OIDC token claim. Check that the token signature is valid and the "
+                    "token hasn't expired.")
+
+
+def _discovery_failed(issuer: str, cause: EngineError) -> EngineError:
+    """Convex reports any failure to get an OIDC provider's keys as a failed discovery."""
+    log.info("auth provider discovery of %s failed: %s", issuer, cause.message)
+    return EngineError("AuthProviderDiscoveryFailed", f"Auth provider discovery of {issuer} failed", status=400)
+
+
+def _jwks_media_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() not in _JWKS_MEDIA_TYPES:
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _audiences(aud: Any) -> list[str]:

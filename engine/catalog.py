@@ -63,6 +63,7 @@ class TableInfo:
     indexes: dict[str, IndexInfo] = field(default_factory=dict)
     definition: TableDefinition | None = None
     system: bool = False  # an engine table ("_scheduled_functions", ...): read via ctx.db.system only
+    private: bool = False  # a system table no function can read (engine bookkeeping)
 
     @property
     def by_id(self) -> IndexInfo:
@@ -80,20 +81,23 @@ class SystemTable:
     name: str
     number: int
     indexes: dict[str, list[str]]
+    private: bool = False  # invisible to functions, even through ctx.db.system; not exported as a table
 
 
 SYSTEM_TABLES: dict[str, SystemTable] = {}
 
 
-def define_system_table(name: str, number: int, indexes: dict[str, list[str]]) -> SystemTable:
+def define_system_table(name: str, number: int, indexes: dict[str, list[str]], *,
+                        private: bool = False) -> SystemTable:
     """Declare a system table (called by the module that owns it, at import time). App code can
-    read it through `ctx.db.system` and never write it; the engine writes it inside transactions."""
+    read it through `ctx.db.system` (unless `private`) and never write it; the engine writes it
+    inside transactions."""
     if not name.startswith("_") or not 0 < number < FIRST_USER_TABLE_NUMBER:
         raise ValueError(f"system table {name!r} needs a '_' name and a number below {FIRST_USER_TABLE_NUMBER}")
     for other in SYSTEM_TABLES.values():
         if other.name != name and other.number == number:
             raise ValueError(f"system tables {other.name!r} and {name!r} both claim number {number}")
-    table = SYSTEM_TABLES[name] = SystemTable(name, number, {k: list(v) for k, v in indexes.items()})
+    table = SYSTEM_TABLES[name] = SystemTable(name, number, {k: list(v) for k, v in indexes.items()}, private)
     return table
 
 
@@ -163,6 +167,7 @@ class Catalog:
             raise EngineError("CatalogConflict", f'System table "{system.name}" is stored as number '
                               f"{info.number}, expected {system.number}.")
         info.system = True
+        info.private = system.private
         await self._sync_indexes(info, {ix: fields + list(SYSTEM_FIELDS) for ix, fields in system.indexes.items()})
 
     def _add(self, info: TableInfo) -> None:

@@ -219,6 +219,7 @@ async def _serve(args: argparse.Namespace) -> int:
         from engine.dev import fresh_imports
 
         fresh_imports()
+    env.set_deployment_urls(*deployment_urls(args.host, args.port, args.site_port))
     dep = await Deployment.open(app, db, admin_key=admin_key)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     dep.cloud_url = f"http://{shown_host}:{args.port}"
@@ -246,6 +247,17 @@ def _check_app_folder(app: Path) -> None:
     markers = ("schema.py", "functions", "http_routes.py", "crons.py")
     if not any((app / m).exists() for m in markers):
         raise CliError(f"{app} is not an app folder: it has none of schema.py, functions/, http_routes.py, crons.py")
+
+
+def deployment_urls(host: str, port: int, site_port: int) -> tuple[str, str]:
+    """CONVEX_CLOUD_URL / CONVEX_SITE_URL: $CONVEX_CLOUD_ORIGIN / $CONVEX_SITE_ORIGIN when set (a
+    deployment behind a proxy), else where `serve` listens (a wildcard host reads as loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    cloud = os.environ.get("CONVEX_CLOUD_ORIGIN") or f"http://{shown}:{port}"
+    site = os.environ.get("CONVEX_SITE_ORIGIN") or f"http://{shown}:{site_port}"
+    return cloud, site
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -543,7 +555,7 @@ async def _export(args: argparse.Namespace) -> int:
         return _export_from_server(args)
     db = Path(args.db) if args.db else default_db_path(Path(args.app).resolve())
     try:
-        counts = await export_snapshot(db, args.path)
+        counts = await export_snapshot(db, args.path, include_file_storage=args.include_file_storage)
     except EngineError as e:
         raise CliError(e.message) from None
     total = sum(counts.values())
@@ -557,7 +569,8 @@ def _export_from_server(args: argparse.Namespace) -> int:
     target = Path(args.path)
     if target.exists():
         raise CliError(f"{target} already exists; choose an unoccupied path")
-    answer = _request(url, "/api/export/request/zip", key, data=b"", timeout=3600)
+    storage = "?includeStorage=true" if args.include_file_storage else ""
+    answer = _request(url, f"/api/export/request/zip{storage}", key, data=b"", timeout=3600)
     state = _system_query(url, key, "_system/cli/exports:getLatest", {})
     if not state or state.get("state") != "completed":
         raise CliError(f"the export did not complete: {state!r}")
@@ -701,6 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-key", help=key_help)
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
     p.add_argument("--db", help="SQLite file; default: <app>/data/convex.sqlite3")
+    p.add_argument("--include-file-storage", action="store_true",
+                   help="also write stored files (_storage), as `npx convex export --include-file-storage`")
 
     p = sub.add_parser("import", help="restore a snapshot ZIP (same ids), through a running server (--url) "
                                       "or offline into a stopped one's database")

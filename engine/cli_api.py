@@ -119,7 +119,8 @@ def shutting_down(dep: Any) -> None:
 
 async def _request_export(dep: Any, req: HttpRequest) -> HttpResponse:
     await _admin(dep, req, "/api/export/request/zip")
-    state = await dep.export_snapshot()
+    # `npx convex export --include-file-storage` asks with ?includeStorage=true.
+    state = await dep.export_snapshot(include_file_storage=req.query.get("includeStorage") == "true")
     return json_response(200, {"startTs": str(state["start_ts"])})
 
 

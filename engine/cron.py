@@ -371,8 +371,8 @@ class CronService(DueLoop):
                 except _RunChanged:
                     raise
                 except Exception as e:
-                    log.warning('cron job "%s" failed: %s', doc["name"], error_text(e))
-                    await system_transaction(self.dep, record("pending", "failed", error_text(e)))
+                    log.warning('cron job "%s" failed: %s', doc["name"], error_text(e, self.dep.app.root))
+                    await system_transaction(self.dep, record("pending", "failed", error_text(e, self.dep.app.root)))
             else:
                 def begin(txn: Transaction) -> None:
                     current(txn, "pending")
@@ -383,8 +383,8 @@ class CronService(DueLoop):
                     await self.dep.runner.run_action(fn, doc["args"], Auth())
                     outcome, error = "success", None
                 except Exception as e:
-                    log.warning('cron job "%s" failed: %s', doc["name"], error_text(e))
-                    outcome, error = "failed", error_text(e)
+                    log.warning('cron job "%s" failed: %s', doc["name"], error_text(e, self.dep.app.root))
+                    outcome, error = "failed", error_text(e, self.dep.app.root)
                 await system_transaction(self.dep, record("inProgress", outcome, error))
         except _RunChanged:
             return

@@ -34,17 +34,18 @@ class DatabaseReader:
         return SystemDatabaseReader(self._txn)
 
     def _check_side(self, info: Any) -> None:
+        # Convex's texts (isolate async_syscall.rs `system_table_guard`).
         if info is not None and info.system != self._system_tables:
             if info.system:
-                raise EngineError("SystemTableAccess", f'"{info.name}" is a system table: read it with '
-                                  f"ctx.db.system.get / ctx.db.system.query; app code cannot write it.")
-            raise EngineError("SystemTableAccess", f'ctx.db.system only reads system tables; "{info.name}" '
-                              "is an application table (use ctx.db).")
+                raise EngineError("SystemTableError", "System tables can only be accessed with db.system.")
+            raise EngineError("SystemTableError", "User tables cannot be accessed with db.system.")
 
     async def _reader(self, table: str):  # -> (Transaction, TableInfo | None)
         if not isinstance(table, str):
             raise EngineError("InvalidTableName", f"Expected a table name string, got {type(table).__name__}.")
         info = self._txn.catalog.table(table)
+        if info is not None and info.private:
+            info = None  # the engine's own bookkeeping: no function can see it (Convex's private tables)
         if info is None:
             # Reading a table nobody has written yet: register it so the read is recorded (an
             # insert later must invalidate this query) — it reads as empty.
@@ -80,8 +81,11 @@ class DatabaseReader:
             number = decode_id(doc_id)
             if number is None:
                 raise EngineError("InvalidId", f"Invalid argument `id` for `db.get`: {doc_id!r} is not a document ID.")
+            info = self._txn.catalog.by_number.get(number)
+            if info is not None and info.private:
+                return None  # as Convex: an id of a private system table reads like a missing table's
             if (number < FIRST_USER_TABLE_NUMBER) != self._system_tables:
-                self._check_side(self._txn.catalog.by_number.get(number))
+                self._check_side(info)
         return self._txn.get(doc_id)  # type: ignore[return-value]  # Doc is a dict, for checkers only
 
     def _check_id_side(self, doc_id: Any) -> None:
@@ -100,6 +104,8 @@ class DatabaseReader:
 
 class DatabaseWriter(DatabaseReader):
     async def _table_for_insert(self, table: str):
+        if isinstance(table, str) and table.startswith("_"):
+            raise EngineError("SystemTableError", "System tables (prefixed with `_`) are read-only.")
         _, info = await self._reader(table)
         return info
 

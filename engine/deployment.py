@@ -13,18 +13,22 @@ included, formatted as Convex formats them. Infrastructure problems raise `Engin
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import metrics
 from .auth import AuthProviders
+from .blobs import BlobStore, LocalBlobStore
 from .catalog import Catalog
 from .committer import Committer, sane_start_ts
 from .cron import CronService
 from .errors import ConvexError, EngineError
+from .file_storage import FileStorage, blob_dir_for
+from .function_errors import NestedFunctionError, client_message, error_text
 from .loader import App, canonicalize_path, load_app
 from .logs import install as install_logs
 from .registration import RegisteredFunction
@@ -34,7 +38,6 @@ from .scheduler import Clock, RealClock, Scheduler
 from .storage import CommitRecord, Persistence, SqlitePersistence
 from .subscriptions import SubscriptionManager
 from .transfers import Transfers
-from .values import to_wire
 from .write_log import WriteLog
 
 __all__ = ["Deployment", "Auth", "Outcome", "MISSING"]
@@ -61,23 +64,16 @@ class Outcome:
     wire: Any = MISSING  # the value in convex_encoded_json form, when already computed
 
 
-def failure_outcome(error: BaseException, rid: str, path: str, lines: list[str]) -> Outcome:
-    """Convex's client-facing error text: '[Request ID: …] Server Error' then the uncaught error."""
+def failure_outcome(error: BaseException, rid: str, path: str, lines: list[str],
+                    app_root: Path | str | None = None) -> Outcome:
+    """Convex's client-facing error text: '[Request ID: …] Server Error' then the uncaught error with
+    its frames (engine.function_errors); `errorData` for a ConvexError."""
+    text = error_text(error, app_root)
     if isinstance(error, ConvexError):
-        try:
-            data_text = json.dumps(to_wire(error.data), separators=(",", ":"))
-        except (ValueError, TypeError):
-            data_text = repr(error.data)
-        detail = f"Uncaught ConvexError: {data_text}"
-        return Outcome(False, error_message=f"[Request ID: {rid}] Server Error\n{detail}",
-                       error_data=error.data, log_lines=lines)
-    if isinstance(error, EngineError):
-        detail = error.message if getattr(error, "bare", False) else f"{error.code}: {error.message}"
-    else:
-        name = type(error).__name__
-        detail = f"Uncaught {'Error' if name == 'Exception' else name}: {error}"
-        log.warning("%s failed (request %s): %s", path, rid, detail, exc_info=error)
-    return Outcome(False, error_message=f"[Request ID: {rid}] Server Error\n{detail}", log_lines=lines)
+        return Outcome(False, error_message=client_message(rid, text), error_data=error.data, log_lines=lines)
+    if not isinstance(error, (EngineError, NestedFunctionError)):
+        log.warning("%s failed (request %s): %s", path, rid, text.splitlines()[0], exc_info=error)
+    return Outcome(False, error_message=client_message(rid, text), log_lines=lines)
 
 
 class Deployment:
@@ -99,10 +95,15 @@ class Deployment:
         self.cloud_url = ""  # the API URL `serve` listens on (`_system/cli/convexUrl:cloudUrl`)
         self.site_url = ""  # the HTTP-actions URL
         self.log_polls_closed = False  # set when the server stops: log long polls answer at once
+        self.file_storage: FileStorage | None = None  # Deployment.open sets it up
+        self._temp_blob_dir: str | None = None
 
     @classmethod
     async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,
-                   persistence: Persistence | None = None, clock: Clock | None = None) -> Deployment:
+                   persistence: Persistence | None = None, clock: Clock | None = None,
+                   blobs: BlobStore | None = None) -> Deployment:
+        """`blobs` keeps stored files' bytes; by default a folder beside the database
+        ("<db>.storage"; a temporary one for ":memory:", removed on close)."""
         install_logs()
         app = load_app(app_dir)
         auth_providers = AuthProviders.load(app)  # before the store opens: a bad config fails fast
@@ -126,7 +127,14 @@ class Deployment:
         dep.subscriptions = SubscriptionManager(dep)
         dep.subscriptions.start()
         metrics.attach(dep)
+        if blobs is None:
+            folder = blob_dir_for(db_path)
+            if folder is None:
+                folder = dep._temp_blob_dir = tempfile.mkdtemp(prefix="engine-storage-")
+            blobs = LocalBlobStore(folder)
+        dep.file_storage = FileStorage(dep, blobs)
         try:
+            await dep.file_storage.start()
             # Jobs and crons that came due while the server was down run now.
             await dep.scheduler.start()
             await dep.crons.start()
@@ -140,6 +148,8 @@ class Deployment:
         # recorded as interrupted at the next start.
         await self.crons.stop()
         await self.scheduler.stop()
+        if self.file_storage is not None:
+            await self.file_storage.stop()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
         if self.committer is not None:
@@ -147,6 +157,8 @@ class Deployment:
         await self.persistence.close()
         self.transfers.close()
         metrics.detach(self)
+        if self._temp_blob_dir is not None:
+            shutil.rmtree(self._temp_blob_dir, ignore_errors=True)
 
     # -- auth ----------------------------------------------------------------------------------
     async def verify_token(self, token: str) -> dict[str, Any]:
@@ -158,16 +170,23 @@ class Deployment:
         return self.committer.durable_ts
 
     def lookup(self, path: str, *, kind: str | None, auth: Auth, internal_ok: bool = False) -> RegisteredFunction:
+        """The function `path` names, for a caller; `_NotFound` with Convex's text otherwise."""
         canonical = canonicalize_path(path)
         if canonical.startswith("_system/"):
             return self._lookup_system(canonical, path, kind=kind, auth=auth)
         fn = self.app.functions.get(canonical)
+        shown = _stripped(canonical)
         if fn is None or (fn.visibility == "internal" and not (auth.admin or internal_ok)):
-            raise _NotFound(f"Could not find public function for '{path}'. "
-                            "Did you forget to save it under functions/, or to restart `python -m engine serve` "
-                            "(`python -m engine dev` loads every saved change)?")
+            if kind is None:  # /api/function, /api/run: Convex's execute_any_function wording, with the
+                # advice that applies here (Convex says "Did you forget to run `npx convex dev`?",
+                # but nothing is pushed to this engine: it loads the app folder)
+                raise _NotFound(f"Could not find function for '{shown}'. Did you forget to save it under functions/, "
+                                "or to restart `python -m engine serve` (`python -m engine dev` loads every saved "
+                                "change)?")
+            raise _NotFound(f"Could not find public function for '{shown}'.")
         if kind is not None and fn.kind != kind:
-            raise _NotFound(f"Trying to execute {canonical} as {kind.capitalize()}, "
+            module, export = canonical.split(":")
+            raise _NotFound(f"Trying to execute {module}.js:{export} as {kind.capitalize()}, "
                             f"but it is defined as {fn.kind.capitalize()}.")
         return fn
 
@@ -185,11 +204,12 @@ class Deployment:
         return fn
 
     # -- snapshot export / import (engine.transfers) --------------------------------------------
-    async def export_snapshot(self, path: str | Path | None = None) -> dict[str, Any]:
-        """Write every table at one snapshot to a ZIP (`npx convex export`'s layout); its state
-        (`start_ts`, `zip_object_key`, `counts`). Without `path` it goes to the exports folder,
-        where `GET /api/export/zip/<ts>` serves it."""
-        return await self.transfers.export(path)
+    async def export_snapshot(self, path: str | Path | None = None, *,
+                              include_file_storage: bool = False) -> dict[str, Any]:
+        """Write every table at one snapshot to a ZIP (`npx convex export`'s layout; stored files too
+        with `include_file_storage`); its state (`start_ts`, `zip_object_key`, `counts`). Without
+        `path` it goes to the exports folder, where `GET /api/export/zip/<ts>` serves it."""
+        return await self.transfers.export(path, include_file_storage=include_file_storage)
 
     async def import_snapshot(self, path: str | Path, *, mode: str = "requireEmpty", fmt: str = "zip",
                               table: str | None = None) -> dict[str, int]:
@@ -209,7 +229,7 @@ class Deployment:
         try:
             fn = self.lookup(path, kind=kind, auth=auth)
         except _NotFound as e:
-            return Outcome(False, error_message=str(e))
+            return Outcome(False, error_message=e.client_message(rid))
         lines: list[str] = []
         # A timestamp it cannot read at is the request's fault, not the function's: EngineError (4xx).
         snapshot = await self.snapshot_at(ts) if ts is not None and fn.kind == "query" else None
@@ -228,7 +248,7 @@ class Deployment:
             value, wire, lines = await self.runner.run_action(fn, args, auth, request_id=rid)
             return Outcome(True, value, log_lines=lines, wire=wire)
         except Exception as e:  # a function failure, reported to the caller, never fatal
-            return failure_outcome(e, rid, fn.path, getattr(e, "log_lines", lines))
+            return failure_outcome(e, rid, fn.path, getattr(e, "log_lines", lines), self.app.root)
 
     async def query_batch(self, calls: list[tuple[str, Any]], auth: Auth) -> list[Outcome]:
         """Run several queries at one snapshot."""
@@ -240,13 +260,13 @@ class Deployment:
                 try:
                     fn = self.lookup(path, kind="query", auth=auth)
                 except _NotFound as e:
-                    out.append(Outcome(False, error_message=str(e)))
+                    out.append(Outcome(False, error_message=e.client_message(rid)))
                     continue
                 try:
                     run, lines = await self.runner.run_query(fn, args, auth, snapshot=snapshot, request_id=rid)
                     out.append(Outcome(True, run.value, log_lines=lines, ts=run.ts, wire=run.wire))
                 except Exception as e:
-                    out.append(failure_outcome(e, rid, fn.path, []))
+                    out.append(failure_outcome(e, rid, fn.path, getattr(e, "log_lines", []), self.app.root))
             return out
         finally:
             snapshot.close()
@@ -297,4 +317,18 @@ class Deployment:
 
 
 class _NotFound(Exception):
-    pass
+    """No such function for this caller; its text is Convex's (crates/udf/src/validation.rs)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def client_message(self, rid: str) -> str:
+        return client_message(rid, self.text + "\n")
+
+
+def _stripped(canonical: str) -> str:
+    """How Convex names a function in errors: "tasks:list", and "tasks" for a default export."""
+    module, _, export = canonical.partition(":")
+    return module if export == "default" else canonical
+

@@ -11,6 +11,11 @@ strings (default `<db dir>/env.json`, or `serve --env-file F`). The process envi
 `python -m engine env set NAME VALUE` is seen by the running server at its next read (the file is
 re-read when it changes). A missing secret fails where it is used, never at startup.
 
+`CONVEX_CLOUD_URL` and `CONVEX_SITE_URL` are Convex's system variables: the deployment's own API
+origin and HTTP-actions origin (`engine serve` sets them from where it listens, or from
+$CONVEX_CLOUD_ORIGIN / $CONVEX_SITE_ORIGIN behind a proxy, as Convex's self-hosted backend does).
+They win over anything of the same name in the environment or the file.
+
 Invariants: values never reach a log line or an error message, only names; the file is written
 atomically with mode 0600.
 """
@@ -27,7 +32,10 @@ from pathlib import Path
 from .errors import EngineError
 
 __all__ = ["ENV_FILE_NAME", "get", "require", "use_file", "env_file", "read_file", "set_var", "remove_var",
-           "check_name", "check_value"]
+           "check_name", "check_value", "set_deployment_urls", "deployment_urls", "CLOUD_URL", "SITE_URL"]
+
+CLOUD_URL = "CONVEX_CLOUD_URL"
+SITE_URL = "CONVEX_SITE_URL"
 
 ENV_FILE_NAME = "env.json"
 # Convex's rules for deployment environment variables.
@@ -37,6 +45,20 @@ MAX_VALUE_BYTES = 8 * 1024
 _lock = threading.Lock()
 _file: Path | None = None
 _cache: tuple[tuple[int, int, int], dict[str, str]] | None = None
+_system: dict[str, str] = {}
+
+
+def set_deployment_urls(cloud_url: str | None, site_url: str | None) -> None:
+    """The deployment's own origins, as functions see them (`CONVEX_CLOUD_URL`, `CONVEX_SITE_URL`)."""
+    for name, value in ((CLOUD_URL, cloud_url), (SITE_URL, site_url)):
+        if value:
+            _system[name] = value.rstrip("/")
+        else:
+            _system.pop(name, None)
+
+
+def deployment_urls() -> tuple[str | None, str | None]:
+    return _system.get(CLOUD_URL), _system.get(SITE_URL)
 
 
 def use_file(path: str | Path | None) -> None:
@@ -87,7 +109,11 @@ def _file_vars() -> dict[str, str]:
 
 
 def get(name: str, default: str | None = None) -> str | None:
-    """The variable's value (process environment first, then the env file), else `default`."""
+    """The variable's value (system variables, then the process environment, then the env file),
+    else `default`."""
+    value = _system.get(name)
+    if value is not None:
+        return value
     value = os.environ.get(name)
     if value is not None:
         return value

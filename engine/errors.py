@@ -30,8 +30,41 @@ class EngineError(Exception):
 
 
 class ConvexError(Exception):
-    """Raised by application code; `data` (any Convex value) reaches the client as `errorData`."""
+    """Raised by application code; `data` (any Convex value) reaches the client as `errorData`.
 
-    def __init__(self, data: Any) -> None:
+    Clients read `Uncaught <name>: <message>`: `name` is "ConvexError" or a subclass's own class
+    name (a subclass may also set `name = "..."`, as a JavaScript subclass sets `name`); the message
+    is the data itself when it is a string, else the data as JSON (engine.function_errors)."""
+
+    def __init__(self, data: Any = None) -> None:
         super().__init__(data)
         self.data = data
+        self._message: str | None = None
+
+    @classmethod
+    def _with_message(cls, data: Any, message: str) -> ConvexError:
+        """A ConvexError with `data` whose message is given (a nested call's whole error text)."""
+        error = ConvexError(data)
+        error._message = message
+        return error
+
+    @property
+    def name(self) -> str:
+        return self.__dict__.get("_name") or type(self).__name__
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.__dict__["_name"] = value
+
+    @property
+    def message(self) -> str:
+        if self._message is not None:
+            return self._message
+        if isinstance(self.data, str):
+            return self.data
+        from .function_errors import stringify_value  # (a leaf module has no imports above it)
+
+        return stringify_value(self.data)
+
+    def __str__(self) -> str:
+        return self.message

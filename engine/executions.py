@@ -119,24 +119,11 @@ def _split_line(line: str) -> tuple[str, str]:
 
 
 def error_text(error: BaseException) -> str:
-    """The error as the log shows it: "Uncaught Error: ...", "ConvexError: {...}", "Code: message"."""
-    from .errors import ConvexError, EngineError
+    """The error as the log shows it: the text clients get (engine.function_errors), without the
+    request-id line and the final newline."""
+    from .function_errors import error_text as function_error_text
 
-    if isinstance(error, ConvexError):
-        try:
-            import json
-
-            from .values import to_wire
-
-            return f"Uncaught ConvexError: {json.dumps(to_wire(error.data), separators=(',', ':'))}"
-        except (TypeError, ValueError):
-            return f"Uncaught ConvexError: {error.data!r}"
-    if isinstance(error, EngineError):
-        return f"{error.code}: {error.message}"
-    name = type(error).__name__
-    return f"Uncaught {'Error' if name == 'Exception' else name}: {error}"
-
-
+    return function_error_text(error).rstrip("\n")
 class ExecutionLog:
     """A bounded ring of executions with long-poll readers."""
 

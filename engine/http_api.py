@@ -123,8 +123,8 @@ def error_response(status: int, code: str, message: str) -> HttpResponse:
     return json_response(status, {"code": code, "message": message})
 
 
-def payload_too_large() -> HttpResponse:
-    return error_response(413, "PayloadTooLarge", f"The request body exceeds the limit of {MAX_BODY_SIZE} bytes.")
+def payload_too_large(limit: int = MAX_BODY_SIZE) -> HttpResponse:
+    return error_response(413, "PayloadTooLarge", f"The request body exceeds the limit of {limit} bytes.")
 
 
 def _engine_error_response(e: EngineError) -> HttpResponse:
@@ -478,6 +478,16 @@ PREFIX_ROUTES: dict[str, dict[str, Handler]] = {
 BODY_LIMITS: dict[str, int] = {}
 
 
+def _register_file_storage() -> None:
+    # File storage's upload and file endpoints (engine.file_storage; framework-free like the rest).
+    from engine.file_storage import register_routes
+
+    register_routes()
+
+
+_register_file_storage()
+
+
 def body_limit(path: str) -> int:
     """The largest request body accepted on `path` (decided before the body is read)."""
     if path in BODY_LIMITS:
@@ -528,8 +538,9 @@ async def handle(dep: Any, req: HttpRequest) -> HttpResponse:
 
 
 async def _dispatch(dep: Any, req: HttpRequest) -> HttpResponse:
-    if len(req.body) > body_limit(req.path):
-        return payload_too_large()
+    limit = body_limit(req.path)
+    if len(req.body) > limit:
+        return payload_too_large(limit)
     handler = _route(req.method, req.path)
     if isinstance(handler, HttpResponse):
         return handler

@@ -19,9 +19,10 @@ malformed path fails when `http_routes.py` is loaded, naming the route.
 
 `dispatch(dep, request)` answers one `engine.http_api.HttpRequest` and never raises: no route -> 404
 `NoMatchingRoute`, a path served only for other methods -> 405, a body over 20 MiB -> 413, a handler
-that raises (or returns something other than a `Response`) -> 500 with a generic message and the
-request id, while the traceback goes to the server log. The handler gets the runner's `ActionCtx`
-(`run_query`, `run_mutation`, `run_action`, `auth`); its print/logging lines go to the server log and
+that raises (or returns something other than a `Response`) -> 500 with Convex's body
+(`{"code": "[Request ID: …] Server Error: Uncaught Error: …", "trace": …, "data"?: …}`), while the
+traceback goes to the server log. The handler gets the runner's `ActionCtx` (`run_query`,
+`run_mutation`, `run_action`, `auth`, `storage`); its print/logging lines go to the server log and
 the live log feed under "POST /hooks/openclaw" (see engine.logs).
 """
 
@@ -36,10 +37,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, cast
 
 from . import logs
-from .errors import EngineError
-from .executions import error_text, executions
+from .errors import ConvexError, EngineError
+from .executions import executions
+from .function_errors import error_message, error_name, error_text, format_uncaught
 from .http_api import HttpRequest, HttpResponse, error_response
-from .runner import ActionCtx, Auth
+from .http_api import json_response as _api_json
+from .runner import ActionCtx, Auth, AuthView
+from .values import to_wire
 
 if TYPE_CHECKING:
     from .deployment import Deployment
@@ -289,25 +293,40 @@ def _url(req: HttpRequest) -> str:
     return f"{scheme}://{host}{req.path}" + (f"?{query}" if query else "")
 
 
-async def _auth(dep: Any, headers: Mapping[str, str], label: str) -> Auth:
+async def _auth(dep: Any, headers: Mapping[str, str], label: str) -> tuple[Auth, EngineError | None]:
     """`Authorization: Bearer <jwt>` -> ctx.auth identity, when the deployment verifies tokens.
 
-    A bearer token that does not verify leaves the caller anonymous instead of failing the request:
-    webhooks commonly send a shared secret as a bearer token, which their handler checks itself."""
+    As in Convex, a bearer token that does not verify does not fail the request (webhooks commonly
+    send a shared secret as a bearer token, which their handler checks itself): the handler runs,
+    and `ctx.auth.get_user_identity()` raises the verification error if it is called."""
     scheme, _, token = headers.get("authorization", "").strip().partition(" ")
     token = token.strip()
     verify = getattr(dep, "verify_token", None)
     if scheme.lower() != "bearer" or not token or verify is None:
-        return Auth()
+        return Auth(), None
     try:
         identity = verify(token)
         if inspect.isawaitable(identity):
             identity = await identity
-    except Exception as e:  # never log the token itself
-        logs.server_log.info("%s: the bearer token did not verify (%s); running without an identity",
-                             label, type(e).__name__)
-        return Auth()
-    return Auth(identity=identity if isinstance(identity, dict) else None)
+    except EngineError as e:  # never log the token itself
+        logs.server_log.info("%s: the bearer token did not verify (%s)", label, e.code)
+        return Auth(), e
+    return Auth(identity=identity if isinstance(identity, dict) else None), None
+
+
+class _UnverifiedAuth(AuthView):
+    """`ctx.auth` of an HTTP action whose bearer token did not verify: asking who the caller is
+    raises the verification error (Convex's `Identity::Unknown` in an action)."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: EngineError) -> None:
+        super().__init__(Auth())
+        self._error = error
+
+    async def get_user_identity(self) -> dict[str, Any] | None:
+        self.used = True
+        raise EngineError(self._error.code, self._error.message, status=self._error.status)
 
 
 def _to_http_response(result: Any, label: str, head: bool) -> HttpResponse:
@@ -346,18 +365,33 @@ async def dispatch(dep: Deployment, req: HttpRequest) -> HttpResponse:
     started = time.perf_counter()
     with logs.capture(route.label, kind="http", request_id=rid) as lines:
         try:
-            auth = await _auth(dep, req.headers, route.label)
+            auth, auth_error = await _auth(dep, req.headers, route.label)
             request = Request(method, _url(req), req.path, Headers(req.headers), req.query, req.body)
-            result = await route.action.handler(ActionCtx(dep.runner, auth), request)
+            ctx = ActionCtx(dep.runner, auth)
+            if auth_error is not None:
+                ctx.auth = _UnverifiedAuth(auth_error)
+            result = await route.action.handler(ctx, request)
             response = _to_http_response(result, route.label, method == "HEAD")
             executions.record("http", route.label, success=True, duration=time.perf_counter() - started,
                               request_id=rid, log_lines=lines)
             return response
         except Exception as e:
-            # The message may carry secrets or internals: the client gets only the request id.
-            name = type(e).__name__
-            logs.publish("ERROR", f"[ERROR] Uncaught {'Error' if name == 'Exception' else name}: {e}", exc_info=e)
             executions.record("http", route.label, success=False, duration=time.perf_counter() - started,
-                              error=error_text(e), request_id=rid, log_lines=lines)
-            return error_response(500, "InternalServerError",
-                                  f"[Request ID: {rid}] Server Error: the HTTP action {route.label} failed.")
+                              error=error_text(e, dep.app.root).rstrip("\n"), request_id=rid, log_lines=lines)
+            return _uncaught(e, rid, dep.app.root)
+
+
+def _uncaught(error: BaseException, rid: str, app_root: Any) -> HttpResponse:
+    """Convex's answer to an HTTP action that threw (redaction.rs `to_http_response_parts`): 500,
+    `{"code": "[Request ID: …] Server Error: Uncaught …", "trace": <the error with its frames>}`,
+    plus `"data"` (encoded) for a ConvexError."""
+    first = format_uncaught(error_name(error), error_message(error))
+    logs.publish("ERROR", f"[ERROR] {first}", exc_info=error)
+    body: dict[str, Any] = {"code": f"[Request ID: {rid}] Server Error: {first}",
+                            "trace": error_text(error, app_root)}
+    if isinstance(error, ConvexError):
+        try:
+            body["data"] = to_wire(error.data)
+        except ValueError:
+            body["data"] = str(error.data)
+    return _api_json(500, body)

@@ -25,7 +25,8 @@ from .errors import EngineError
 from .execution import (ACTION_LIMIT_S, ACTION_STEP_LIMIT_S, QUERY_MUTATION_LIMIT_S, QUERY_MUTATION_WALL_S,
                         run_user_code)
 from . import metrics
-from .executions import error_text, executions
+from .executions import executions
+from .function_errors import NestedFunctionError, error_text, nested_error
 from .index_keys import encode_key
 from .logs import capture, current_request_id, current_sink, new_request_id
 from .reads import ReadSet, point
@@ -92,6 +93,7 @@ class _SchedulerStub:
 class QueryCtx:
     db: DatabaseReader
     auth: AuthView
+    storage: Any = None  # engine.file_storage.StorageReader
 
 
 @dataclass(slots=True)
@@ -99,6 +101,7 @@ class MutationCtx:
     db: DatabaseWriter
     auth: AuthView
     scheduler: Any = field(default_factory=_SchedulerStub)
+    storage: Any = None  # engine.file_storage.StorageWriter
 
 
 class ActionCtx:
@@ -107,6 +110,8 @@ class ActionCtx:
         self._auth = auth
         self.auth = AuthView(auth)
         self.scheduler = runner.scheduler_for(None)
+        storage = getattr(runner.dep, "file_storage", None)
+        self.storage = storage.for_action() if storage is not None else None
 
     async def run_query(self, ref: Any, args: dict[str, Any] | None = None) -> Any:
         return await self._runner.call_nested("query", ref, args, self._auth)
@@ -202,6 +207,7 @@ class Runner:
             if snapshot is None:
                 snap.close()
         if ev.error is not None:
+            _keep_lines(ev.error, ev.log_lines)
             raise ev.error
         return QueryRun(ev.value, ev.wire, ev.ts, ev.reads, ev.journal, ev.used_auth), ev.log_lines
 
@@ -220,7 +226,8 @@ class Runner:
             rid = current_request_id() or ""
             try:
                 checked = self._check_args(fn, args)
-                value = await run_user_code(fn.handler(QueryCtx(DatabaseReader(txn), authv), checked),
+                value = await run_user_code(fn.handler(QueryCtx(DatabaseReader(txn), authv, self._storage(txn, False)),
+                                                       checked),
                                             limit=QUERY_MUTATION_LIMIT_S, wall_limit=QUERY_MUTATION_WALL_S)
                 txn.flush_scans()
                 wire = self._check_result(fn, value)
@@ -316,7 +323,8 @@ class Runner:
                 extra = _store_result(idempotency, extra)
             with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
                 try:
-                    ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn))
+                    ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn),
+                                      self._storage(txn, True))
                     value = await run_user_code(fn.handler(ctx, _copy_args(args)), limit=QUERY_MUTATION_LIMIT_S,
                                                 wall_limit=QUERY_MUTATION_WALL_S, on_suspend=view.freeze)
                     txn.flush_scans()
@@ -346,6 +354,13 @@ class Runner:
         await committer.wait_settled(ts)
         if committer.generation != generation:
             raise CommitAborted(ts)
+
+    def _storage(self, txn: Transaction, writable: bool) -> Any:
+        """`ctx.storage` for a query or mutation, bound to its transaction."""
+        storage = getattr(self.dep, "file_storage", None)
+        if storage is None:
+            return None
+        return storage.for_mutation(txn) if writable else storage.for_query(txn)
 
     def scheduler_for(self, txn: Transaction | None) -> Any:
         """`ctx.scheduler`: bound to the mutation's transaction, or (txn None) for an action."""
@@ -378,16 +393,29 @@ class Runner:
 
     # -- nested calls from actions ---------------------------------------------------------------
     async def call_nested(self, kind: str, ref: Any, args: Any, auth: Auth) -> Any:
+        """`ctx.run_query` / `run_mutation` / `run_action` from an action. A failure of the called
+        function is raised in the caller as Convex does: a ConvexError keeping its data, else an
+        Error, whose message is the called function's whole error text (engine.function_errors)."""
+        from .deployment import _NotFound  # (deployment imports this module)
+
         path = function_name(ref)
-        fn = self.dep.lookup(path, kind=kind, auth=auth, internal_ok=True)
+        try:
+            fn = self.dep.lookup(path, kind=kind, auth=auth, internal_ok=True)
+        except _NotFound as e:
+            raise NestedFunctionError(e.text + "\n") from None
         parent = current_sink()
-        if kind == "query":
-            run, lines = await self.run_query(fn, args, auth)
-            value = run.value
-        elif kind == "mutation":
-            value, _, _, lines = await self.run_mutation(fn, args, auth)
-        else:
-            value, _, lines = await self.run_action(fn, args, auth)
+        try:
+            if kind == "query":
+                run, lines = await self.run_query(fn, args, auth)
+                value = run.value
+            elif kind == "mutation":
+                value, _, _, lines = await self.run_mutation(fn, args, auth)
+            else:
+                value, _, lines = await self.run_action(fn, args, auth)
+        except Exception as e:
+            if parent is not None:
+                parent.extend(getattr(e, "log_lines", ()))
+            raise nested_error(e, self.dep.app.root) from e
         if parent is not None:
             parent.extend(lines)
         return value
@@ -397,7 +425,7 @@ def _executed(fn: RegisteredFunction, started: float, error: BaseException | Non
               lines: Any, occ_retries: int = 0) -> None:
     """One entry in the execution log (and the function metrics) per execution."""
     executions.record(fn.kind, fn.path, success=error is None, duration=time.perf_counter() - started,
-                      error=error_text(error) if error is not None else None, request_id=request_id,
+                      error=error_text(error).rstrip("\n") if error is not None else None, request_id=request_id,
                       log_lines=lines, occ_retries=occ_retries)
 
 

@@ -26,17 +26,20 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
+import secrets
 import time
+import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .catalog import define_system_table
 from .committer import Busy, Conflict
-from .errors import ConvexError, EngineError
+from .errors import EngineError
+from .function_errors import error_text as function_error_text
 from .index_keys import encode_key
 from .loader import canonicalize_path
 from .registration import function_name
@@ -162,17 +165,10 @@ async def system_transaction(dep: Deployment, body: Callable[[Transaction], T]) 
     raise EngineError("OptimisticConcurrencyControlFailure", "A system transaction kept conflicting.", status=503)
 
 
-def error_text(error: BaseException) -> str:
-    """How a failed job or cron run records its error (the text Convex clients see, minus the request id)."""
-    if isinstance(error, ConvexError):
-        try:
-            return "Uncaught ConvexError: " + json.dumps(to_wire(error.data), separators=(",", ":"))
-        except (ValueError, TypeError):
-            return f"Uncaught ConvexError: {error.data!r}"
-    if isinstance(error, EngineError):
-        return f"{error.code}: {error.message}"
-    name = type(error).__name__
-    return f"Uncaught {'Error' if name == 'Exception' else name}: {error}"
+def error_text(error: BaseException, app_root: Any = None) -> str:
+    """How a failed job or cron run records its error: the text Convex clients see minus the
+    request id line (Convex stores the error's whole text, frames included)."""
+    return function_error_text(error, app_root)
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -372,35 +368,49 @@ class Scheduler(DueLoop):
     async def _execute(self, job: dict[str, Any]) -> None:
         job_id, name = job["_id"], job["name"]
         args = job["args"][0] if job["args"] else {}
-        fn = self.dep.app.functions.get(name)
+        fn = self.dep.app.functions.get(_function_path(name))
         if fn is None or fn.kind == "query":
             reason = (f"Could not find function for '{name}'. Was it removed or renamed?" if fn is None
                       else f"{name} is a query; only mutations and actions can be scheduled.")
             log.warning("scheduled job %s failed: %s", job_id, reason)
             await self._finish(job_id, ("pending",), {"kind": "failed", "error": reason})
             return
+        root = self.dep.app.root
         if fn.kind == "mutation":
+            running = _in_progress()
+
+            async def handler(ctx: Any, args: dict[str, Any]) -> Any:
+                # As in Convex, the mutation sees its own job `inProgress` (a write of its own
+                # transaction: everyone else sees it pending until the outcome commits).
+                if not _transition(ctx.db._txn, job_id, ("pending",), running, None):
+                    raise _JobChanged  # canceled (or run) meanwhile: do nothing
+                return await fn.handler(ctx, args)
+
             def mark_success(txn: Transaction) -> None:
-                if not _transition(txn, job_id, ("pending",), {"kind": "success"}, self.clock.now_ms()):
-                    raise _JobChanged
+                # A mutation that canceled its own job commits its writes and the job stays canceled.
+                if not _transition(txn, job_id, ("inProgress",), {"kind": "success"}, self.clock.now_ms()):
+                    job_now = txn.get(job_id)
+                    if job_now is None or job_now["state"]["kind"] != "canceled":
+                        raise _JobChanged
 
             try:
-                await self.dep.runner.run_mutation(fn, args, Auth(), before_commit=mark_success)
+                await self.dep.runner.run_mutation(replace(fn, handler=handler), args, Auth(),
+                                                   before_commit=mark_success)
             except _JobChanged:
                 return
             except Exception as e:
                 # The mutation's writes are discarded; only the failure is recorded.
-                await self._finish(job_id, ("pending",), {"kind": "failed", "error": error_text(e)})
+                await self._finish(job_id, ("pending",), {"kind": "failed", "error": error_text(e, root)})
             return
         started = await system_transaction(self.dep, lambda txn: _transition(
-            txn, job_id, ("pending",), {"kind": "inProgress"}, None))
+            txn, job_id, ("pending",), _in_progress(), None))
         if not started:
             return
         try:
             await self.dep.runner.run_action(fn, args, Auth())
             state: dict[str, Any] = {"kind": "success"}
         except Exception as e:
-            state = {"kind": "failed", "error": error_text(e)}
+            state = {"kind": "failed", "error": error_text(e, root)}
         # A job canceled while its action ran stays canceled (Convex does the same).
         await self._finish(job_id, ("inProgress",), state)
 
@@ -423,7 +433,23 @@ class Scheduler(DueLoop):
             to_wire(args)
         except (TypeError, ValueError) as e:
             raise EngineError("InvalidScheduledArgs", f"Arguments scheduled for {path} are not Convex values: {e}") from None
-        return {"name": path, "args": [_copy(args)], "scheduledTime": when, "state": {"kind": "pending"}}
+        module, export = path.split(":")
+        # Convex names the function "module.js:export" in `_scheduled_functions.name`.
+        return {"name": f"{module}.js:{export}", "args": [_copy(args)], "scheduledTime": when,
+                "state": {"kind": "pending"}}
+
+
+def _function_path(name: str) -> str:
+    """A job's `name` ("tasks.js:list", or "tasks:list" as older versions stored it) -> "tasks:list"."""
+    try:
+        return canonicalize_path(name)
+    except EngineError:
+        return name
+
+
+def _in_progress() -> dict[str, Any]:
+    """Convex's inProgress state: the request and execution ids of the run (ScheduledJobState)."""
+    return {"kind": "inProgress", "requestId": secrets.token_hex(8), "executionId": str(uuid.uuid4())}
 
 
 def _transition(txn: Transaction, job_id: str, from_kinds: tuple[str, ...], state: dict[str, Any],

@@ -11,6 +11,13 @@ int64 as {"$integer": base64 of 8 bytes LE}, bytes as {"$bytes": base64}, NaN/±
 {"$float": ...}, keys sorted. (Convex's own exports use "clean" JSON plus generated_schema.jsonl
 type hints; the encoded form is self-describing, so there is no generated_schema.jsonl here.)
 
+Stored files (`include_file_storage=True`, `export --include-file-storage`) are laid out as
+`npx convex export --include-file-storage` lays them out: `_storage/documents.jsonl` with one line
+per file, `{"_id", "_creationTime", "sha256" (base64), "size", "contentType", "internalId" (the
+file's UUID)}`, and each file's bytes at `_storage/<_id><extension guessed from the content type>`.
+Without the flag `_storage` is left out, as Convex leaves it out. `_storage` is not listed in
+`_tables/documents.jsonl` (Convex does not list it either); private system tables never appear.
+
 Export reads one storage snapshot, so the ZIP is consistent at one commit timestamp; it can run
 while a server is using the database.
 
@@ -24,16 +31,22 @@ Import (stop the server first: it restores into the database file directly):
 - registers every table with the number its ids carry (tables of the target that would collide get
   fresh numbers; they are empty), rebuilds every index, and writes it all in ONE SQLite transaction
   (`Persistence.restore`).
+- stored files: every `_storage` line needs its bytes in the ZIP, with the size and sha256 the line
+  gives; the bytes are written to the deployment's blob folder (durably) before the rows commit,
+  and removed again if the import fails. Ids must carry this engine's `_storage` number.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import os
 import re
 import tempfile
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
@@ -46,6 +59,9 @@ from .cron import CRON_JOBS
 from .errors import EngineError
 from .ids import FIRST_USER_TABLE_NUMBER, decode_id
 from .loader import load_app
+from .blobs import LocalBlobStore
+from .file_storage import STORAGE, STORAGE_KEYS, blob_dir_for, extension_for
+from .ids import new_id
 from .storage import Persistence, Snapshot, SqlitePersistence
 from .values import check_field_name, decode_json, encode_json
 
@@ -69,6 +85,8 @@ Written by `python -m engine export`; restore it with `python -m engine import -
 - Values are Convex's encoded JSON: int64 as `{"$integer": <base64 of 8 bytes, little-endian>}`,
   bytes as `{"$bytes": <base64>}`, NaN / Infinity / -0.0 as `{"$float": <base64 of 8 bytes>}`.
   System tables (`_scheduled_functions`, `_cron_jobs`) are included.
+- With `--include-file-storage`: `_storage/documents.jsonl` (one line per stored file, as `npx
+  convex export --include-file-storage` writes it) and each file's bytes at `_storage/<id>[.ext]`.
 """
 
 
@@ -77,8 +95,10 @@ def _refuse(message: str) -> EngineError:
 
 
 # -- export --------------------------------------------------------------------------------------
-async def export_snapshot(db_path: str | Path, out_path: str | Path) -> dict[str, int]:
-    """Write the database's current state to a ZIP at `out_path`; {table: document count}."""
+async def export_snapshot(db_path: str | Path, out_path: str | Path, *,
+                          include_file_storage: bool = False) -> dict[str, int]:
+    """Write the database's current state to a ZIP at `out_path`; {table: document count}
+    (`_storage` counts the stored files when they are included)."""
     db_path, out_path = Path(db_path), Path(out_path)
     if not db_path.exists():
         raise EngineError("NoDatabase", f"There is no database at {db_path}.")
@@ -90,7 +110,8 @@ async def export_snapshot(db_path: str | Path, out_path: str | Path) -> dict[str
         _, tables, indexes = await store.load_catalog()
         snapshot = store.snapshot()  # one read transaction: every table at the same commit
         try:
-            return _write_zip(snapshot, tables, indexes, out_path)
+            return _write_zip(snapshot, tables, indexes, out_path,
+                              blob_dir_for(db_path) if include_file_storage else None)
         finally:
             snapshot.close()
     finally:
@@ -98,8 +119,8 @@ async def export_snapshot(db_path: str | Path, out_path: str | Path) -> dict[str
 
 
 def _write_zip(snapshot: Snapshot, tables: dict[str, int], indexes: dict[tuple[str, str], tuple[int, list[str]]],
-               out_path: Path) -> dict[str, int]:
-    listing = sorted(tables.items(), key=lambda kv: kv[1])
+               out_path: Path, blob_dir: str | None = None) -> dict[str, int]:
+    listing = sorted(((n, num) for n, num in tables.items() if not _special(n)), key=lambda kv: kv[1])
     counts: dict[str, int] = {}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed into place: a failed export leaves no partial ZIP.
@@ -125,11 +146,50 @@ def _write_zip(snapshot: Snapshot, tables: dict[str, int], indexes: dict[tuple[s
                         count += 1
                         bar.update(1)
                 counts[name] = count
+            if blob_dir is not None:
+                counts[STORAGE] = _write_files(zf, snapshot, indexes, blob_dir)
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return counts
+
+
+def _special(name: str) -> bool:
+    """Tables the generic listing leaves out: `_storage` (only with its files) and private ones."""
+    system = SYSTEM_TABLES.get(name)
+    return name == STORAGE or (system is not None and system.private)
+
+
+def _write_files(zf: zipfile.ZipFile, snapshot: Snapshot, indexes: dict[tuple[str, str], tuple[int, list[str]]],
+                 blob_dir: str) -> int:
+    storage_ix, keys_ix = indexes.get((STORAGE, BY_CREATION_TIME)), indexes.get((STORAGE_KEYS, BY_CREATION_TIME))
+    if storage_ix is None or keys_ix is None:
+        zf.writestr(f"{STORAGE}/documents.jsonl", "")
+        return 0
+    uuids = {}
+    for _, _, raw in snapshot.scan(keys_ix[0], *_FULL_RANGE, False):
+        row = decode_json(raw)
+        uuids[row["storageId"]] = row["uuid"]
+    blobs = LocalBlobStore(blob_dir)
+    lines, count = [], 0
+    with zf.open(f"{STORAGE}/documents.jsonl", "w") as out:
+        for _, _, raw in snapshot.scan(storage_ix[0], *_FULL_RANGE, False):
+            doc = decode_json(raw)
+            file_uuid = uuids.get(doc["_id"])
+            if file_uuid is None:
+                raise EngineError("CorruptStorage", f'Stored file "{doc["_id"]}" has no blob key.')
+            out.write(json.dumps({"_id": doc["_id"], "_creationTime": doc["_creationTime"], "sha256": doc["sha256"],
+                                  "size": int(doc["size"]), "contentType": doc["contentType"],
+                                  "internalId": file_uuid}, separators=(",", ":")).encode() + b"\n")
+            lines.append((doc, file_uuid))
+    for doc, file_uuid in lines:
+        path = blobs.path(file_uuid)
+        if not path.is_file():
+            raise EngineError("CorruptStorage", f'The bytes of stored file "{doc["_id"]}" are missing ({path}).')
+        zf.write(path, f"{STORAGE}/{doc['_id']}{extension_for(doc['contentType'])}")
+        count += 1
+    return count
 
 
 # -- reading a snapshot --------------------------------------------------------------------------
@@ -140,8 +200,19 @@ class _Table:
     docs: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (line number, document)
 
 
+@dataclass
+class _File:
+    line: int
+    doc: dict[str, Any]  # the `_storage` document: _id, _creationTime, sha256, size, contentType
+    data: bytes
+
+
 def read_snapshot(path: str | Path) -> list[_Table]:
-    """Parse and check the ZIP's structure and every line; raise EngineError("InvalidSnapshot")."""
+    """Parse and check the ZIP's tables and every line; raise EngineError("InvalidSnapshot")."""
+    return _read(path)[0]
+
+
+def _read(path: str | Path) -> tuple[list[_Table], list[_File]]:
     try:
         zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as e:
@@ -156,10 +227,8 @@ def read_snapshot(path: str | Path) -> list[_Table]:
             top, _, rest = member.partition("/")
             if member.startswith("_components/"):
                 raise _refuse("The snapshot has component tables (_components/); this engine has no components.")
-            if top == "_storage" and rest == "documents.jsonl":
-                if zf.read(member).strip():
-                    raise _refuse("The snapshot has stored files (_storage); this engine has no file storage.")
-                continue
+            if top == STORAGE:
+                continue  # stored files: read below
             if rest == "documents.jsonl" and top not in listed and top != "_tables":
                 raise _refuse(f'The snapshot has documents for table "{top}", which {TABLES_FILE} does not list.')
         seen: set[str] = set()
@@ -167,7 +236,52 @@ def read_snapshot(path: str | Path) -> list[_Table]:
             member = f"{table.name}/documents.jsonl"
             if member in members:
                 _read_documents(table, zf.read(member), seen)
-    return tables
+        files = _read_files(zf, members) if f"{STORAGE}/documents.jsonl" in members else []
+    return tables, files
+
+
+def _read_files(zf: zipfile.ZipFile, members: set[str]) -> list[_File]:
+    """`_storage/documents.jsonl` and the bytes beside it (`_storage/<id>[.ext]`), checked."""
+    by_id: dict[str, str] = {}
+    for member in members:
+        top, _, rest = member.partition("/")
+        if top == STORAGE and rest and rest != "documents.jsonl":
+            by_id.setdefault(rest.split(".", 1)[0], member)
+    number = SYSTEM_TABLES[STORAGE].number
+    files, seen = [], set()
+    for lineno, line in _lines(zf.read(f"{STORAGE}/documents.jsonl")):
+        where = f"{STORAGE}/documents.jsonl line {lineno}"
+        try:
+            entry = json.loads(line)
+        except ValueError as e:
+            raise _refuse(f"{where} is not valid JSON: {e}") from None
+        doc_id = entry.get("_id") if isinstance(entry, dict) else None
+        if not isinstance(doc_id, str) or decode_id(doc_id) is None:
+            raise _refuse(f"{where}: _id must be an id of a stored file, got {doc_id!r}.")
+        if decode_id(doc_id) != number:
+            raise _refuse(f'{where}: the id "{doc_id}" belongs to table number {decode_id(doc_id)}; this engine\'s '
+                          f"_storage is number {number} (a snapshot of another kind of deployment).")
+        if doc_id in seen:
+            raise _refuse(f'{where}: the id "{doc_id}" appears twice.')
+        seen.add(doc_id)
+        created, size, sha256 = entry.get("_creationTime"), entry.get("size"), entry.get("sha256")
+        content_type = entry.get("contentType")
+        if not isinstance(created, (int, float)) or isinstance(created, bool) or not math.isfinite(created) \
+                or not isinstance(size, int) or isinstance(size, bool) or not isinstance(sha256, str) \
+                or not (content_type is None or isinstance(content_type, str)):
+            raise _refuse(f'{where}: expected {{"_id", "_creationTime", "sha256", "size", "contentType"}}, got {line!r}.')
+        member = by_id.get(doc_id)
+        if member is None:
+            raise _refuse(f'{where}: the bytes of stored file "{doc_id}" are not in the snapshot '
+                          f"({STORAGE}/{doc_id}...).")
+        data = zf.read(member)
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        if len(data) != size or digest != sha256:
+            raise _refuse(f'{where}: the bytes of stored file "{doc_id}" ({member}) do not match its size and '
+                          "sha256.")
+        files.append(_File(lineno, {"_id": doc_id, "_creationTime": float(created), "sha256": sha256,
+                                    "size": float(size), "contentType": content_type}, data))
+    return files
 
 
 def _read_listing(data: bytes) -> list[_Table]:
@@ -345,7 +459,13 @@ def _documents_held(store: SqlitePersistence, tables: dict[str, int]) -> dict[st
 async def import_snapshot(app_dir: str | Path, db_path: str | Path, zip_path: str | Path, *,
                           replace: bool = False) -> dict[str, int]:
     """Restore a snapshot ZIP into the database (see the module docstring); {table: documents}."""
-    tables = read_snapshot(zip_path)
+    tables, files = _read(zip_path)
+    if files:
+        tables.append(_Table(STORAGE, SYSTEM_TABLES[STORAGE].number, [(f.line, f.doc) for f in files]))
+        tables.append(_Table(STORAGE_KEYS, SYSTEM_TABLES[STORAGE_KEYS].number,
+                             [(f.line, {"_id": new_id(SYSTEM_TABLES[STORAGE_KEYS].number),
+                                        "_creationTime": f.doc["_creationTime"], "storageId": f.doc["_id"],
+                                        "uuid": str(uuid.uuid4())}) for f in files]))
     app = load_app(app_dir)
     store = SqlitePersistence(db_path)
     await store.open()
@@ -378,8 +498,36 @@ async def import_snapshot(app_dir: str | Path, db_path: str | Path, zip_path: st
         index_rows = [(ix.id, info.name, ix.name, list(ix.fields))
                       for info in catalog.by_name.values() for ix in info.indexes.values()]
         ts = max(time.time_ns(), max_ts + 1)
-        await store.restore(ts, {info.name: info.number for info in catalog.by_name.values()},
-                            index_rows, docs, entries)
+        written = await _write_blobs(db_path, tables, files)
+        try:
+            await store.restore(ts, {info.name: info.number for info in catalog.by_name.values()},
+                                index_rows, docs, entries)
+        except BaseException:
+            for blobs, key in written:
+                await blobs.delete(key)
+            raise
     finally:
         await store.close()
-    return {t.name: len(t.docs) for t in tables}
+    return {t.name: len(t.docs) for t in tables if t.name != STORAGE_KEYS}
+
+
+async def _write_blobs(db_path: str | Path, tables: list[_Table], files: list[_File]) -> list[tuple[Any, str]]:
+    """Write the stored files' bytes (durably) under the UUIDs their `_storage_keys` rows name."""
+    if not files:
+        return []
+    folder = blob_dir_for(db_path)
+    if folder is None:
+        raise EngineError("InvalidSnapshot", "Stored files cannot be imported into an in-memory database.")
+    blobs = LocalBlobStore(folder)
+    await blobs.start()
+    keys = {doc["storageId"]: doc["uuid"] for _, doc in next(t for t in tables if t.name == STORAGE_KEYS).docs}
+    written: list[tuple[Any, str]] = []
+    try:
+        for f in files:
+            await blobs.put(keys[f.doc["_id"]], f.data)
+            written.append((blobs, keys[f.doc["_id"]]))
+    except BaseException:
+        for store, key in written:
+            await store.delete(key)
+        raise
+    return written

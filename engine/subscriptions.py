@@ -330,7 +330,8 @@ class SubscriptionManager:
             return entry.set_result(ev)
         from .deployment import MISSING, failure_outcome  # (a cycle at module level) only on failure
 
-        outcome = failure_outcome(ev.error, request_id(), entry.path, ev.log_lines)  # type: ignore[arg-type]
+        outcome = failure_outcome(ev.error, request_id(), entry.path, ev.log_lines,  # type: ignore[arg-type]
+                                  self.dep.app.root)
         message = outcome.error_message or ""
         has_data = outcome.error_data is not MISSING
         return entry.set_result(ev, error_message=message, error_data=outcome.error_data if has_data else None,

@@ -47,7 +47,7 @@ from .protocol import (
     fatal_error,
     mutation_response,
 )
-from .runner import Auth
+from .runner import Auth, request_id
 from .values import from_wire, to_wire
 
 if TYPE_CHECKING:
@@ -352,7 +352,10 @@ class SyncSession:
             path = canonicalize_path(mod.udfPath)
             args = _decode_args(mod.args)
             fn = self.dep.lookup(path, kind="query", auth=self.auth)
-        except (_NotFound, EngineError, ValueError) as e:
+        except _NotFound as e:
+            error = e.client_message(request_id())
+            path = mod.udfPath
+        except (EngineError, ValueError) as e:
             error = e.message if isinstance(e, EngineError) else str(e)
             path = mod.udfPath
         return await manager.subscribe(self, mod.queryId, path, fn, args, self.auth,

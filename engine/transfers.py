@@ -75,11 +75,25 @@ def _refuse(code: str, message: str) -> EngineError:
 # -- reading an import file ------------------------------------------------------------------------
 
 
+def _has_stored_files(path: str | Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "_storage/documents.jsonl" in zf.namelist() and bool(zf.read("_storage/documents.jsonl").strip())
+    except (OSError, zipfile.BadZipFile):
+        return False  # read_snapshot reports what is wrong with it
+
+
 def read_import_file(path: str | Path, fmt: str, table: str | None) -> list[_Table]:
     """The tables and documents of an import file (raises InvalidSnapshot / InvalidImport)."""
     if fmt == "zip":
         if table is not None:
             raise _refuse("InvalidImport", "`--table` is not allowed for a ZIP snapshot: it names its tables.")
+        if _has_stored_files(path):
+            raise _refuse("InvalidImport", "The snapshot holds stored files (_storage/): import it offline with "
+                                           "`python -m engine import --path <zip>` (server stopped), which restores "
+                                           "the files too.")
         return read_snapshot(path)
     if fmt not in FORMATS:
         raise _refuse("InvalidImport", f"Unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}.")
@@ -352,8 +366,10 @@ class Transfers:
             self._tmp = None
 
     # -- export ----------------------------------------------------------------------------------
-    async def export(self, out_path: str | Path | None = None) -> dict[str, Any]:
-        """Write a snapshot ZIP (to `out_path`, else the exports folder); its state document."""
+    async def export(self, out_path: str | Path | None = None, *,
+                     include_file_storage: bool = False) -> dict[str, Any]:
+        """Write a snapshot ZIP (to `out_path`, else the exports folder); its state document.
+        `include_file_storage` adds the stored files (engine.snapshot_zip's `_storage/` layout)."""
         if self._export_lock is None:
             self._export_lock = asyncio.Lock()
         async with self._export_lock:
@@ -370,13 +386,14 @@ class Transfers:
             if out_path is None and target.exists():
                 target.unlink()
             try:
-                counts = await asyncio.to_thread(_write_zip, snapshot, tables, indexes, target)
+                counts = await asyncio.to_thread(_write_zip, snapshot, tables, indexes, target,
+                                                 self._blob_dir() if include_file_storage else None)
             finally:
                 snapshot.close()
             state = {"_id": f"export-{start}", "_creationTime": time.time() * 1000.0, "state": "completed",
                      "start_ts": start, "complete_ts": max(start, self.dep.latest_ts()),
                      "zip_object_key": target.name, "requestor": "snapshotExport",
-                     "format": {"format": "zip", "include_storage": False},
+                     "format": {"format": "zip", "include_storage": include_file_storage},
                      "documents": float(sum(counts.values())), "tables": float(len(counts))}
             if out_path is None:
                 self._export_files[start] = target
@@ -387,6 +404,13 @@ class Transfers:
                     if stale is not None:
                         stale.unlink(missing_ok=True)
             return {**state, "counts": counts}
+
+    def _blob_dir(self) -> str:
+        blobs = getattr(getattr(self.dep, "file_storage", None), "blobs", None)
+        root = getattr(blobs, "root", None)
+        if root is None:
+            raise _refuse("ExportUnsupported", "Stored files can be exported only from a local blob store.")
+        return str(root)
 
     def latest_export_state(self) -> dict[str, Any] | None:
         return dict(self._exports[-1]) if self._exports else None

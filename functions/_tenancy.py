@@ -57,6 +57,11 @@ class Caller:
         return LOCAL_USER_ID
 
 
+def agent_tenant() -> str:
+    """The tenant the admin key (agents, OpenClaw) acts in."""
+    return env.get(AGENT_TENANT_ENV) or DEFAULT_AGENT_TENANT
+
+
 async def current_caller(ctx: Any) -> Caller:
     identity = await ctx.auth.get_user_identity()
     admin = ctx.auth.is_admin()

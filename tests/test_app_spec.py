@@ -6,7 +6,7 @@ from app_harness import nova, app_env  # noqa: F401  (fixtures)
 PUBLIC = {
     "Query": [
         "activities:list", "agentStream:getRun", "agentStream:listByAgent", "agents:get", "agents:list",
-        "channels:get", "channels:list", "documents:get", "documents:list", "documents:listByTask",
+        "channels:get", "channels:list", "documents:file", "documents:get", "documents:list", "documents:listByTask",
         "heartbeat:check", "memory:getDaily", "memory:getLongTerm", "memory:getWorking", "memory:listDaily",
         "messages:list", "messages:thread", "notifications:list", "openclaw:listChunks", "standups:get", "standups:list",
         "tasks:board", "tasks:get", "tasks:list", "tasks:listForAgent", "tasks:subscribers", "voice:getRoom",
@@ -15,7 +15,7 @@ PUBLIC = {
     "Mutation": [
         "agentStream:appendChunk", "agentStream:finishRun", "agentStream:startRun", "agents:create",
         "agents:reportHeartbeat", "agents:setStatus", "agents:update", "channels:create", "documents:create",
-        "documents:update", "memory:appendDaily", "memory:setLongTerm", "memory:setWorking", "messages:send",
+        "documents:generateUploadUrl", "documents:remove", "documents:update", "memory:appendDaily", "memory:setLongTerm", "memory:setWorking", "messages:send",
         "notifications:markDelivered", "notifications:markRead", "tasks:addComment", "tasks:archive",
         "tasks:assign", "tasks:create", "tasks:move", "tasks:setBorderColor", "tasks:setProgress",
         "tasks:unassign", "tasks:update", "voice:getVoiceToken", "voice:leave",
@@ -34,6 +34,8 @@ INTERNAL += ["decisions:digest", "decisions:pick", "maintenance:cleanup", "maint
              "telegram:generateStandups", "telegram:recordPart", "telegram:releaseDelivery",
              "telegram:retryableDeliveries", "telegram:sendStandup", "telegram:sendStandups",
              "telegram:standupTick", "telegram:standupView", "telegram:standupsForDate"]
+# issue 11 (file storage): POST /documents/upload
+INTERNAL += ["documents:createFromUpload"]
 INTERNAL.sort()
 
 

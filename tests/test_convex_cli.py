@@ -251,7 +251,7 @@ def test_run_and_missing_functions(server_factory, tmp_path):
     done = npx(server, project, "run", "nope:nothing")
     assert done.returncode == 1
     # The CLI lists the deployment's functions from `_system/cli/modules:apiSpec`.
-    assert "Could not find public function for 'nope:nothing'" in done.stderr
+    assert "Could not find function for 'nope:nothing'." in done.stderr  # Convex's /api/function wording
     assert "python -m engine" in done.stderr
 
 

@@ -53,7 +53,8 @@ async def test_an_id_of_one_table_is_not_an_id_of_another(dep: Deployment) -> No
 async def test_db_get_rejects_garbage_and_misses_unknown_ids(dep: Deployment) -> None:
     outcome = await dep.call("misc:get", {"id": "garbage"}, kind="query", auth=NOBODY)
     assert not outcome.success
-    assert "InvalidId" in outcome.error_message and "'garbage'" in outcome.error_message
+    assert "Uncaught Error: Invalid argument `id` for `db.get`: 'garbage' is not a document ID." \
+        in outcome.error_message
     # Well-formed but never inserted: not found, no error.
     assert await ok(dep, "misc:get", {"id": new_id(dep.catalog.table("items").number)}) is None
 

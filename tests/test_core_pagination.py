@@ -130,11 +130,17 @@ async def test_continue_cursor_is_always_a_string_and_is_done_marks_the_end(dep:
     assert isinstance(empty["continueCursor"], str)
 
     await fill(dep, "g", [1.0, 2.0, 3.0])
+    # As in Convex, a page that fills exactly does not know the range ended: not done, and the next
+    # page is empty and done.
     exact = (await run_page(dep, "g", {"numItems": 3.0, "cursor": None})).value
-    assert len(exact["page"]) == 3 and exact["isDone"] is True and isinstance(exact["continueCursor"], str)
-    # Resuming at the end cursor yields an empty, finished page.
+    assert len(exact["page"]) == 3 and exact["isDone"] is False and isinstance(exact["continueCursor"], str)
     after = (await run_page(dep, "g", {"numItems": 3.0, "cursor": exact["continueCursor"]})).value
     assert after["page"] == [] and after["isDone"] is True and isinstance(after["continueCursor"], str)
+    # Resuming at the end cursor yields an empty, finished page too.
+    again = (await run_page(dep, "g", {"numItems": 3.0, "cursor": after["continueCursor"]})).value
+    assert again["page"] == [] and again["isDone"] is True
+    whole = (await run_page(dep, "g", {"numItems": 4.0, "cursor": None})).value
+    assert len(whole["page"]) == 3 and whole["isDone"] is True
 
     partial = (await run_page(dep, "g", {"numItems": 2.0, "cursor": None})).value
     assert partial["isDone"] is False
@@ -145,7 +151,10 @@ async def test_a_cursor_from_another_index_is_invalid(dep: Deployment) -> None:
     await fill(dep, "g", [1.0, 2.0, 3.0])
     cursor = (await run_page(dep, "g", {"numItems": 1.0, "cursor": None})).value["continueCursor"]
     outcome = await call(dep, "items:pageAll", {"paginationOpts": {"numItems": 1.0, "cursor": cursor}})
-    assert not outcome.success and "InvalidCursor" in outcome.error_message
+    assert not outcome.success and ("Uncaught ConvexError: InvalidCursor: Tried to run a query starting from a "
+                                    "cursor, but it looks like this cursor is from a different query."
+                                    in outcome.error_message)
+    assert outcome.error_data == {"isConvexSystemError": True, "paginationError": "InvalidCursor"}
     for garbage in ["!!!", "", "AAAA"]:
         outcome = await call(dep, "items:pageAll", {"paginationOpts": {"numItems": 1.0, "cursor": garbage}})
         assert not outcome.success and "InvalidCursor" in outcome.error_message, garbage
@@ -159,20 +168,82 @@ async def test_a_grown_page_recommends_a_split_that_the_client_can_follow(dep: D
     grown = (await run_page(dep, "g", {"numItems": 2.0, "cursor": None}, journal=first.journal)).value
     ranks = [d["rank"] for d in grown["page"]]
     assert ranks == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0]  # > 2 * numItems: pinned by the journal
-    assert grown["pageStatus"] == "SplitRecommended" and isinstance(grown["splitCursor"], str)
+    # Far from Convex's read limits: no pageStatus, but a split cursor in the middle of the rows
+    # read, which the client follows because the page holds more than 2 * initialNumItems.
+    assert grown["pageStatus"] is None and isinstance(grown["splitCursor"], str)
     # The client replaces the page by two bounded halves; together they are exactly the page.
     left = (await run_page(dep, "g", {"numItems": 2.0, "cursor": None, "endCursor": grown["splitCursor"]})).value
     right = (await run_page(dep, "g", {"numItems": 2.0, "cursor": grown["splitCursor"],
                                        "endCursor": grown["continueCursor"]})).value
-    assert [d["rank"] for d in left["page"] + right["page"]] == ranks
-    assert left["page"] and right["page"]
+    assert [d["rank"] for d in left["page"]] == [0.0, 1.0, 2.0, 3.0]
+    assert [d["rank"] for d in right["page"]] == [4.0, 5.0, 10.0]
 
 
 async def test_only_one_paginated_query_per_function(dep: Deployment) -> None:
     outcome = await call(dep, "items:twoPages", {"group": "g", "paginationOpts": {"numItems": 1.0, "cursor": None}})
-    assert not outcome.success and "MultiplePaginatedDatabaseQueries" in outcome.error_message
+    assert not outcome.success and ("Uncaught Error: This query or mutation function ran multiple paginated "
+                                    "queries. Convex only supports a single paginated query in each function."
+                                    in outcome.error_message)
 
 
 async def test_num_items_zero_is_refused(dep: Deployment) -> None:
     outcome = await call(dep, "items:page", {"group": "g", "paginationOpts": {"numItems": 0.0, "cursor": None}})
-    assert not outcome.success and "NoDocumentsForPagination" in outcome.error_message
+    assert not outcome.success and "Uncaught Error: Must request at least 1 document while paginating" \
+        in outcome.error_message
+
+
+# -- Convex's page statuses (read_page_from_query, IndexRange) --------------------------------------
+
+
+def ranks_of(value: dict[str, Any]) -> list[float]:
+    return [d["rank"] for d in value["page"]]
+
+
+async def test_maximum_rows_read_cuts_the_page_with_split_required(dep: Deployment) -> None:
+    await fill(dep, "g", [float(i) for i in range(10)])
+    cut = (await run_page(dep, "g", {"numItems": 10.0, "cursor": None, "maximumRowsRead": 4.0})).value
+    assert ranks_of(cut) == [0.0, 1.0, 2.0, 3.0]
+    assert cut["pageStatus"] == "SplitRequired" and cut["isDone"] is False
+    # The split cursor is the middle of the rows read; the halves are bounded, so no limit applies.
+    left = (await run_page(dep, "g", {"numItems": 10.0, "cursor": None, "endCursor": cut["splitCursor"],
+                                      "maximumRowsRead": 4.0})).value
+    right = (await run_page(dep, "g", {"numItems": 10.0, "cursor": cut["splitCursor"],
+                                       "endCursor": cut["continueCursor"], "maximumRowsRead": 4.0})).value
+    assert (ranks_of(left), ranks_of(right)) == ([0.0, 1.0, 2.0], [3.0])
+    assert left["pageStatus"] is None and right["pageStatus"] is None
+    # A bounded page is never cut, but the soft limit still applies: 3 rows read > 3/4 of 1.
+    tight = (await run_page(dep, "g", {"numItems": 10.0, "cursor": None, "endCursor": cut["splitCursor"],
+                                       "maximumRowsRead": 1.0})).value
+    assert ranks_of(tight) == [0.0, 1.0, 2.0] and tight["pageStatus"] == "SplitRecommended"
+    # The next page continues right after the last row read.
+    nxt = (await run_page(dep, "g", {"numItems": 10.0, "cursor": cut["continueCursor"], "maximumRowsRead": 4.0})).value
+    assert ranks_of(nxt) == [4.0, 5.0, 6.0, 7.0]
+    last = (await run_page(dep, "g", {"numItems": 10.0, "cursor": nxt["continueCursor"], "maximumRowsRead": 4.0})).value
+    assert ranks_of(last) == [8.0, 9.0] and last["isDone"] is True and last["pageStatus"] is None
+
+
+async def test_split_recommended_past_three_quarters_of_a_read_limit(dep: Deployment) -> None:
+    await fill(dep, "g", [float(i) for i in range(10)])
+    soft = (await run_page(dep, "g", {"numItems": 7.0, "cursor": None, "maximumRowsRead": 8.0})).value
+    assert ranks_of(soft) == [float(i) for i in range(7)] and soft["pageStatus"] == "SplitRecommended"
+    under = (await run_page(dep, "g", {"numItems": 6.0, "cursor": None, "maximumRowsRead": 8.0})).value
+    assert len(under["page"]) == 6 and under["pageStatus"] is None  # 6 rows read: exactly 3/4, not past it
+    # maximumBytesRead: checked before each row, so a page always holds at least one.
+    one = (await run_page(dep, "g", {"numItems": 5.0, "cursor": None, "maximumBytesRead": 1.0})).value
+    assert ranks_of(one) == [0.0] and one["pageStatus"] == "SplitRequired" and one["splitCursor"] is None
+    for zero in ({"maximumRowsRead": 0.0}, {"maximumBytesRead": 0.0}):
+        outcome = await call(dep, "items:page", {"group": "g", "paginationOpts": {"numItems": 1.0, "cursor": None,
+                                                                                **zero}})
+        assert "Uncaught Error: maximumRowsRead and maximumBytesRead must be greater than 0" in outcome.error_message
+    outcome = await call(dep, "items:page", {"group": "g", "paginationOpts": {"numItems": 32001.0, "cursor": None}})
+    assert "Uncaught Error: Requested too many items: 32001" in outcome.error_message
+
+
+async def test_a_page_of_more_than_6144_items_recommends_a_split(dep: Deployment) -> None:
+    for start in range(0, 6200, 2000):
+        await ok(dep, "items:addMany", {"docs": [{"group": "big", "rank": float(i)}
+                                                 for i in range(start, min(start + 2000, 6200))]})
+    big = (await run_page(dep, "big", {"numItems": 6200.0, "cursor": None})).value
+    assert len(big["page"]) == 6200 and big["pageStatus"] == "SplitRecommended"
+    exactly = (await run_page(dep, "big", {"numItems": 6144.0, "cursor": None})).value
+    assert len(exactly["page"]) == 6144 and exactly["pageStatus"] is None

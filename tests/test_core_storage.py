@@ -128,7 +128,7 @@ async def test_an_index_added_to_the_schema_later_is_backfilled_on_open(tmp_path
         await ok(first, "notes:add", {"topic": topic, "n": n})
     missing = await first.call("notes:lookup", {"index": "by_topic", "field": "topic", "value": "b"},
                                kind="query", auth=NOBODY)
-    assert not missing.success and "IndexNotFound" in missing.error_message
+    assert not missing.success and 'Uncaught Error: Index "notes.by_topic" not found.' in missing.error_message
     await first.close()
 
     _write_notes_app(app, index='.index("by_topic", ["topic"])')

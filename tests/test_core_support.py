@@ -55,13 +55,16 @@ async def ok(dep: Deployment, path: str, args: dict[str, Any] | None = None, *, 
 
 
 async def fails(dep: Deployment, path: str, args: dict[str, Any] | None = None, *, auth: Auth = NOBODY) -> str:
-    """The error message of a call that must fail; asserts the failure committed nothing."""
+    """The error line of a call that must fail (the message minus its request-id line and frames);
+    asserts the failure committed nothing."""
     before = dep.latest_ts()
     outcome = await call(dep, path, args, auth=auth)
     assert not outcome.success, f"{path} unexpectedly succeeded: {outcome.value!r}"
     assert dep.latest_ts() == before, f"{path} failed but committed"
     assert outcome.error_message is not None
-    return outcome.error_message
+    head, _, rest = outcome.error_message.partition(" Server Error\n")
+    assert head.startswith("[Request ID: ") and rest.endswith("\n"), outcome.error_message
+    return rest.split("\n")[0]
 
 
 async def read(dep: Deployment, body: Callable[[DatabaseReader], Awaitable[Any]], *,

@@ -139,7 +139,7 @@ def test_functions_read_secrets_set_while_the_server_runs(server_factory):
     server = server_factory("site", extra_env={"SITE_BOTH": "from-process"})
     missing = _query(server, "config:required_digest", {"name": "SITE_SECRET"})
     assert missing["status"] == "error"
-    assert ("MissingEnvironmentVariable: Environment variable SITE_SECRET is not set; set it with "
+    assert ("Uncaught Error: Environment variable SITE_SECRET is not set; set it with "
             "`python -m engine env set SITE_SECRET ...` or in the environment") in missing["errorMessage"]
     r = httpx.post(f"{server.url}/api/action", json={"path": "config:required_in_action",
                                                      "args": {"name": "SITE_SECRET"}})
@@ -163,3 +163,18 @@ def test_serve_env_file_option(server_factory, tmp_path):
     server = server_factory("site", extra_args=("--env-file", str(path)))
     assert _query(server, "config:required_digest", {"name": "SITE_FROM_FILE"})["value"] == _digest("file-value")
     assert f"then {path}" in server.log_tail()
+
+
+def test_the_deployment_urls_are_system_variables(monkeypatch):
+    from engine import env
+
+    monkeypatch.setenv("CONVEX_CLOUD_URL", "http://from-the-environment")
+    env.set_deployment_urls("http://127.0.0.1:3210/", "http://127.0.0.1:3211")
+    try:
+        # The deployment's own origins win over anything of the same name, without a trailing slash.
+        assert env.get("CONVEX_CLOUD_URL") == "http://127.0.0.1:3210"
+        assert env.get("CONVEX_SITE_URL") == "http://127.0.0.1:3211"
+        assert env.deployment_urls() == ("http://127.0.0.1:3210", "http://127.0.0.1:3211")
+    finally:
+        env.set_deployment_urls(None, None)
+    assert env.get("CONVEX_CLOUD_URL") == "http://from-the-environment"

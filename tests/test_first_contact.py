@@ -167,5 +167,5 @@ def test_a_missing_function_hint_names_our_commands(keyless_server):
     app, server = keyless_server
     done = _engine("run", "nope:nothing", "--url", server.url, "--app", str(app))
     assert done.returncode == 1
-    assert "Could not find public function for 'nope:nothing'" in done.stderr
+    assert "Could not find function for 'nope:nothing'." in done.stderr  # Convex's /api/function wording
     assert "python -m engine dev" in done.stderr and "npx convex dev" not in done.stderr

@@ -138,12 +138,15 @@ async def test_bearer_tokens_become_ctx_auth_when_the_deployment_verifies_them()
             import json
             return json.loads(response.body)
 
-        assert (await inspect({"authorization": "Bearer good.jwt.token"}))["identity"] is None  # no verifier yet
+        # The deployment's own verifier (no providers configured) refuses it.
+        assert (await inspect({"authorization": "Bearer good.jwt.token"}))["identity"]["refused"] == "InvalidAuthHeader"
         dep.verify_token = verify_token  # type: ignore[attr-defined]
         assert (await inspect({"authorization": "Bearer good.jwt.token"}))["identity"] == {
             "subject": "user-1", "issuer": "https://issuer.example"}
-        # A webhook's shared-secret bearer token is not a JWT: the handler still runs, anonymously.
-        assert (await inspect({"authorization": "Bearer shared-webhook-secret"}))["identity"] is None
+        # A webhook's shared-secret bearer token is not a JWT: the handler still runs, and (as in
+        # Convex) asking for the identity raises the verification error instead of answering None.
+        assert (await inspect({"authorization": "Bearer shared-webhook-secret"}))["identity"] == {
+            "refused": "InvalidAuthHeader", "message": "bad token"}
         assert (await inspect({}))["identity"] is None
     finally:
         await dep.close()
@@ -190,15 +193,19 @@ def test_wrong_method_on_a_known_path_is_405_json(base):
     assert r.headers["allow"] == "POST"
 
 
-def test_a_throwing_handler_answers_500_safely_and_the_server_keeps_serving(base, site):
+def test_a_throwing_handler_answers_as_convex_and_the_server_keeps_serving(base, site):
     r = httpx.get(f"{base}/boom")
-    assert r.status_code == 500
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
     body = r.json()
-    assert body["code"] == "InternalServerError"
-    assert body["message"].endswith("Server Error: the HTTP action GET /boom failed.")
-    assert "hunter2" not in r.text and "Traceback" not in r.text
-    # The traceback (with the message) is in the server's log, under the same request id.
-    rid = body["message"].split("]")[0].removeprefix("[Request ID: ")
+    # Convex's body (redaction.rs): the error in `code` after the request id, its frames in `trace`.
+    assert set(body) == {"code", "trace"}
+    rid = body["code"].split("]")[0].removeprefix("[Request ID: ")
+    assert len(rid) == 16 and body["code"] == (
+        f"[Request ID: {rid}] Server Error: Uncaught RuntimeError: the database password is hunter2")
+    assert body["trace"].startswith("Uncaught RuntimeError: the database password is hunter2\n    at boom "
+                                    "(http_routes.py:") and body["trace"].endswith(")\n")
+    assert "Traceback" not in r.text
+    # The traceback is in the server's log, under the same request id.
     log = site.log_tail(400)
     assert f"H(GET /boom) [Request ID: {rid}] [ERROR] Uncaught RuntimeError: the database password is hunter2" in log
     assert 'raise RuntimeError("the database password is hunter2")' in log

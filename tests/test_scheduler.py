@@ -94,7 +94,7 @@ async def until(dep: Deployment, predicate: Callable[[], Awaitable[bool]], timeo
 async def test_run_after_runs_at_exactly_the_due_time(dep: Deployment, clock: ManualClock) -> None:
     job_id = await call(dep, "jobs:schedule", {"delay": 5000, "tag": "a"})
     doc = await job(dep, job_id)
-    assert doc["name"] == "jobs:record"
+    assert doc["name"] == "jobs.js:record"  # Convex's spelling of the function path
     assert doc["args"] == [{"tag": "a"}]
     assert doc["scheduledTime"] == START_MS + 5000
     assert doc["state"] == {"kind": "pending"}
@@ -149,7 +149,7 @@ async def test_scheduling_from_an_action_commits_at_once(dep: Deployment) -> Non
     message = await call_error(dep, "jobs:schedule_from_action", {"delay": 0, "tag": "kept", "fail": True})
     assert "the action failed after scheduling" in message
     jobs = await call(dep, "jobs:jobs")
-    assert [(j["name"], j["state"]["kind"]) for j in jobs] == [("jobs:record", "pending")]
+    assert [(j["name"], j["state"]["kind"]) for j in jobs] == [("jobs.js:record", "pending")]
     await dep.scheduler.drain()
     assert await events(dep) == ["kept"]
 
@@ -221,11 +221,11 @@ async def test_missing_function_fails_the_job_with_an_error(dep: Deployment) -> 
     await dep.scheduler.drain()
     doc = await job(dep, missing)
     assert doc["state"]["kind"] == "failed"
-    assert "nope:missing" in doc["state"]["error"]
+    assert "nope.js:missing" in doc["state"]["error"]
     assert doc["completedTime"] == START_MS
     doc = await job(dep, a_query)
     assert doc["state"] == {"kind": "failed",
-                            "error": "jobs:ping is a query; only mutations and actions can be scheduled."}
+                            "error": "jobs.js:ping is a query; only mutations and actions can be scheduled."}
 
 
 async def test_failing_jobs_record_the_error_and_keep_no_writes(dep: Deployment) -> None:
@@ -233,15 +233,20 @@ async def test_failing_jobs_record_the_error_and_keep_no_writes(dep: Deployment)
     a = await call(dep, "jobs:schedule_by_name", {"name": "jobs:act_fails", "delay": 0})
     bad_args = await call(dep, "jobs:schedule_by_name", {"name": "jobs:record", "delay": 0})
     await dep.scheduler.drain()
-    assert (await job(dep, m))["state"] == {"kind": "failed", "error": 'Uncaught ConvexError: {"reason":"boom"}'}
-    assert (await job(dep, a))["state"] == {"kind": "failed", "error": "Uncaught RuntimeError: the action broke"}
+    # Convex records the error's whole text, frames included.
+    failed_m, failed_a = (await job(dep, m))["state"], (await job(dep, a))["state"]
+    assert failed_m["kind"] == failed_a["kind"] == "failed"
+    assert failed_m["error"].startswith('Uncaught ConvexError: {"reason":"boom"}\n    at boom (functions/jobs.py:')
+    assert failed_a["error"].startswith("Uncaught RuntimeError: the action broke\n    at act_fails (functions/jobs.py:")
+    assert failed_m["error"].endswith(")\n") and failed_a["error"].endswith(")\n")
     state = (await job(dep, bad_args))["state"]
     assert state["kind"] == "failed" and state["error"].startswith("ArgumentValidationError:")
     assert await events(dep) == []  # boom's insert was rolled back
 
 
 async def test_bad_scheduling_calls_fail_the_caller(dep: Deployment) -> None:
-    assert "InvalidFunctionPath" in await call_error(dep, "jobs:schedule_by_name", {"name": "no such/path!", "delay": 0})
+    assert "Uncaught Error: Invalid function path 'no such/path!'" in await call_error(
+        dep, "jobs:schedule_by_name", {"name": "no such/path!", "delay": 0})
     assert await call(dep, "jobs:jobs") == []
 
 
@@ -258,11 +263,13 @@ async def test_system_tables_are_read_through_db_system_only(dep: Deployment) ->
     job_id = await call(dep, "jobs:schedule", {"delay": 1000, "tag": "s"})
     assert (await call(dep, "jobs:job_two_args", {"id": job_id}))["_id"] == job_id
     assert [j["_id"] for j in await call(dep, "jobs:jobs")] == [job_id]
+    only_system = "Uncaught Error: System tables can only be accessed with db.system."  # Convex's texts
     for path in ("jobs:read_job_via_db", "jobs:patch_job", "jobs:delete_job"):
-        assert "SystemTableAccess" in await call_error(dep, path, {"id": job_id})
-    assert "SystemTableAccess" in await call_error(dep, "jobs:scan_jobs_via_db")
-    assert "SystemTableAccess" in await call_error(dep, "jobs:insert_job")
-    assert "SystemTableAccess" in await call_error(dep, "jobs:system_reads_app_table")
+        assert only_system in await call_error(dep, path, {"id": job_id})
+    assert only_system in await call_error(dep, "jobs:scan_jobs_via_db")
+    assert "Uncaught Error: System tables (prefixed with `_`) are read-only." in await call_error(dep, "jobs:insert_job")
+    assert "Uncaught Error: User tables cannot be accessed with db.system." in await call_error(
+        dep, "jobs:system_reads_app_table")
     assert (await job(dep, job_id))["state"] == {"kind": "pending"}
 
 
@@ -274,7 +281,7 @@ async def test_system_table_numbers_are_stable_across_restarts(tmp_path: Path) -
     dep = await Deployment.open(APP, tmp_path / "db.sqlite3", clock=ManualClock(START))
     try:
         assert {n: i.number for n, i in dep.catalog.by_name.items() if i.system} == numbers
-        assert numbers == {"_scheduled_functions": 1, "_cron_jobs": 2}
+        assert numbers == {"_scheduled_functions": 1, "_cron_jobs": 2, "_storage": 3, "_storage_keys": 4}
         assert dep.catalog.by_name["events"].number == user >= 10001
     finally:
         await dep.close()
@@ -314,7 +321,10 @@ async def test_an_action_cut_off_by_a_restart_is_failed_not_rerun(tmp_path: Path
     job_id = await call(dep, "jobs:schedule_action", {"delay": 0, "tag": "a", "hold": "h"})
     await dep.scheduler.poll()
     await gates(dep).started("h").wait()
-    assert (await job(dep, job_id))["state"] == {"kind": "inProgress"}
+    state = (await job(dep, job_id))["state"]
+    # Convex's inProgress state names the run: its request id (16 hex) and execution id (a UUID).
+    assert state == {"kind": "inProgress", "requestId": state["requestId"], "executionId": state["executionId"]}
+    assert len(state["requestId"]) == 16 and len(state["executionId"]) == 36
     await dep.close()
 
     dep = await Deployment.open(APP, db, clock=ManualClock(START_MS + 1000))

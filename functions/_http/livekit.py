@@ -27,7 +27,7 @@ back, even across a restart.
 
 from __future__ import annotations
 
-from engine import ConvexError, Response, env, http_action, json_response
+from engine import ConvexError, NestedFunctionError, Response, env, http_action, json_response
 from engine.errors import EngineError
 
 from .._tenancy import LOCAL_USER_ID
@@ -80,20 +80,24 @@ async def voice_token(ctx, request):
         if value is not None and not isinstance(value, str):
             return _error(400, "BAD_REQUEST", f"`{name}` must be a string.")
     try:
+        # As in Convex, asking who calls raises when the bearer token did not verify.
+        identity = await ctx.auth.get_user_identity()
+    except EngineError as e:
+        return _error(401, "UNAUTHENTICATED", f"The bearer token was refused: {e.message}")
+    try:
         if participant_id is None and participant_type == "agent":
             if session_key is None:
                 return _error(400, "BAD_REQUEST", "An agent participant needs `participantId` or `sessionKey`.")
             participant_id = (await ctx.run_query("agents:get", {"sessionKey": session_key}))["_id"]
         elif participant_id is None:
-            identity = await ctx.auth.get_user_identity()
             participant_id = identity.get("subject") if identity else LOCAL_USER_ID
         result = await ctx.run_mutation("voice:getVoiceToken", {
             "channelId": channel_id, "participantId": participant_id, "participantType": participant_type})
     except ConvexError as e:
         return _refusal(e)
-    except EngineError as e:
-        if e.code == "ArgumentValidationError":
-            return _error(400, "BAD_REQUEST", e.message)
+    except NestedFunctionError as e:  # the mutation failed without a ConvexError
+        if e.message.startswith("ArgumentValidationError: "):
+            return _error(400, "BAD_REQUEST", e.message.removeprefix("ArgumentValidationError: ").strip())
         raise
     return json_response({**result, "room": f"channel-{channel_id}", "identity": participant_id},
                          headers=_NO_STORE)

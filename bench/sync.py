@@ -176,7 +176,7 @@ async def _build(S: int, path: Path, sizes: Sizes) -> _Subscribed:
     t0 = time.perf_counter()
     sessions = [_Session() for _ in range(100)]
     for start in range(0, S, 1000):
-        snapshot = dep.persistence.snapshot()
+        snapshot = await dep.persistence.snapshot()
         try:
             for i in range(start, min(S, start + 1000)):
                 kind, owner = _spec(i)

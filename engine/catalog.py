@@ -146,10 +146,10 @@ class Catalog:
         fill it now, before anything reads it."""
         for info in self.by_name.values():
             stored = [ix for ix in info.indexes.values() if ix.stored]
-            if not stored or self._persistence.table_is_empty(info.number):
+            if not stored or await self._persistence.table_is_empty(info.number):
                 continue
             for ix in stored:
-                if self._persistence.index_is_empty(ix.id):
+                if await self._persistence.index_is_empty(ix.id):
                     log.warning('Index "%s.%s" was registered but never filled (an interrupted build); '
                                 "filling it now.", info.name, ix.name)
                     await self._backfill(info, ix)
@@ -212,7 +212,7 @@ class Catalog:
 
         with progress(f'Index "{info.name}.{ix.name}"', unit=" docs") as bar:
             entries = []
-            for doc_id, value in self._persistence.table_documents(info.number):
+            async for doc_id, value in self._persistence.table_documents(info.number):
                 entries.append((ix.id, ix.key(decode_json(value)), doc_id))
                 bar.update(1)
         if entries:

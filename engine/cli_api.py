@@ -167,7 +167,7 @@ async def _finish_upload(dep: Any, req: HttpRequest) -> HttpResponse:
     token, parts = body.get("uploadToken"), body.get("partTokens")
     if not isinstance(args, dict) or not isinstance(token, str) or not isinstance(parts, list):
         raise EngineError("BadJsonBody", "Expected {import: {format, mode, tableName?}, uploadToken, partTokens}.")
-    import_id = await asyncio.to_thread(dep.transfers.finish_upload, token, parts, args)
+    import_id = await dep.transfers.finish_upload(token, parts, args)
     return json_response(200, {"importId": import_id})
 
 

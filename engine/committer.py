@@ -139,9 +139,10 @@ class Committer:
         return True
 
     # -- views -----------------------------------------------------------------------------------
-    def latest_view(self) -> _OpenView:
-        """The latest sequenced state, for a mutation. Close it when done."""
-        base = self._persistence.snapshot()
+    async def latest_view(self) -> _OpenView:
+        """The latest sequenced state, for a mutation. Close it when done. On a store whose reads
+        never suspend this never suspends either (engine.tail relies on it)."""
+        base = await self._persistence.snapshot()
         self.tail.trim(base.ts)
         view = _OpenView(base, self.tail, self.sequenced_ts, self)
         return view

@@ -288,19 +288,19 @@ class CronService(DueLoop):
             await system_transaction(self.dep, lambda txn: self._sync_in(txn, jobs, paths))
         self.wake()
 
-    def _sync_in(self, txn: Transaction, jobs: dict[str, CronJob], paths: dict[str, str]) -> None:
+    async def _sync_in(self, txn: Transaction, jobs: dict[str, CronJob], paths: dict[str, str]) -> None:
         table = self._table()
         ix = table.indexes["by_name"]
         now = self.clock.now_ms()
-        existing = {doc["name"]: doc for _, doc in txn.scan(table, ix, b"", b"\xff", False)}
+        existing = {doc["name"]: doc async for _, doc in txn.scan(table, ix, b"", b"\xff", False)}
         for name, doc in existing.items():
             if name not in jobs:
-                txn.delete(doc["_id"])
+                await txn.delete(doc["_id"])
         for name, job in jobs.items():
             fields = {"name": name, "function": paths[name], "args": job.args, "schedule": job.schedule.spec}
             doc = existing.get(name)
             if doc is None:
-                txn.insert(table, {**fields, "state": {"kind": "pending"},
+                await txn.insert(table, {**fields, "state": {"kind": "pending"},
                                    "nextRun": job.schedule.first_run(now), "skippedRuns": 0.0})
                 continue
             patch: dict[str, Any] = {}
@@ -311,15 +311,15 @@ class CronService(DueLoop):
             if "schedule" in patch:
                 patch["nextRun"] = job.schedule.first_run(now)
             if patch:
-                txn.patch(doc["_id"], patch)
+                await txn.patch(doc["_id"], patch)
 
     async def _pass(self, now: float) -> float | None:
         table = self._table()
         ix = table.indexes["by_next_run"]
         next_due = math.inf
-        snapshot = self.dep.persistence.snapshot()
+        snapshot = await self.dep.persistence.snapshot()
         try:
-            for _, doc_id, raw in snapshot.scan(ix.id, b"", b"\xff", False):
+            async for _, doc_id, raw in snapshot.scan(ix.id, b"", b"\xff", False):
                 doc = decode_json(raw)
                 if doc["nextRun"] > now:
                     next_due = min(next_due, doc["nextRun"])
@@ -342,21 +342,21 @@ class CronService(DueLoop):
         schedule = CronSchedule.from_spec(doc["schedule"], doc["name"])
         started = self.clock.now_ms()
 
-        def current(txn: Transaction, kind: str) -> dict[str, Any]:
-            cur = txn.get(job_id)
+        async def current(txn: Transaction, kind: str) -> dict[str, Any]:
+            cur = await txn.get(job_id)
             if cur is None or cur["nextRun"] != planned or cur["state"]["kind"] != kind:
                 raise _RunChanged
             return cur
 
         def record(kind: str, outcome: str, error: str | None = None):
-            def body(txn: Transaction) -> None:
-                cur = txn.get(job_id)
+            async def body(txn: Transaction) -> None:
+                cur = await txn.get(job_id)
                 if cur is None or cur["state"]["kind"] != kind:
                     raise _RunChanged
                 patch = _after_run(cur, schedule, self.clock.now_ms(), started, outcome, error)
                 if cur["nextRun"] != planned:  # re-planned meanwhile (a code reload): keep the new plan
                     del patch["nextRun"], patch["skippedRuns"]
-                txn.patch(job_id, patch)
+                await txn.patch(job_id, patch)
             return body
 
         fn = self.dep.app.functions.get(doc["function"])
@@ -374,9 +374,9 @@ class CronService(DueLoop):
                     log.warning('cron job "%s" failed: %s', doc["name"], error_text(e, self.dep.app.root))
                     await system_transaction(self.dep, record("pending", "failed", error_text(e, self.dep.app.root)))
             else:
-                def begin(txn: Transaction) -> None:
-                    current(txn, "pending")
-                    txn.patch(job_id, {"state": {"kind": "inProgress"}, "startedAt": started})
+                async def begin(txn: Transaction) -> None:
+                    await current(txn, "pending")
+                    await txn.patch(job_id, {"state": {"kind": "inProgress"}, "startedAt": started})
 
                 await system_transaction(self.dep, begin)
                 try:

@@ -86,7 +86,7 @@ class DatabaseReader:
                 return None  # as Convex: an id of a private system table reads like a missing table's
             if (number < FIRST_USER_TABLE_NUMBER) != self._system_tables:
                 self._check_side(info)
-        return self._txn.get(doc_id)  # type: ignore[return-value]  # Doc is a dict, for checkers only
+        return await self._txn.get(doc_id)  # type: ignore[return-value]  # Doc is a dict, for checkers only
 
     def _check_id_side(self, doc_id: Any) -> None:
         number = decode_id(doc_id)
@@ -112,27 +112,27 @@ class DatabaseWriter(DatabaseReader):
     async def insert(self, table: str, value: dict[str, Any]) -> Id[Any]:
         """The new document's id (a plain str)."""
         info = await self._table_for_insert(table)
-        return self._txn.insert(info, value)  # type: ignore[return-value]  # Id is a str, for checkers only
+        return await self._txn.insert(info, value)  # type: ignore[return-value]  # Id is a str, for checkers only
 
     async def patch(self, table_or_id: str, fields_or_id: Any, fields: Any = _NO_ID) -> None:
         """`db.patch(table, id, fields)` or `db.patch(id, fields)`."""
         doc_id, fields = (table_or_id, fields_or_id) if fields is _NO_ID else (
             self._resolve("patch", table_or_id, fields_or_id), fields)
         self._check_id_side(doc_id)
-        self._txn.patch(doc_id, fields)
+        await self._txn.patch(doc_id, fields)
 
     async def replace(self, table_or_id: str, value_or_id: Any, value: Any = _NO_ID) -> None:
         """`db.replace(table, id, value)` or `db.replace(id, value)`."""
         doc_id, value = (table_or_id, value_or_id) if value is _NO_ID else (
             self._resolve("replace", table_or_id, value_or_id), value)
         self._check_id_side(doc_id)
-        self._txn.replace(doc_id, value)
+        await self._txn.replace(doc_id, value)
 
     async def delete(self, table_or_id: str, doc_id: Any = _NO_ID) -> None:
         """`db.delete(table, id)` or `db.delete(id)`."""
         doc_id = self._resolve("delete", table_or_id, doc_id)
         self._check_id_side(doc_id)
-        self._txn.delete(doc_id)
+        await self._txn.delete(doc_id)
 
 
 class SystemDatabaseReader(DatabaseReader):

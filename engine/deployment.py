@@ -252,7 +252,7 @@ class Deployment:
 
     async def query_batch(self, calls: list[tuple[str, Any]], auth: Auth) -> list[Outcome]:
         """Run several queries at one snapshot."""
-        snapshot = self.persistence.snapshot()
+        snapshot = await self.persistence.snapshot()
         try:
             out = []
             for path, args in calls:
@@ -283,7 +283,7 @@ class Deployment:
                               "The requested timestamp is older than the history this deployment keeps "
                               f"(about {history.window_ns // 1_000_000_000} s, or since the last restart); "
                               "query at a newer timestamp.", status=400)
-        return history.view(self.persistence.snapshot(), ts)
+        return history.view(await self.persistence.snapshot(), ts)
 
     # -- HTTP actions --------------------------------------------------------------------------
     async def handle_http_action(self, request: Any) -> Any:

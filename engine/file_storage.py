@@ -140,7 +140,7 @@ class FileStorage:
     async def _remove_orphans(self) -> None:
         """Blobs with no row: written by an upload a crash cut off before its commit (or left by a
         replaced import). They can never be reached; free them."""
-        referenced = {row["uuid"] for row in self._all_keys()}
+        referenced = {row["uuid"] for row in await self._all_keys()}
         removed = 0
         for key in list(self.blobs.keys()):
             if key not in referenced:
@@ -149,12 +149,12 @@ class FileStorage:
         if removed:
             log.warning("removed %d stored file(s) that no _storage row refers to (an interrupted upload)", removed)
 
-    def _all_keys(self) -> list[dict[str, Any]]:
+    async def _all_keys(self) -> list[dict[str, Any]]:
         table = self.dep.catalog.by_name[STORAGE_KEYS]
-        txn = Transaction(self.dep.catalog, self.dep.persistence.snapshot(), writable=False)
+        txn = Transaction(self.dep.catalog, await self.dep.persistence.snapshot(), writable=False)
         try:
             scan = txn.scan(table, table.indexes["by_uuid"], b"", b"\xff", False)
-            rows = [doc for _, doc in scan]
+            rows = [doc async for _, doc in scan]
             scan.finish()
             return rows
         finally:
@@ -176,9 +176,9 @@ class FileStorage:
         task.add_done_callback(self._tasks.discard)
 
     async def _free(self, uuids: set[Any]) -> None:
-        txn = Transaction(self.dep.catalog, self.dep.persistence.snapshot(), writable=False)
+        txn = Transaction(self.dep.catalog, await self.dep.persistence.snapshot(), writable=False)
         try:
-            gone = [u for u in uuids if isinstance(u, str) and self._row_by_uuid(txn, u) is None]
+            gone = [u for u in uuids if isinstance(u, str) and await self._row_by_uuid(txn, u) is None]
         finally:
             txn.close()
         for u in gone:
@@ -225,21 +225,21 @@ class FileStorage:
     def _tables(self):
         return self.dep.catalog.by_name[STORAGE], self.dep.catalog.by_name[STORAGE_KEYS]
 
-    def _lookup(self, txn: Transaction, index: str, value: str) -> dict[str, Any] | None:
+    async def _lookup(self, txn: Transaction, index: str, value: str) -> dict[str, Any] | None:
         _, keys = self._tables()
         prefix = encode_value(value)
         scan = txn.scan(keys, keys.indexes[index], prefix, prefix + b"\xff", False)
-        found = None
-        for _, doc in scan:
-            found = doc
-            break
+        page = await scan.next_page(1)
+        found = page[0][1] if page else None
+        if page:
+            scan.last_key = page[0][0]
         scan.finish(found is None)
         return found
 
-    def _row_by_uuid(self, txn: Transaction, file_uuid: str) -> dict[str, Any] | None:
-        return self._lookup(txn, "by_uuid", file_uuid)
+    async def _row_by_uuid(self, txn: Transaction, file_uuid: str) -> dict[str, Any] | None:
+        return await self._lookup(txn, "by_uuid", file_uuid)
 
-    def resolve(self, txn: Transaction, storage_id: Any, op: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    async def resolve(self, txn: Transaction, storage_id: Any, op: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(the `_storage` document, its key row) for an `Id<"_storage">` or a file's UUID (Convex's
         legacy storage id), None if there is no such file."""
         if not isinstance(storage_id, str):
@@ -248,42 +248,42 @@ class FileStorage:
         if table_name is not None:
             if table_name != STORAGE:
                 return None
-            key_row = self._lookup(txn, "by_storage_id", storage_id)
+            key_row = await self._lookup(txn, "by_storage_id", storage_id)
         else:
             file_uuid = _as_uuid(storage_id)
             if file_uuid is None:
                 raise _invalid_storage_id(op, storage_id)
-            key_row = self._row_by_uuid(txn, file_uuid)
+            key_row = await self._row_by_uuid(txn, file_uuid)
         if key_row is None:
             return None
-        document = txn.get(key_row["storageId"])
+        document = await txn.get(key_row["storageId"])
         return (document, key_row) if document is not None else None
 
-    def _insert(self, txn: Transaction, sha256: bytes, size: int, content_type: str | None, file_uuid: str) -> str:
+    async def _insert(self, txn: Transaction, sha256: bytes, size: int, content_type: str | None, file_uuid: str) -> str:
         storage, keys = self._tables()
-        storage_id = txn.insert(storage, {"sha256": base64.b64encode(sha256).decode(), "size": float(size),
+        storage_id = await txn.insert(storage, {"sha256": base64.b64encode(sha256).decode(), "size": float(size),
                                           "contentType": content_type})
-        txn.insert(keys, {"storageId": storage_id, "uuid": file_uuid})
+        await txn.insert(keys, {"storageId": storage_id, "uuid": file_uuid})
         return storage_id
 
-    def delete_in(self, txn: Transaction, storage_id: Any, op: str = "delete") -> None:
-        found = self.resolve(txn, storage_id, op)
+    async def delete_in(self, txn: Transaction, storage_id: Any, op: str = "delete") -> None:
+        found = await self.resolve(txn, storage_id, op)
         if found is None:
             raise EngineError("StorageIdNotFound", f"storage id {storage_id} not found")
         document, key_row = found
-        txn.delete(document["_id"])
-        txn.delete(key_row["_id"])
+        await txn.delete(document["_id"])
+        await txn.delete(key_row["_id"])
 
-    def metadata_in(self, txn: Transaction, storage_id: Any) -> dict[str, Any] | None:
-        found = self.resolve(txn, storage_id, "getMetadata")
+    async def metadata_in(self, txn: Transaction, storage_id: Any) -> dict[str, Any] | None:
+        found = await self.resolve(txn, storage_id, "getMetadata")
         if found is None:
             return None
         document, key_row = found
         return {"storageId": key_row["uuid"], "sha256": base64.b64decode(document["sha256"]).hex(),
                 "size": document["size"], "contentType": document["contentType"]}
 
-    def url_in(self, txn: Transaction, storage_id: Any) -> str | None:
-        found = self.resolve(txn, storage_id, "getUrl")
+    async def url_in(self, txn: Transaction, storage_id: Any) -> str | None:
+        found = await self.resolve(txn, storage_id, "getUrl")
         return self.file_url(found[1]["uuid"]) if found is not None else None
 
     # -- storing and reading bytes --------------------------------------------------------------------
@@ -315,19 +315,19 @@ class FileStorage:
 
     async def read(self, storage_id: Any, op: str = "get") -> bytes | None:
         """The bytes of a stored file (None if there is no such file)."""
-        txn = Transaction(self.dep.catalog, self.dep.persistence.snapshot(), writable=False)
+        txn = Transaction(self.dep.catalog, await self.dep.persistence.snapshot(), writable=False)
         try:
-            found = self.resolve(txn, storage_id, op)
+            found = await self.resolve(txn, storage_id, op)
         finally:
             txn.close()
         if found is None:
             return None
         return await self.blobs.get(found[1]["uuid"])
 
-    def snapshot_read(self, fn: Any) -> Any:
-        txn = Transaction(self.dep.catalog, self.dep.persistence.snapshot(), writable=False)
+    async def snapshot_read(self, fn: Any) -> Any:
+        txn = Transaction(self.dep.catalog, await self.dep.persistence.snapshot(), writable=False)
         try:
-            return fn(txn)
+            return await fn(txn)
         finally:
             txn.close()
 
@@ -365,11 +365,11 @@ class FileStorage:
                 "generate a valid URL to retrieve files. See https://docs.convex.dev/file-storage/serve-files for "
                 "more details"))
 
-        def lookup(txn: Transaction) -> dict[str, Any] | None:
-            row = self._row_by_uuid(txn, file_uuid)
-            return txn.get(row["storageId"]) if row is not None else None
+        async def lookup(txn: Transaction) -> dict[str, Any] | None:
+            row = await self._row_by_uuid(txn, file_uuid)
+            return await txn.get(row["storageId"]) if row is not None else None
 
-        document = self.snapshot_read(lookup)
+        document = await self.snapshot_read(lookup)
         data = await self.blobs.get(file_uuid) if document is not None else None
         if document is None or data is None:
             return error_response(404, "FileNotFound", f"File {file_uuid} not found")
@@ -431,12 +431,12 @@ class StorageReader:
 
     async def get_url(self, storage_id: Any) -> str | None:
         """`<CONVEX_CLOUD_URL>/api/storage/<uuid>` serving the file, or None if there is none."""
-        return self._storage.url_in(self._txn, storage_id)
+        return await self._storage.url_in(self._txn, storage_id)
 
     async def get_metadata(self, storage_id: Any) -> dict[str, Any] | None:
         """Deprecated in Convex (read `ctx.db.system.get(id)` instead): `{storageId (the file's UUID),
         sha256 (hex), size, contentType}` or None."""
-        return self._storage.metadata_in(self._txn, storage_id)
+        return await self._storage.metadata_in(self._txn, storage_id)
 
 
 class StorageWriter(StorageReader):
@@ -449,7 +449,7 @@ class StorageWriter(StorageReader):
     async def delete(self, storage_id: Any) -> None:
         """Delete the file with this mutation: its rows go in the mutation's commit, its bytes
         right after."""
-        self._storage.delete_in(self._txn, storage_id)
+        await self._storage.delete_in(self._txn, storage_id)
 
 
 class StorageActionWriter:
@@ -459,10 +459,10 @@ class StorageActionWriter:
         self._storage = storage
 
     async def get_url(self, storage_id: Any) -> str | None:
-        return self._storage.snapshot_read(lambda txn: self._storage.url_in(txn, storage_id))
+        return await self._storage.snapshot_read(lambda txn: self._storage.url_in(txn, storage_id))
 
     async def get_metadata(self, storage_id: Any) -> dict[str, Any] | None:
-        return self._storage.snapshot_read(lambda txn: self._storage.metadata_in(txn, storage_id))
+        return await self._storage.snapshot_read(lambda txn: self._storage.metadata_in(txn, storage_id))
 
     async def generate_upload_url(self) -> str:
         return self._storage.upload_url()

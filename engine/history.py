@@ -21,14 +21,11 @@ true state at its timestamp (OCC checked it), and its own puts never reached the
 
 from __future__ import annotations
 
-from typing import cast
-
-import heapq
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .storage import Snapshot
+from .overlay import OverlaySnapshot
+from .storage.base import Snapshot
 
 __all__ = ["History", "HistoricalSnapshot", "Undo"]
 
@@ -100,61 +97,15 @@ class History:
         return HistoricalSnapshot(base, ts, docs, keys)
 
 
-class HistoricalSnapshot(Snapshot):
+class HistoricalSnapshot(OverlaySnapshot):
     """A snapshot read through an undo overlay (see the module docstring)."""
 
-    __slots__ = ("_base", "ts", "_docs", "_keys")
+    __slots__ = ("base", "ts", "_docs", "_keys", "_sorted")
 
     def __init__(self, base: Snapshot, ts: int, docs: dict[str, tuple[int, bytes] | None],
                  keys: dict[int, dict[bytes, str | None]]) -> None:
-        self._base = base
+        self.base = base
         self.ts = ts
         self._docs = docs
         self._keys = keys
-
-    def get(self, doc_id: str) -> tuple[int, bytes] | None:
-        if doc_id in self._docs:
-            return self._docs[doc_id]
-        return self._base.get(doc_id)
-
-    def scan(self, index_id: int, lo: bytes, hi: bytes, desc: bool) -> Iterator[tuple[bytes, str, bytes]]:
-        changed = self._keys.get(index_id)
-        if not changed and not self._docs:
-            yield from self._base.scan(index_id, lo, hi, desc)
-            return
-        changed = changed or {}
-        restored = sorted((key, doc_id) for key, doc_id in changed.items() if doc_id is not None and lo <= key < hi)
-        if desc:
-            restored.reverse()
-        merged = heapq.merge(self._unchanged(index_id, lo, hi, desc, changed),
-                             ((key, doc_id, self._value(doc_id)) for key, doc_id in restored),
-                             key=lambda row: row[0], reverse=desc)
-        for row in merged:
-            if row[2] is not None:
-                yield cast("tuple[bytes, str, bytes]", row)
-
-    def _unchanged(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
-                   changed: dict[bytes, str | None]) -> Iterator[tuple[bytes, str, bytes | None]]:
-        docs = self._docs
-        for key, doc_id, value in self._base.scan(index_id, lo, hi, desc):
-            if key in changed:
-                continue  # written after ts: the overlay says whether (and to what) it was there
-            if doc_id in docs:  # the document changed after ts without moving in this index
-                yield key, doc_id, self._value(doc_id)
-            else:
-                yield key, doc_id, value
-
-    def _value(self, doc_id: str) -> bytes | None:
-        before = self._docs.get(doc_id)
-        if before is not None:
-            return before[1]
-        if doc_id in self._docs:
-            return None  # did not exist at ts (cannot happen for a key that was there; skipped)
-        row = self._base.get(doc_id)
-        return row[1] if row is not None else None
-
-    def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
-        return self._base.mutation_result(session_id, request_id)
-
-    def close(self) -> None:
-        self._base.close()
+        self._sorted = {index_id: sorted(by_key) for index_id, by_key in keys.items()}

@@ -12,7 +12,6 @@ journal pins its end to the same key, so the new row lands in exactly one page.
 from __future__ import annotations
 
 import base64
-import itertools
 import struct
 from typing import Any, TYPE_CHECKING, cast
 
@@ -94,7 +93,7 @@ class _PageReader:
     (filtered out or not) is a candidate split position."""
 
     def __init__(self, rows: Any, *, bounded: bool, max_rows: int | None, max_bytes: int | None) -> None:
-        self._rows = iter(rows)
+        self._rows = rows  # a RangeScan
         self._buffer: list[tuple[bytes, dict[str, Any]]] = []
         self._pos = 0
         self._unfetched = True
@@ -109,7 +108,7 @@ class _PageReader:
         self.soft_bytes = soft_data_limit(min(max_bytes if max_bytes is not None else MAX_BYTES_READ,
                                               MAX_BYTES_READ))
 
-    def next(self, hint: int | None) -> tuple[bytes, dict[str, Any]] | None:
+    async def next(self, hint: int | None) -> tuple[bytes, dict[str, Any]] | None:
         while True:
             if self.enforce and self.max_bytes is not None and self.returned_bytes >= self.max_bytes:
                 raise _PaginationLimit
@@ -129,7 +128,7 @@ class _PageReader:
                 if self.rows_read >= self.max_rows:
                     raise _PaginationLimit
                 want = min(want, self.max_rows - self.rows_read)
-            self._buffer = list(itertools.islice(self._rows, want))
+            self._buffer = await self._rows.fetch(want)
             self._pos = 0
             self.rows_read += len(self._buffer)
             if len(self._buffer) < want:
@@ -222,9 +221,9 @@ async def paginate(query: Query, opts: Any) -> dict[str, Any]:
     while bounded or len(page) < num_items:  # type: ignore[operator]
         hint = FILTER_QUERY_PREFETCH if filtered else (num_items if bounded else num_items - len(page))  # type: ignore[operator]
         try:
-            item = reader.next(hint)
+            item = await reader.next(hint)
             while item is not None and not query._matches(item[1]):
-                item = reader.next(hint)
+                item = await reader.next(hint)
         except _PaginationLimit:
             status = "SplitRequired"
             break

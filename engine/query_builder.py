@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import EngineError
 from .index_keys import UNDEFINED, encode_value
+from .storage.base import MAX_PAGE
 from .values import compare_values
 
 if TYPE_CHECKING:
@@ -282,22 +283,30 @@ class Query:
         out: list[dict[str, Any]] = []
         if n == 0:
             return out
-        it = iter(scan)
-        exhausted = True
-        for _, doc in it:
-            if self._matches(doc):
-                out.append(doc)
-                if len(out) >= n:
-                    exhausted = False
-                    break
-        scan.finish(exhausted)
+        matches = self._matches
+        # The first page asks for as many rows as are wanted (filters may need more pages). A
+        # plain loop, not `async for`: an async generator left part-way costs a task to close.
+        limit = min(n, MAX_PAGE)
+        while (page := await scan.next_page(limit)) is not None:
+            for key, doc in page:
+                if matches(doc):
+                    out.append(doc)
+                    if len(out) >= n:
+                        scan.last_key = key  # what was read ends here, not at the page's end
+                        scan.finish(False)
+                        return out
+            limit = min(limit * 2, MAX_PAGE)
+        scan.finish(True)
         return out
 
     async def collect(self) -> list[dict[str, Any]]:
         scan = await self._open()
         if scan is None:
             return []
-        out = [doc for _, doc in scan if self._matches(doc)]
+        matches = self._matches
+        out = []
+        async for page in scan.pages():
+            out.extend(doc for _, doc in page if matches(doc))
         scan.finish()
         return out
 
@@ -319,7 +328,7 @@ class Query:
         scan = await self._open()
         if scan is None:
             return
-        for _, doc in scan:
+        async for _, doc in scan:
             if self._matches(doc):
                 yield doc
         scan.finish(True)

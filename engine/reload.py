@@ -115,11 +115,11 @@ def _wanted_indexes(schema: Any, name: str) -> dict[str, list[str]]:
     return {ix: list(fields) + list(SYSTEM_FIELDS) for ix, fields in definition.indexes.items()}
 
 
-def _check_documents(dep: Deployment, schema: Any) -> Transaction:
+async def _check_documents(dep: Deployment, schema: Any) -> Transaction:
     """Validate every stored document of the schema's tables; the returned (closed) transaction
     holds what was read, for the OCC check at the swap."""
     catalog = dep.catalog
-    txn = Transaction(catalog, dep.persistence.snapshot(), writable=False)
+    txn = Transaction(catalog, await dep.persistence.snapshot(), writable=False)
     try:
         if schema is None:
             return txn
@@ -129,7 +129,7 @@ def _check_documents(dep: Deployment, schema: Any) -> Transaction:
                 continue  # a new table: nothing stored yet
             ix = info.indexes[BY_CREATION_TIME]
             txn.reads.add(ix.id, *_FULL_RANGE)
-            for _, doc_id, raw in txn.snapshot.scan(ix.id, *_FULL_RANGE, False):
+            async for _, doc_id, raw in txn.snapshot.scan(ix.id, *_FULL_RANGE, False):
                 doc = decode_json(raw)
                 try:
                     definition.validate(doc, catalog, table=name)
@@ -149,11 +149,11 @@ async def _build_index(dep: Deployment, info: TableInfo, name: str, fields: list
     await dep.persistence.add_index(ix.id, info.name, name, fields)
     source = info.indexes[BY_CREATION_TIME]
     for _ in range(MAX_ATTEMPTS):
-        txn = Transaction(dep.catalog, dep.persistence.snapshot(), writable=False)
+        txn = Transaction(dep.catalog, await dep.persistence.snapshot(), writable=False)
         try:
             txn.reads.add(source.id, *_FULL_RANGE)
             entries = [(ix.id, ix.key(decode_json(raw)), doc_id)
-                       for _, doc_id, raw in txn.snapshot.scan(source.id, *_FULL_RANGE, False)]
+                       async for _, doc_id, raw in txn.snapshot.scan(source.id, *_FULL_RANGE, False)]
         finally:
             txn.close()
 
@@ -218,7 +218,7 @@ async def reload_app(dep: Deployment) -> App:
     new = _load(dep.app.root)
     _check_crons(new)
     for _ in range(MAX_ATTEMPTS):
-        checked = _check_documents(dep, new.schema)
+        checked = await _check_documents(dep, new.schema)
         await _add_tables_and_indexes(dep, new.schema)
         try:
             dep.committer.validate(checked)

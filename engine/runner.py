@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ class Runner:
                         snapshot: Snapshot | None = None, journal: str | None = None,
                         request_id: str | None = None) -> tuple[QueryRun, list[str]]:
         """Run a query at `snapshot` (or a fresh one, closed after) for a caller: raises on failure."""
-        snap = self.dep.persistence.snapshot() if snapshot is None else snapshot
+        snap = await self.dep.persistence.snapshot() if snapshot is None else snapshot
         try:
             ev = await self.evaluate_query(fn, args, auth, snap, journal, request_id=request_id)
         finally:
@@ -309,13 +310,13 @@ class Runner:
         """One run of the handler on a fresh latest view, sequenced if it wrote. Returns
         (value, wire, ts, awaitable that completes once ts is durable, log lines); raises Conflict."""
         committer = self.dep.committer
-        view = committer.latest_view()
+        view = await committer.latest_view()
         txn = Transaction(self.dep.catalog, view, writable=True)
         try:
             if idempotency is not None:
                 key = encode_key(list(idempotency))
                 txn.reads.add(IDEMPOTENCY_KEYS, *point(key))
-                stored = view.mutation_result(*idempotency)
+                stored = await view.mutation_result(*idempotency)
                 if stored is not None:  # ran before (a client re-sent it after a reconnect)
                     value = decode_json(stored[1])
                     return value, to_wire(value), stored[0], self._durable_view(view.generation, stored[0]), []
@@ -333,7 +334,9 @@ class Runner:
                     _keep_lines(e, lines)
                     raise
             if before_commit is not None:
-                before_commit(txn)
+                done = before_commit(txn)
+                if inspect.isawaitable(done):
+                    await done
             if txn.writes or extra is not None:
                 hook = (lambda rec: extra(rec, wire)) if extra is not None else None
                 while True:

@@ -26,6 +26,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import secrets
@@ -139,15 +140,17 @@ def to_ms(moment: Any) -> float:
 
 
 # -- small engine transactions -------------------------------------------------------------------
-async def system_transaction(dep: Deployment, body: Callable[[Transaction], T]) -> T:
-    """Run `body(txn)` on a fresh snapshot and commit what it wrote, re-running it on conflicts.
-    `body` is synchronous (the transaction API is), so one attempt is atomic on the event loop."""
+async def system_transaction(dep: Deployment, body: Callable[[Transaction], Any]) -> Any:
+    """Run `body(txn)` (a function or a coroutine function) on a fresh snapshot and commit what it
+    wrote, re-running it on conflicts."""
     for _ in range(MAX_SYSTEM_TXN_ATTEMPTS):
-        txn = Transaction(dep.catalog, dep.persistence.snapshot(), writable=True)
+        txn = Transaction(dep.catalog, await dep.persistence.snapshot(), writable=True)
         future = None
         busy = None
         try:
             result = body(txn)
+            if inspect.isawaitable(result):
+                result = await result
             if txn.writes:
                 _, future = dep.committer.sequence(txn)
         except Busy as e:  # a mutation has the sequencer to itself for a moment
@@ -327,13 +330,13 @@ class Scheduler(DueLoop):
                 return
 
     # finding work
-    def _scan(self, kind: str):  # -> Iterator[dict] of jobs in `kind`, by scheduledTime
+    async def _scan(self, kind: str):  # -> AsyncIterator[dict] of jobs in `kind`, by scheduledTime
         table = self._table()
         ix = table.indexes["by_state"]
         lo = encode_key([kind])
-        snapshot = self.dep.persistence.snapshot()
+        snapshot = await self.dep.persistence.snapshot()
         try:
-            for _, _, raw in snapshot.scan(ix.id, lo, lo + b"\xff", False):
+            async for _, _, raw in snapshot.scan(ix.id, lo, lo + b"\xff", False):
                 yield decode_json(raw)
         finally:
             snapshot.close()
@@ -342,7 +345,7 @@ class Scheduler(DueLoop):
         next_due = math.inf
         jobs = self._scan("pending")
         try:
-            for job in jobs:
+            async for job in jobs:
                 if job["scheduledTime"] > now:
                     next_due = min(next_due, job["scheduledTime"])
                     break
@@ -354,11 +357,11 @@ class Scheduler(DueLoop):
                     break  # a finishing job wakes the loop
                 self._launch(job["_id"], lambda job=job: self._execute(job))
         finally:
-            jobs.close()
+            await jobs.aclose()
         return next_due if next_due != math.inf else None
 
     async def _recover_interrupted(self) -> None:
-        ids = [job["_id"] for job in self._scan("inProgress")]
+        ids = [job["_id"] async for job in self._scan("inProgress")]
         for job_id in ids:
             await system_transaction(self.dep, lambda txn, job_id=job_id: _transition(
                 txn, job_id, ("inProgress",), {"kind": "failed", "error": INTERRUPTED}, self.clock.now_ms()))
@@ -382,14 +385,14 @@ class Scheduler(DueLoop):
             async def handler(ctx: Any, args: dict[str, Any]) -> Any:
                 # As in Convex, the mutation sees its own job `inProgress` (a write of its own
                 # transaction: everyone else sees it pending until the outcome commits).
-                if not _transition(ctx.db._txn, job_id, ("pending",), running, None):
+                if not await _transition(ctx.db._txn, job_id, ("pending",), running, None):
                     raise _JobChanged  # canceled (or run) meanwhile: do nothing
                 return await fn.handler(ctx, args)
 
-            def mark_success(txn: Transaction) -> None:
+            async def mark_success(txn: Transaction) -> None:
                 # A mutation that canceled its own job commits its writes and the job stays canceled.
-                if not _transition(txn, job_id, ("inProgress",), {"kind": "success"}, self.clock.now_ms()):
-                    job_now = txn.get(job_id)
+                if not await _transition(txn, job_id, ("inProgress",), {"kind": "success"}, self.clock.now_ms()):
+                    job_now = await txn.get(job_id)
                     if job_now is None or job_now["state"]["kind"] != "canceled":
                         raise _JobChanged
 
@@ -452,16 +455,16 @@ def _in_progress() -> dict[str, Any]:
     return {"kind": "inProgress", "requestId": secrets.token_hex(8), "executionId": str(uuid.uuid4())}
 
 
-def _transition(txn: Transaction, job_id: str, from_kinds: tuple[str, ...], state: dict[str, Any],
-                completed_ms: float | None) -> bool:
+async def _transition(txn: Transaction, job_id: str, from_kinds: tuple[str, ...], state: dict[str, Any],
+                      completed_ms: float | None) -> bool:
     """Move a job to `state` if it is in one of `from_kinds`; False (and no write) otherwise."""
-    job = txn.get(job_id)
+    job = await txn.get(job_id)
     if job is None or job["state"]["kind"] not in from_kinds:
         return False
     fields: dict[str, Any] = {"state": state}
     if completed_ms is not None:
         fields["completedTime"] = completed_ms
-    txn.patch(job_id, fields)
+    await txn.patch(job_id, fields)
     return True
 
 
@@ -499,9 +502,9 @@ class _SchedulerApi:
             raise EngineError("InvalidId", f"ctx.scheduler.cancel needs an id of {SCHEDULED_FUNCTIONS}, got {job_id!r}.")
         return job_id
 
-    def _cancel_in(self, txn: Transaction, job_id: str) -> None:
+    async def _cancel_in(self, txn: Transaction, job_id: str) -> None:
         # Pending jobs never run; a running action keeps running (as in Convex) but is recorded canceled.
-        _transition(txn, job_id, ("pending", "inProgress"), {"kind": "canceled"}, self._scheduler.clock.now_ms())
+        await _transition(txn, job_id, ("pending", "inProgress"), {"kind": "canceled"}, self._scheduler.clock.now_ms())
 
     async def _insert(self, doc: dict[str, Any]) -> str:
         raise NotImplementedError
@@ -518,10 +521,10 @@ class MutationScheduler(_SchedulerApi):
         self._txn = txn
 
     async def _insert(self, doc: dict[str, Any]) -> str:
-        return self._txn.insert(self._scheduler._table(), doc)
+        return await self._txn.insert(self._scheduler._table(), doc)
 
     async def cancel(self, job_id: str) -> None:
-        self._cancel_in(self._txn, self._check_job_id(job_id))
+        await self._cancel_in(self._txn, self._check_job_id(job_id))
 
 
 class ActionScheduler(_SchedulerApi):

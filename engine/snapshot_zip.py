@@ -48,11 +48,10 @@ import tempfile
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from .catalog import BY_CREATION_TIME, BY_ID, SYSTEM_TABLES, Catalog
 from .cron import CRON_JOBS
@@ -63,6 +62,7 @@ from .blobs import LocalBlobStore
 from .file_storage import STORAGE, STORAGE_KEYS, blob_dir_for, extension_for
 from .ids import new_id
 from .storage import Persistence, Snapshot, SqlitePersistence
+from .storage.base import scan_now
 from .values import check_field_name, decode_json, encode_json
 
 __all__ = ["export_snapshot", "import_snapshot", "TABLES_FILE"]
@@ -108,7 +108,7 @@ async def export_snapshot(db_path: str | Path, out_path: str | Path, *,
     await store.open()
     try:
         _, tables, indexes = await store.load_catalog()
-        snapshot = store.snapshot()  # one read transaction: every table at the same commit
+        snapshot = await store.snapshot()  # one read transaction: every table at the same commit
         try:
             return _write_zip(snapshot, tables, indexes, out_path,
                               blob_dir_for(db_path) if include_file_storage else None)
@@ -141,7 +141,7 @@ def _write_zip(snapshot: Snapshot, tables: dict[str, int], indexes: dict[tuple[s
                 count = 0
                 with zf.open(f"{name}/documents.jsonl", "w") as out:
                     # Stored values are already canonical encoded JSON (sorted keys).
-                    for _, _, raw in snapshot.scan(index[0], *_FULL_RANGE, False):
+                    for _, _, raw in scan_now(snapshot, index[0], *_FULL_RANGE):
                         out.write(bytes(raw) + b"\n")
                         count += 1
                         bar.update(1)
@@ -168,13 +168,13 @@ def _write_files(zf: zipfile.ZipFile, snapshot: Snapshot, indexes: dict[tuple[st
         zf.writestr(f"{STORAGE}/documents.jsonl", "")
         return 0
     uuids = {}
-    for _, _, raw in snapshot.scan(keys_ix[0], *_FULL_RANGE, False):
+    for _, _, raw in scan_now(snapshot, keys_ix[0], *_FULL_RANGE):
         row = decode_json(raw)
         uuids[row["storageId"]] = row["uuid"]
     blobs = LocalBlobStore(blob_dir)
     lines, count = [], 0
     with zf.open(f"{STORAGE}/documents.jsonl", "w") as out:
-        for _, _, raw in snapshot.scan(storage_ix[0], *_FULL_RANGE, False):
+        for _, _, raw in scan_now(snapshot, storage_ix[0], *_FULL_RANGE):
             doc = decode_json(raw)
             file_uuid = uuids.get(doc["_id"])
             if file_uuid is None:
@@ -373,7 +373,7 @@ class _PlanningStore(Persistence):
 
     async def close(self) -> None: ...
 
-    def snapshot(self) -> Snapshot:
+    async def snapshot(self, *, private: bool = False) -> Snapshot:
         raise NotImplementedError
 
     async def write(self, batch: Any) -> None:
@@ -388,15 +388,16 @@ class _PlanningStore(Persistence):
 
     async def drop_index(self, index_id: int) -> None: ...
 
-    def table_documents(self, table_number: int) -> Iterator[tuple[str, bytes]]:
-        return iter(())  # every table is empty until the import fills it
+    async def table_documents(self, table_number: int) -> AsyncIterator[tuple[str, bytes]]:
+        return  # every table is empty until the import fills it
+        yield
 
     async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None: ...
 
-    def table_is_empty(self, table_number: int) -> bool:
+    async def table_is_empty(self, table_number: int) -> bool:
         return True
 
-    def index_is_empty(self, index_id: int) -> bool:
+    async def index_is_empty(self, index_id: int) -> bool:
         return True
 
 
@@ -444,13 +445,14 @@ def _check_against_schema(tables: list[_Table], catalog: Catalog) -> None:
                                   f"match the schema: {reason}") from None
 
 
-def _documents_held(store: SqlitePersistence, tables: dict[str, int]) -> dict[str, int]:
+async def _documents_held(store: SqlitePersistence, tables: dict[str, int]) -> dict[str, int]:
     held = {}
     for name, number in tables.items():
         if name in _DERIVED_TABLES:
             continue
-        with closing(cast(Any, store.table_documents(number))) as rows:
-            count = sum(1 for _ in rows)
+        count = 0
+        async for _ in store.table_documents(number):
+            count += 1
         if count:
             held[name] = count
     return held
@@ -472,7 +474,7 @@ async def import_snapshot(app_dir: str | Path, db_path: str | Path, zip_path: st
     try:
         _, existing, _ = await store.load_catalog()
         if not replace:
-            held = _documents_held(store, existing)
+            held = await _documents_held(store, existing)
             if held:
                 summary = ", ".join(f"{name}: {count}" for name, count in sorted(held.items()))
                 raise EngineError("DeploymentNotEmpty",

@@ -257,7 +257,7 @@ class SubscriptionManager:
 
     # -- one round -------------------------------------------------------------------------------
     async def round(self) -> None:
-        snapshot = self.dep.persistence.snapshot()
+        snapshot = await self.dep.persistence.snapshot()
         try:
             ts = snapshot.ts
             affected = self.affected_since(self.processed_ts, ts)

@@ -190,8 +190,8 @@ async def _count(dep: Deployment, ctx: Any, table: str) -> int:
     txn = ctx.db._txn
     scan = txn.scan(info, ix, b"", b"\xff", False)
     count = 0
-    for _ in scan:
-        count += 1
+    async for page in scan.pages(first=1024):
+        count += len(page)
     scan.finish()
     return count
 

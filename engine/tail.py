@@ -24,10 +24,11 @@ Invariants:
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import insort
 from collections import deque
-from collections.abc import Iterator
-from .storage import CommitRecord, Snapshot
+
+from .overlay import OverlaySnapshot
+from .storage.base import CommitRecord, Snapshot
 
 __all__ = ["Tail", "TailView"]
 
@@ -123,7 +124,7 @@ class Tail:
         self._commits.clear()
 
 
-class TailView(Snapshot):
+class TailView(OverlaySnapshot):
     """The latest sequenced state at `ts`: a durable snapshot with the tail over it (see the module
     docstring). Reads the live tail until `freeze()`, then a private copy of it."""
 
@@ -148,65 +149,17 @@ class TailView(Snapshot):
         self._sorted = {i: list(k) for i, k in self._sorted.items()}
         self._results = dict(self._results)
 
-    def get(self, doc_id: str) -> tuple[int, bytes] | None:
+    def _doc_state(self, doc_id: str) -> tuple[bool, tuple[int, bytes] | None]:
         state = self._docs.get(doc_id)
-        if state is not None:
-            return None if state[2] is None else (state[1], state[2])  # type: ignore[return-value]
-        return self.base.get(doc_id)
+        if state is None:
+            return False, None
+        return True, (None if state[2] is None else (state[1], state[2]))  # type: ignore[return-value]
 
-    def scan(self, index_id: int, lo: bytes, hi: bytes, desc: bool) -> Iterator[tuple[bytes, str, bytes]]:
-        by_key = self._keys.get(index_id)
-        if not by_key and not self._docs:
-            yield from self.base.scan(index_id, lo, hi, desc)
-            return
-        # Tail keys in range, captured now: the scan may outlive a freeze or later commits.
-        pending: list[tuple[bytes, str | None]] = []
-        if by_key:
-            keys = self._sorted[index_id]
-            i = bisect_left(keys, lo)
-            while i < len(keys) and keys[i] < hi:
-                pending.append((keys[i], by_key[keys[i]][1]))
-                i += 1
-            if desc:
-                pending.reverse()
-        p = 0
-        n = len(pending)
-        for row in self.base.scan(index_id, lo, hi, desc):
-            key = row[0]
-            while p < n and ((pending[p][0] > key) if desc else (pending[p][0] < key)):
-                out = self._pending_row(pending[p])
-                p += 1
-                if out is not None:
-                    yield out
-            if p < n and pending[p][0] == key:
-                out = self._pending_row(pending[p])  # the tail decides this key
-                p += 1
-                if out is not None:
-                    yield out
-                continue
-            state = self._docs.get(row[1])
-            if state is None:
-                yield row
-            elif state[2] is not None:  # changed without moving in this index
-                yield key, row[1], state[2]
-        while p < n:
-            out = self._pending_row(pending[p])
-            p += 1
-            if out is not None:
-                yield out
+    def _key_state(self, index_id: int, key: bytes) -> str | None:
+        return self._keys[index_id][key][1]
 
-    def _pending_row(self, entry: tuple[bytes, str | None]) -> tuple[bytes, str, bytes] | None:
-        key, doc_id = entry
-        if doc_id is None:
-            return None
-        found = self.get(doc_id)
-        return (key, doc_id, found[1]) if found is not None else None
-
-    def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
+    async def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
         state = self._results.get((session_id, request_id))
         if state is not None:
             return state
-        return self.base.mutation_result(session_id, request_id)
-
-    def close(self) -> None:
-        self.base.close()
+        return await self.base.mutation_result(session_id, request_id)

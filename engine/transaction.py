@@ -12,7 +12,7 @@ error instead of exhausting the process.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from .errors import EngineError
 from .ids import new_id
 from .index_keys import UNDEFINED, encode_value
 from .reads import ReadSet, point, successor
-from .storage import CommitRecord, Snapshot
+from .storage.base import FIRST_PAGE, MAX_PAGE, CommitRecord, Snapshot, after
 from .values import check_field_name, decode_stored, encode_json, value_size
 
 __all__ = ["Transaction", "Limits", "IDEMPOTENCY_KEYS"]
@@ -86,6 +86,7 @@ class Transaction:
         self.reads = ReadSet()
         self.writes: dict[str, _Write] = {}
         self._rows: dict[str, tuple[int, bytes] | None] = {}  # stored rows read so far, by id
+        self._inline = snapshot.inline_reads  # reads without a coroutine each
         self.docs_read = 0
         self.bytes_read = 0
         self.ranges_read = 0
@@ -123,7 +124,7 @@ class Transaction:
                               f"Too many bytes read in one function (limit: {self.limits.bytes_read}).")
 
     # -- reads ---------------------------------------------------------------------------------
-    def get(self, doc_id: str) -> dict[str, Any] | None:
+    async def get(self, doc_id: str) -> dict[str, Any] | None:
         table = self._table_of(doc_id)
         if table is None:
             return None
@@ -132,18 +133,19 @@ class Transaction:
         pending = self.writes.get(doc_id)
         if pending is not None:
             return _copy(pending.new)
-        row = self._row(doc_id)
+        row = await self._row(doc_id)
         if row is None:
             return None
         self._count_doc(len(row[1]))
         return decode_stored(row[1])
 
-    def _row(self, doc_id: str) -> tuple[int, bytes] | None:
+    async def _row(self, doc_id: str) -> tuple[int, bytes] | None:
         """The stored (table number, JSON) of a document in this transaction's snapshot."""
         rows = self._rows
         if doc_id in rows:
             return rows[doc_id]
-        row = rows[doc_id] = self.snapshot.get(doc_id)
+        snapshot = self.snapshot
+        row = rows[doc_id] = snapshot.get_now(doc_id) if self._inline else await snapshot.get(doc_id)  # type: ignore[attr-defined]
         return row
 
     def _table_of(self, doc_id: Any) -> TableInfo | None:
@@ -162,21 +164,22 @@ class Transaction:
         if not self.writable:
             raise EngineError("ReadOnlyTransaction", "Queries cannot write to the database; use a mutation.")
 
-    def _existing(self, doc_id: str, verb: str) -> tuple[TableInfo, dict[str, Any]]:
+    async def _existing(self, doc_id: str, verb: str) -> tuple[TableInfo, dict[str, Any]]:
         table = self._table_of(doc_id)
-        current = self.get(doc_id) if table is not None else None
+        current = await self.get(doc_id) if table is not None else None
         if table is None or current is None:
             raise EngineError("DocumentNotFound", f"Cannot {verb} document {doc_id!r}: it does not exist.")
         return table, current
 
-    def _stage(self, table: TableInfo, doc_id: str, new: dict[str, Any] | None,
-               changed: set[str] | None = None, old: dict[str, Any] | None = None) -> None:
+    async def _stage(self, table: TableInfo, doc_id: str, new: dict[str, Any] | None,
+                     changed: set[str] | None = None, old: dict[str, Any] | None = None,
+                     created: bool = False) -> None:
         """`old`, when given, is the snapshot's version of the document, decoded (saves a decode)."""
         if new is not None:
             self._check_document(table, new)
         w = self.writes.get(doc_id)
         if w is None:
-            row = self._row(doc_id)
+            row = None if created else await self._row(doc_id)
             if old is None and row is not None:
                 old = decode_stored(row[1])
             self.writes[doc_id] = _Write(table, old, new, row[1] if row is not None else None,
@@ -216,7 +219,7 @@ class Transaction:
                                   f'Table "{table.name}" is not in the schema; add it to schema.py before writing to it.')
             table.definition.validate(user, self.catalog, table=table.name)
 
-    def insert(self, table: TableInfo, value: dict[str, Any]) -> str:
+    async def insert(self, table: TableInfo, value: dict[str, Any]) -> str:
         self._require_writable()
         if not isinstance(value, dict):
             raise EngineError("InvalidDocument", f'insert into "{table.name}" expects an object.')
@@ -227,20 +230,20 @@ class Transaction:
         doc = {k: v for k, v in value.items() if v is not UNDEFINED}
         doc["_id"] = doc_id
         doc["_creationTime"] = creation_clock.next()
-        self._stage(table, doc_id, doc)
+        await self._stage(table, doc_id, doc, created=True)
         return doc_id
 
-    def patch(self, doc_id: str, fields: dict[str, Any]) -> None:
+    async def patch(self, doc_id: str, fields: dict[str, Any]) -> None:
         self._require_writable()
         if not isinstance(fields, dict):
             raise EngineError("InvalidDocument", "patch expects an object of fields.")
         table = self._table_of(doc_id)
         old = None
         if table is not None and doc_id not in self.writes:
-            old = self.get(doc_id)  # records the read; a fresh decode we may keep as the old version
+            old = await self.get(doc_id)  # records the read; a fresh decode we may keep as the old version
             current = dict(old) if old is not None else None  # top-level copy: patch replaces fields
         else:
-            current = self.get(doc_id) if table is not None else None
+            current = await self.get(doc_id) if table is not None else None
         if table is None or current is None:
             raise EngineError("DocumentNotFound", f"Cannot patch document {doc_id!r}: it does not exist.")
         for key, value in fields.items():
@@ -252,25 +255,25 @@ class Transaction:
                 current.pop(key, None)
             else:
                 current[key] = value
-        self._stage(table, doc_id, current, {k for k in fields if k not in ("_id", "_creationTime")}, old)
+        await self._stage(table, doc_id, current, {k for k in fields if k not in ("_id", "_creationTime")}, old)
 
-    def replace(self, doc_id: str, value: dict[str, Any]) -> None:
+    async def replace(self, doc_id: str, value: dict[str, Any]) -> None:
         self._require_writable()
         if not isinstance(value, dict):
             raise EngineError("InvalidDocument", "replace expects an object.")
-        table, current = self._existing(doc_id, "replace")
+        table, current = await self._existing(doc_id, "replace")
         doc = {k: v for k, v in value.items() if v is not UNDEFINED and k not in ("_id", "_creationTime")}
         for key in ("_id", "_creationTime"):
             if key in value and value[key] != current[key]:
                 raise EngineError("InvalidDocument", f'replace cannot change the system field "{key}".')
         doc["_id"] = current["_id"]
         doc["_creationTime"] = current["_creationTime"]
-        self._stage(table, doc_id, doc)
+        await self._stage(table, doc_id, doc)
 
-    def delete(self, doc_id: str) -> None:
+    async def delete(self, doc_id: str) -> None:
         self._require_writable()
-        table, _ = self._existing(doc_id, "delete")
-        self._stage(table, doc_id, None)
+        table, _ = await self._existing(doc_id, "delete")
+        await self._stage(table, doc_id, None)
 
     # -- commit --------------------------------------------------------------------------------
     def to_commit(self, ts: int) -> tuple[CommitRecord, list[tuple[int, bytes]], tuple[list[Any], list[Any]]]:
@@ -309,8 +312,11 @@ class Transaction:
 
 
 class RangeScan:
-    """Walks [lo, hi) of one index in order, merging the transaction's own writes, and records the
-    interval actually covered in the read set when `finish()` is called."""
+    """Walks [lo, hi) of one index in order, page by page, merging the transaction's own writes, and
+    records the interval actually covered in the read set when `finish()` is called.
+
+    `async for key, doc in scan` yields rows one by one; `scan.pages(first)` yields whole pages
+    (lists of rows), whose consumer sets `last_key` to the last row it used if it stops early."""
 
     def __init__(self, txn: Transaction, table: TableInfo, index: IndexInfo, lo: bytes, hi: bytes,
                  desc: bool) -> None:
@@ -321,49 +327,114 @@ class RangeScan:
         self.hi = hi
         self.desc = desc
         self.last_key: bytes | None = None
-        self._done = False
+        self._done = False  # the consumer went through the whole range
+        self._source_done = False  # every page has been read
+        self._at: tuple[bytes, bytes] | None = None  # what is left of the range to read
+        self._pending: list[tuple[bytes, dict[str, Any] | None]] = []  # our own writes in range, in order
+        self._skip: set[str] = set()
+        self._p = 0
+        self._buffer: list[tuple[bytes, dict[str, Any]]] = []
         txn.open_scans.append(self)
 
-    def __iter__(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
-        txn, ix, lo, hi, desc = self.txn, self.index, self.lo, self.hi, self.desc
+    async def __aiter__(self) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+        async for page in self.pages():
+            for row in page:
+                self.last_key = row[0]
+                yield row
+
+    async def pages(self, first: int = FIRST_PAGE) -> AsyncIterator[list[tuple[bytes, dict[str, Any]]]]:
+        """The rest of the range, page by page (page sizes double from `first` up to MAX_PAGE)."""
+        limit = max(1, min(first, MAX_PAGE))
+        while (page := await self.next_page(limit)) is not None:
+            yield page
+            limit = min(limit * 2, MAX_PAGE)
+
+    async def next_page(self, limit: int) -> list[tuple[bytes, dict[str, Any]]] | None:
+        """The next non-empty page of at most about `limit` rows; None once the range is done
+        (the consumer saw all of it)."""
+        while not self._source_done:
+            page = await self._next_page(max(1, limit))
+            if page:
+                self.last_key = page[-1][0]
+                return page
+        self._done = True
+        return None
+
+    async def fetch(self, n: int) -> list[tuple[bytes, dict[str, Any]]]:
+        """The next `n` rows (fewer only where the range ends)."""
+        buffer = self._buffer
+        while len(buffer) < n and not self._source_done:
+            buffer.extend(await self._next_page(n - len(buffer)))
+        out, self._buffer = buffer[:n], buffer[n:]
+        if self._source_done and not self._buffer and len(out) < n:
+            self._done = True
+        if out:
+            self.last_key = out[-1][0]
+        return out
+
+    def _plan(self) -> None:
+        txn, ix, lo, hi = self.txn, self.index, self.lo, self.hi
         if not ix.stored:
             raise EngineError("InvalidIndexRange", 'The "by_id" index only supports db.get(id).')
         if not txn.writes:  # nothing of our own to merge: the common case
-            rows = txn._rows
-            number = self.table.number
-            count = txn._count_doc
-            for key, doc_id, value in txn.snapshot.scan(ix.id, lo, hi, desc):
-                count(len(value))
-                rows[doc_id] = (number, value)
-                self.last_key = key
-                yield key, decode_stored(value)
-            self._done = True
+            self._at = (lo, hi)
             return
         mine = [d for d, w in txn.writes.items() if w.table is self.table]
-        pending = sorted(
+        self._pending = sorted(
             ((key, w.new) for d in mine if (w := txn.writes[d]).new is not None
              and lo <= (key := ix.key(w.new)) < hi),
-            key=lambda kv: kv[0], reverse=desc)
-        skip = set(mine)
-        rows = txn._rows
-        number = self.table.number
-        p = 0
-        for key, doc_id, value in txn.snapshot.scan(ix.id, lo, hi, desc):
-            txn._count_doc(len(value))
-            rows[doc_id] = (number, value)
+            key=lambda kv: kv[0], reverse=self.desc)
+        self._skip = set(mine)
+        self._at = (lo, hi)
+
+    async def _next_page(self, limit: int) -> list[tuple[bytes, dict[str, Any]]]:
+        """One page of the index merged with our own writes; sets _done once the range ended."""
+        if self._at is None:
+            self._plan()
+        lo, hi = self._at  # type: ignore[misc]
+        txn, desc, pending, skip = self.txn, self.desc, self._pending, self._skip
+        snapshot = txn.snapshot
+        if txn._inline:
+            rows, resume = snapshot.scan_page_now(self.index.id, lo, hi, desc, limit)  # type: ignore[attr-defined]
+        else:
+            rows, resume = await snapshot.scan_page(self.index.id, lo, hi, desc, limit)
+        rows_cache, number, count = txn._rows, self.table.number, txn._count_doc
+        page: list[tuple[bytes, dict[str, Any]]] = []
+        p = self._p
+        if not pending and not skip:  # no writes of our own to merge: the common case
+            for key, doc_id, value in rows:
+                count(len(value))
+                rows_cache[doc_id] = (number, value)
+                page.append((key, decode_stored(value)))
+            if resume is None:
+                self._source_done = True
+            elif desc:
+                self._at = (lo, resume)
+            else:
+                self._at = (after(resume), hi)
+            return page
+        for key, doc_id, value in rows:
+            count(len(value))
+            rows_cache[doc_id] = (number, value)
             while p < len(pending) and ((pending[p][0] > key) if desc else (pending[p][0] < key)):
-                self.last_key = pending[p][0]
-                yield pending[p][0], _copy(pending[p][1])  # type: ignore[misc]
+                page.append((pending[p][0], _copy(pending[p][1])))
                 p += 1
             if doc_id in skip:
                 continue
-            self.last_key = key
-            yield key, decode_stored(value)
-        while p < len(pending):
-            self.last_key = pending[p][0]
-            yield pending[p][0], _copy(pending[p][1])  # type: ignore[misc]
-            p += 1
-        self._done = True
+            page.append((key, decode_stored(value)))
+        if resume is not None:
+            if desc:
+                hi = resume
+            else:
+                lo = after(resume)
+        if resume is None or lo >= hi:  # the range is done: whatever of our own is left comes last
+            while p < len(pending):
+                page.append((pending[p][0], _copy(pending[p][1])))
+                p += 1
+            self._source_done = True
+        self._p = p
+        self._at = (lo, hi)
+        return page
 
     def finish(self, exhausted: bool | None = None) -> None:
         """Record what was read: the whole range if the walk ran to its end, else up to last_key."""

@@ -140,7 +140,7 @@ class _Plan:
     create: dict[str, int] = field(default_factory=dict)  # new table -> its number
 
 
-def _plan_numbers(dep: Deployment, tables: list[_Table]) -> _Plan:
+async def _plan_numbers(dep: Deployment, tables: list[_Table]) -> _Plan:
     catalog = dep.catalog
     plan = _Plan()
     wanted: dict[str, int] = {}
@@ -173,7 +173,7 @@ def _plan_numbers(dep: Deployment, tables: list[_Table]) -> _Plan:
         info = catalog.by_name[name]
         if info.system:
             raise _refuse("ImportTableNumbers", f'System table "{name}" cannot change its number.')
-        if not dep.persistence.table_is_empty(info.number):
+        if not await dep.persistence.table_is_empty(info.number):
             why = (f'the snapshot\'s ids for table "{name}" carry number {plan.moves[name]}'
                    if name in wanted else f'the snapshot needs its number {info.number} for another table')
             raise _refuse("ImportTableNumbers",
@@ -220,9 +220,9 @@ async def _apply_numbers(dep: Deployment, plan: _Plan) -> None:
         await catalog.ensure_table(name, number=number or None)
 
 
-def _scan_all(txn: Transaction, info: TableInfo) -> list[dict[str, Any]]:
+async def _scan_all(txn: Transaction, info: TableInfo) -> list[dict[str, Any]]:
     scan = txn.scan(info, info.indexes[BY_CREATION_TIME], *_FULL_RANGE, False)
-    docs = [doc for _, doc in scan]
+    docs = [doc async for _, doc in scan]
     scan.finish()
     return docs
 
@@ -260,31 +260,31 @@ async def import_tables(dep: Deployment, tables: list[_Table], mode: str = "requ
     if mode not in MODES:
         raise _refuse("InvalidImport", f"Unknown import mode {mode!r}; expected one of {', '.join(MODES)}.")
     tables = [t for t in tables if t.name != CRON_JOBS]
-    await _apply_numbers(dep, _plan_numbers(dep, tables))
+    await _apply_numbers(dep, await _plan_numbers(dep, tables))
     _fill_single_table(tables, dep)
     _check_against_schema(tables, dep.catalog)
     for _ in range(MAX_ATTEMPTS):
-        txn = Transaction(dep.catalog, dep.committer.latest_view(), writable=True, limits=_IMPORT_LIMITS)
+        txn = Transaction(dep.catalog, await dep.committer.latest_view(), writable=True, limits=_IMPORT_LIMITS)
         try:
             infos = [(t, dep.catalog.by_name[t.name]) for t in tables if dep.catalog.table(t.name) is not None]
             existing: dict[str, set[str]] = {}
             for t, info in infos:
-                docs = _scan_all(txn, info)
+                docs = await _scan_all(txn, info)
                 if mode == "requireEmpty" and docs:
                     raise _refuse("ImportTableNotEmpty",
                                   f'Table "{t.name}" already holds {len(docs)} document(s); import into empty '
                                   "tables, or choose --replace (or --append).")
                 if mode in ("replace", "replaceAll"):
                     for doc in docs:
-                        txn._stage(info, doc["_id"], None)
+                        await txn._stage(info, doc["_id"], None)
                 else:
                     existing[t.name] = {doc["_id"] for doc in docs}
             if mode == "replaceAll":
                 imported = {t.name for t in tables}
                 for name, info in dep.catalog.by_name.items():
                     if not info.system and name not in imported:
-                        for doc in _scan_all(txn, info):
-                            txn._stage(info, doc["_id"], None)
+                        for doc in await _scan_all(txn, info):
+                            await txn._stage(info, doc["_id"], None)
             written = 0
             for t, info in infos:
                 taken = existing.get(t.name, set())
@@ -292,7 +292,7 @@ async def import_tables(dep: Deployment, tables: list[_Table], mode: str = "requ
                     if doc["_id"] in taken:
                         raise _refuse("ImportDuplicateId", f'Table "{t.name}", document {where}: id '
                                       f'"{doc["_id"]}" already exists (append keeps existing documents).')
-                    txn._stage(info, doc["_id"], doc)
+                    await txn._stage(info, doc["_id"], doc)
                     written += 1
                     if progress is not None and written % 1000 == 0:
                         progress(1000)
@@ -377,7 +377,7 @@ class Transfers:
             tables = {name: info.number for name, info in catalog.by_name.items()}
             indexes = {(info.name, ix.name): (ix.id, list(ix.fields))
                        for info in catalog.by_name.values() for ix in info.indexes.values()}
-            snapshot = self.dep.persistence.snapshot()
+            snapshot = await self.dep.persistence.snapshot(private=True)  # read from a worker thread
             start = snapshot.ts
             target = Path(out_path) if out_path is not None else self._export_dir() / f"snapshot_{start}.zip"
             if out_path is not None and target.exists():
@@ -435,7 +435,8 @@ class Transfers:
         parts.append(Path(name))
         return {"partNumber": part_number, "part": Path(name).name, "size": len(data)}
 
-    def finish_upload(self, token: str, part_tokens: list[Any], args: dict[str, Any]) -> str:
+    def assemble_upload(self, token: str, part_tokens: list[Any]) -> Path:
+        """The uploaded parts joined into one file (file work: callers run it in a thread)."""
         parts = self._uploads.pop(token, None)
         if parts is None:
             raise _refuse("InvalidUploadToken", "Unknown upload token; start the upload again.")
@@ -449,10 +450,14 @@ class Transfers:
                 out.write(path.read_bytes())
         for p in parts:
             p.unlink(missing_ok=True)
-        return self.register_import(Path(name), args)
+        return Path(name)
+
+    async def finish_upload(self, token: str, part_tokens: list[Any], args: dict[str, Any]) -> str:
+        path = await asyncio.to_thread(self.assemble_upload, token, part_tokens)
+        return await self.register_import(path, args)
 
     # -- imports ---------------------------------------------------------------------------------
-    def register_import(self, path: Path, args: dict[str, Any]) -> str:
+    async def register_import(self, path: Path, args: dict[str, Any]) -> str:
         """Parse and check an uploaded file; the import waits for confirmation (or has failed)."""
         fmt = args.get("format") or "zip"
         mode = args.get("mode") or "requireEmpty"
@@ -466,32 +471,41 @@ class Transfers:
         self._imports[item.id] = item
         try:
             item.tables = read_import_file(path, fmt, table)
-            item.state = {"state": "waiting_for_confirmation", "message_to_confirm": self._summary(item),
-                          "require_manual_confirmation": self._deletes(item)}
+            item.state = {"state": "waiting_for_confirmation", "message_to_confirm": await self._summary(item),
+                          "require_manual_confirmation": await self._deletes(item)}
         except EngineError as e:
             item.state = {"state": "failed", "error_message": f"{e.code}: {e.message}"}
         return item.id
 
-    def _summary(self, item: _Import) -> str:
+    async def _summary(self, item: _Import) -> str:
         assert item.tables is not None
         lines = ["Import change summary:", "table | create | delete |", "------|--------|--------|"]
         for t in item.tables:
             if t.name == CRON_JOBS:
                 continue
-            deleting = self._held(t.name) if item.mode in ("replace", "replaceAll") else 0
-            lines.append(f"{t.name} | {len(t.docs)} | {deleting} of {self._held(t.name)} |")
+            held = await self._held(t.name)
+            deleting = held if item.mode in ("replace", "replaceAll") else 0
+            lines.append(f"{t.name} | {len(t.docs)} | {deleting} of {held} |")
         return "\n".join(lines)
 
-    def _held(self, table: str) -> int:
+    async def _held(self, table: str) -> int:
         info = self.dep.catalog.table(table)
         if info is None:
             return 0
-        return sum(1 for _ in self.dep.persistence.table_documents(info.number))
+        count = 0
+        async for _ in self.dep.persistence.table_documents(info.number):
+            count += 1
+        return count
 
-    def _deletes(self, item: _Import) -> bool:
+    async def _deletes(self, item: _Import) -> bool:
         if item.mode == "replaceAll":
             return True
-        return item.mode == "replace" and any(self._held(t.name) for t in item.tables or ())
+        if item.mode != "replace":
+            return False
+        for t in item.tables or ():
+            if await self._held(t.name):
+                return True
+        return False
 
     async def perform(self, import_id: str) -> dict[str, Any]:
         item = self._imports.get(import_id)

@@ -82,7 +82,7 @@ async def test_an_agent_uploads_a_document_in_one_call(app_env, tmp_path):
         assert document["type"] == "image" and document["tenantId"] == "default"
         assert document["storageId"] == body["storageId"]
         # Refusals store nothing.
-        rows_before = len(dep.file_storage._all_keys())
+        rows_before = len(await dep.file_storage._all_keys())
         assert (await post({"title": "x", "type": "note"}, b"data", admin))[1]["code"] == "INVALID_ARGUMENTS"
         assert (await post({"title": "x", "taskId": "nope"}, b"data", admin))[1]["code"] == "NOT_FOUND"
         assert (await post({"type": "image"}, b"data", admin))[0] == 400
@@ -91,6 +91,6 @@ async def test_an_agent_uploads_a_document_in_one_call(app_env, tmp_path):
         status, body = await post({"title": "x"}, b"data", {"authorization": "Bearer not-a-jwt"})
         assert (status, body["code"]) == (401, "UNAUTHENTICATED")
         await dep.file_storage.settled()
-        assert len(dep.file_storage._all_keys()) == rows_before
+        assert len(await dep.file_storage._all_keys()) == rows_before
     finally:
         await dep.close()

@@ -55,18 +55,18 @@ dep_catalog: list[Any] = []
 
 async def apply(dep: Deployment, batch: list[tuple], ids: list[str]) -> None:
     items = dep.catalog.table("items")
-    txn = Transaction(dep.catalog, dep.persistence.snapshot(), writable=True)
+    txn = Transaction(dep.catalog, await dep.persistence.snapshot(), writable=True)
     try:
         for o in batch:
-            live = [i for i in ids if txn.get(i) is not None]
+            live = [i for i in ids if await txn.get(i) is not None]
             if o[0] == "insert":
-                ids.append(txn.insert(items, {"group": o[1], "rank": float(o[2])}))
+                ids.append(await txn.insert(items, {"group": o[1], "rank": float(o[2])}))
             elif live and o[0] == "patch":
-                txn.patch(live[o[1] % len(live)], {"group": o[2], "rank": float(o[3])})
+                await txn.patch(live[o[1] % len(live)], {"group": o[2], "rank": float(o[3])})
             elif live and o[0] == "tag":  # changes the document, not its index keys
-                txn.patch(live[o[1] % len(live)], {"tags": [o[2]]})
+                await txn.patch(live[o[1] % len(live)], {"tags": [o[2]]})
             elif live and o[0] == "delete":
-                txn.delete(live[o[1] % len(live)])
+                await txn.delete(live[o[1] % len(live)])
         _, durable = dep.committer.sequence(txn)
         await durable
     finally:
@@ -86,7 +86,7 @@ def test_reads_at_past_timestamps_match_what_was_read_then(batches, tmp_path_fac
             seen: list[tuple[int, list[str], dict[str, Any]]] = []
             await apply(dep, [("insert", "a", 1)], ids)
             for batch in batches:
-                snap = dep.persistence.snapshot()
+                snap = await dep.persistence.snapshot()
                 seen.append((snap.ts, list(ids), await read(snap, ids)))
                 await apply(dep, batch, ids)
             for ts, known, then in seen:

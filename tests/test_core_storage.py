@@ -70,15 +70,15 @@ async def test_timestamps_never_go_backwards_across_a_reopen(tmp_path: Path,
 
 async def test_a_snapshot_keeps_its_view_while_commits_land(dep: Deployment) -> None:
     item = await ok(dep, "items:add", {"group": "g", "rank": 1.0})
-    before = dep.persistence.snapshot()
+    before = await dep.persistence.snapshot()
     try:
         await ok(dep, "items:remove", {"id": item})
         await ok(dep, "items:add", {"group": "g", "rank": 2.0})
-        assert before.get(item) is not None
+        assert await before.get(item) is not None
         assert before.ts < dep.latest_ts()
-        after = dep.persistence.snapshot()
+        after = await dep.persistence.snapshot()
         try:
-            assert after.get(item) is None and after.ts == dep.latest_ts()
+            assert await after.get(item) is None and after.ts == dep.latest_ts()
         finally:
             after.close()
     finally:
@@ -164,9 +164,9 @@ async def test_an_index_registered_but_never_filled_is_filled_on_open(tmp_path: 
 
     store = SqlitePersistence(db)
     await store.open()
-    assert not store.index_is_empty(index_id)
+    assert not await store.index_is_empty(index_id)
     await store._writer.execute(store._stmts["index_clear"], (index_id,))  # the interrupted build
-    assert store.index_is_empty(index_id) and not store.table_is_empty(first.catalog.table("notes").number)
+    assert await store.index_is_empty(index_id) and not await store.table_is_empty(first.catalog.table("notes").number)
     await store.close()
 
     second = await Deployment.open(app, db)
@@ -184,15 +184,15 @@ async def test_a_scan_left_open_does_not_pin_the_next_snapshot_to_an_old_view(de
     keeps the old read transaction and the next snapshot on it silently sees stale data."""
     await ok(dep, "items:fill", {"group": "g", "start": 0.0, "count": 100.0})
     ix = dep.catalog.table("items").indexes["by_creation_time"]
-    first = dep.persistence.snapshot()
-    rows = first.scan(ix.id, b"", b"\xff", False)
-    next(rows)  # the generator (and its statement) stays alive past close(), as an abandoned scan can
+    first = await dep.persistence.snapshot()
+    rows = first.scan(ix.id, b"", b"\xff", False, first_page=10)
+    await rows.__anext__()  # the walk stays alive past close(), as an abandoned scan can
     first.close()
     await ok(dep, "items:add", {"group": "g", "rank": 1000.0})
-    fresh = dep.persistence.snapshot()
+    fresh = await dep.persistence.snapshot()
     try:
         assert fresh.ts == dep.latest_ts()
-        assert sum(1 for _ in fresh.scan(ix.id, b"", b"\xff", False)) == 101
+        assert len([row async for row in fresh.scan(ix.id, b"", b"\xff", False)]) == 101
     finally:
         fresh.close()
     del rows

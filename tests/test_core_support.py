@@ -70,7 +70,7 @@ async def fails(dep: Deployment, path: str, args: dict[str, Any] | None = None, 
 async def read(dep: Deployment, body: Callable[[DatabaseReader], Awaitable[Any]], *,
                limits: Limits = DEFAULT_LIMITS) -> Any:
     """`await body(db)` on a fresh read-only transaction (what a query's ctx.db is)."""
-    txn = Transaction(dep.catalog, dep.persistence.snapshot(), writable=False, limits=limits)
+    txn = Transaction(dep.catalog, await dep.persistence.snapshot(), writable=False, limits=limits)
     try:
         return await body(DatabaseReader(txn))
     finally:

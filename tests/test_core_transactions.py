@@ -132,20 +132,20 @@ async def test_occ_as_a_script(dep: Deployment) -> None:
     b = await ok(dep, "items:add", {"group": "b", "rank": 1.0})
     items = dep.catalog.table("items")
 
-    def begin() -> Transaction:
-        return Transaction(dep.catalog, dep.persistence.snapshot(), writable=True)
+    async def begin() -> Transaction:
+        return Transaction(dep.catalog, await dep.persistence.snapshot(), writable=True)
 
-    t1, t2, t3 = begin(), begin(), begin()
+    t1, t2, t3 = await begin(), await begin(), await begin()
     try:
-        t1.get(a)
-        t1.patch(b, {"rank": 2.0})  # t1: reads a, writes b
-        t2.get(b)
-        t2.patch(a, {"rank": 3.0})  # t2: reads b (which t1 writes)
+        await t1.get(a)
+        await t1.patch(b, {"rank": 2.0})  # t1: reads a, writes b
+        await t2.get(b)
+        await t2.patch(a, {"rank": 3.0})  # t2: reads b (which t1 writes)
         ix = items.indexes["by_group"]
         lo = encode_value("c")
-        list(t3.scan(items, ix, lo, lo + b"\xff", False))
+        [row async for row in t3.scan(items, ix, lo, lo + b"\xff", False)]
         t3.flush_scans()
-        t3.insert(items, {"group": "d", "rank": 0.0})  # t3: reads group "c", writes group "d"
+        await t3.insert(items, {"group": "d", "rank": 0.0})  # t3: reads group "c", writes group "d"
 
         ts1, durable = dep.committer.sequence(t1)
         await durable
@@ -166,12 +166,12 @@ async def test_occ_as_a_script(dep: Deployment) -> None:
 async def test_a_write_into_a_scanned_range_conflicts(dep: Deployment) -> None:
     items = dep.catalog.table("items")
     ix = items.indexes["by_group"]
-    reader = Transaction(dep.catalog, dep.persistence.snapshot(), writable=True)
+    reader = Transaction(dep.catalog, await dep.persistence.snapshot(), writable=True)
     try:
         lo = encode_value("c")
-        assert list(reader.scan(items, ix, lo, lo + b"\xff", False)) == []
+        assert [row async for row in reader.scan(items, ix, lo, lo + b"\xff", False)] == []
         reader.flush_scans()  # an empty range is still read: inserting into it must conflict
-        reader.insert(items, {"group": "elsewhere", "rank": 0.0})
+        await reader.insert(items, {"group": "elsewhere", "rank": 0.0})
         await ok(dep, "items:add", {"group": "c", "rank": 5.0})
         with pytest.raises(Conflict):
             dep.committer.sequence(reader)
@@ -210,3 +210,20 @@ async def test_print_inside_a_function_becomes_log_lines(dep: Deployment) -> Non
     outcome = await call(dep, "misc:hello", {"name": "world"})
     assert outcome.success
     assert outcome.log_lines == ["[LOG] 'hello' 'world' 2", "[LOG] { a: 1.5 }"]
+
+
+async def test_a_scan_after_deleting_in_the_same_transaction_skips_the_deleted(dep: Deployment) -> None:
+    """Own writes that are only deletions still shape an index walk (the page fast path must not
+    skip them)."""
+    a = await ok(dep, "items:add", {"group": "g", "rank": 1.0})
+    b = await ok(dep, "items:add", {"group": "g", "rank": 2.0})
+    items = dep.catalog.table("items")
+    ix = items.indexes["by_group"]
+    lo = encode_value("g")
+    txn = Transaction(dep.catalog, await dep.persistence.snapshot(), writable=True)
+    try:
+        await txn.delete(a)
+        seen = [doc["_id"] async for _, doc in txn.scan(items, ix, lo, lo + b"\xff", False)]
+        assert seen == [b]
+    finally:
+        txn.close()

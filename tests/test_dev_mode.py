@@ -309,15 +309,15 @@ async def add(ctx, args):
 '''
 
 
-def _index_matches_documents(dep, table: str) -> None:
+async def _index_matches_documents(dep, table: str) -> None:
     """Every stored index of `table` holds exactly one entry per document, under its current key."""
     info = dep.catalog.table(table)
-    snapshot = dep.persistence.snapshot()
+    snapshot = await dep.persistence.snapshot()
     try:
-        docs = [decode_json(raw) for _, _, raw in snapshot.scan(info.indexes["by_creation_time"].id,
-                                                                b"", b"\xff", False)]
+        docs = [decode_json(raw) async for _, _, raw in snapshot.scan(info.indexes["by_creation_time"].id,
+                                                                      b"", b"\xff", False)]
         for ix in info.stored_indexes():
-            entries = [(key, doc_id) for key, doc_id, _ in snapshot.scan(ix.id, b"", b"\xff", False)]
+            entries = [(key, doc_id) async for key, doc_id, _ in snapshot.scan(ix.id, b"", b"\xff", False)]
             assert entries == sorted((ix.key(doc), doc["_id"]) for doc in docs), ix.name
     finally:
         snapshot.close()
@@ -350,7 +350,7 @@ async def test_reload_rebuilds_indexes_consistently_while_mutations_run(tmp_path
         info = dep.catalog.table("notes")
         assert set(info.indexes) == {"by_id", "by_creation_time", "by_text", "by_n"}
         assert list(info.indexes["by_text"].fields) == ["text", "n", "_creationTime", "_id"]
-        _index_matches_documents(dep, "notes")
+        await _index_matches_documents(dep, "notes")
     finally:
         await dep.close()
     # What was persisted is what a restart loads: the same indexes, nothing rebuilt differently.
@@ -358,7 +358,7 @@ async def test_reload_rebuilds_indexes_consistently_while_mutations_run(tmp_path
     try:
         assert {n: list(ix.fields) for n, ix in dep.catalog.table("notes").indexes.items()} == \
             {n: list(ix.fields) for n, ix in info.indexes.items()}
-        _index_matches_documents(dep, "notes")
+        await _index_matches_documents(dep, "notes")
     finally:
         await dep.close()
 
@@ -379,7 +379,7 @@ async def test_reload_syncs_crons_and_refuses_a_cron_naming_a_missing_function(t
                                 'crons.daily("nightly", {"hourUTC": 3, "minuteUTC": 0}, "notes:add", {"text": "x"})\n')
         await dep.reload()
         table = dep.catalog.table(CRON_JOBS)
-        jobs = [decode_json(raw)["name"] for _, raw in dep.persistence.table_documents(table.number)]
+        jobs = [decode_json(raw)["name"] async for _, raw in dep.persistence.table_documents(table.number)]
         assert jobs == ["nightly"]
         # A failure while importing names the file and line where it happened.
         _save(app / "functions" / "broken.py", "from engine import query\n\nVALUE = 1 / 0\n")

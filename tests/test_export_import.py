@@ -123,16 +123,16 @@ async def full_dump(db: Path) -> dict[str, Any]:
     await store.open()
     try:
         _, tables, indexes = await store.load_catalog()
-        snapshot = store.snapshot()
+        snapshot = await store.snapshot()
         try:
             entries = {
-                f"{table}.{name}": (fields, [(key, doc_id) for key, doc_id, _ in
+                f"{table}.{name}": (fields, [(key, doc_id) async for key, doc_id, _ in
                                              snapshot.scan(ix, b"", b"\xff", False)])
                 for (table, name), (ix, fields) in indexes.items() if name != "by_id"
             }
         finally:
             snapshot.close()
-        docs = {name: sorted(store.table_documents(number)) for name, number in tables.items()}
+        docs = {name: sorted([row async for row in store.table_documents(number)]) for name, number in tables.items()}
         return {"tables": tables, "documents": docs, "indexes": entries}
     finally:
         await store.close()

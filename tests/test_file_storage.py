@@ -126,7 +126,7 @@ async def test_storage_ids_are_validated_and_the_key_table_is_private(dep):
             "Storage ID should be an\n                    Id of '_storage' table, or a UUID string.") in message
     assert "There is no system table \"_storage_keys\"" in await fails(dep, "files:peekKeys", {}, "query")
     # db.get of the private table's ids reads like a missing document.
-    key_id = dep.file_storage._all_keys()[0]["_id"]
+    key_id = (await dep.file_storage._all_keys())[0]["_id"]
     assert await ok(dep, "files:getAny", {"id": key_id}, "query") is None
 
 

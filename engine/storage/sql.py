@@ -56,10 +56,16 @@ STATEMENTS = {
     " WHERE e.index_id = ? AND e.key >= ? AND e.key < ? ORDER BY e.key ASC",
     "scan_desc": "SELECT e.key, e.doc_id, d.value FROM index_entries AS e JOIN documents AS d ON d.id = e.doc_id"
     " WHERE e.index_id = ? AND e.key >= ? AND e.key < ? ORDER BY e.key DESC",
-    # Index-only walks: the engine.storage document cache supplies the documents.
-    "scan_keys_asc": "SELECT key, doc_id FROM index_entries WHERE index_id = ? AND key >= ? AND key < ? ORDER BY key ASC",
-    "scan_keys_desc": "SELECT key, doc_id FROM index_entries WHERE index_id = ? AND key >= ? AND key < ?"
-    " ORDER BY key DESC",
+    # Index pages: rows of [lo, hi) in key order, at most LIMIT of them.
+    "page_asc": "SELECT e.key, e.doc_id, d.value FROM index_entries AS e JOIN documents AS d ON d.id = e.doc_id"
+    " WHERE e.index_id = ? AND e.key >= ? AND e.key < ? ORDER BY e.key ASC LIMIT ?",
+    "page_desc": "SELECT e.key, e.doc_id, d.value FROM index_entries AS e JOIN documents AS d ON d.id = e.doc_id"
+    " WHERE e.index_id = ? AND e.key >= ? AND e.key < ? ORDER BY e.key DESC LIMIT ?",
+    # Index-only pages: the SQLite store's document cache supplies the documents.
+    "page_keys_asc": "SELECT key, doc_id FROM index_entries WHERE index_id = ? AND key >= ? AND key < ?"
+    " ORDER BY key ASC LIMIT ?",
+    "page_keys_desc": "SELECT key, doc_id FROM index_entries WHERE index_id = ? AND key >= ? AND key < ?"
+    " ORDER BY key DESC LIMIT ?",
     "mutation_result_get": "SELECT ts, result FROM mutation_results WHERE session_id = ? AND request_id = ?",
     "mutation_result_put": "INSERT INTO mutation_results (session_id, request_id, ts, result) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (session_id, request_id) DO NOTHING",

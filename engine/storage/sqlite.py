@@ -1,8 +1,5 @@
-"""Persistence: the only module that talks to SQLite (and the only importer of aiosqlite).
-
-Layout (see engine.sql): `documents` holds the latest version of each document as Convex-encoded
-JSON; `index_entries` maps (index id, order-preserving key bytes) -> document id, one row per
-document per stored index; `meta` keeps the commit-timestamp high-water mark.
+"""SQLite, the embedded default store (engine.storage.base's contract): the only module that talks to
+SQLite (and the only importer of aiosqlite).
 
 Concurrency model:
 - One writer. All writes go through `SqlitePersistence.write()` on a single aiosqlite connection
@@ -12,9 +9,7 @@ Concurrency model:
   B-tree walks, so running them inline costs less than a thread hop per read.
 - The snapshot's `ts` is read from `meta` inside the same read transaction, so the data it sees is
   exactly the state after the commit with that timestamp.
-
-`Persistence` is the interface the engine codes against; SQLite is the embedded default and the SQL
-is rendered per dialect (engine.sql) so another backend can implement the same contract.
+- Reads never suspend (`inline_reads`): the coroutines of the contract complete at once.
 """
 
 from __future__ import annotations
@@ -23,99 +18,17 @@ import asyncio
 import os
 import sqlite3
 import tempfile
-from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from .errors import EngineError
+from ..errors import EngineError
+from .base import CommitRecord, Persistence, Row, Snapshot, after, resume_key
 from .sql import render
 
-__all__ = ["CommitRecord", "DatabaseLock", "Persistence", "Snapshot", "SqlitePersistence", "database_holder",
-           "read_only_dump"]
-
-
-@dataclass(slots=True)
-class CommitRecord:
-    """Everything one committed transaction changes, in storage terms."""
-
-    ts: int
-    doc_puts: list[tuple[str, int, bytes]] = field(default_factory=list)  # (id, table number, json)
-    doc_deletes: list[str] = field(default_factory=list)
-    entry_deletes: list[tuple[int, bytes]] = field(default_factory=list)  # (index id, key)
-    entry_puts: list[tuple[int, bytes, str]] = field(default_factory=list)  # (index id, key, doc id)
-    mutation_results: list[tuple[str, int, bytes]] = field(default_factory=list)  # (session, request, json)
-
-
-class Snapshot(ABC):
-    """A consistent read view at commit timestamp `ts`. Close it when done."""
-
-    ts: int
-
-    @abstractmethod
-    def get(self, doc_id: str) -> tuple[int, bytes] | None: ...
-
-    @abstractmethod
-    def scan(self, index_id: int, lo: bytes, hi: bytes, desc: bool) -> Iterator[tuple[bytes, str, bytes]]: ...
-
-    @abstractmethod
-    def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-
-class Persistence(ABC):
-    """What the engine needs from a store. One writer, snapshot readers."""
-
-    @abstractmethod
-    async def open(self) -> None: ...
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    @abstractmethod
-    def snapshot(self) -> Snapshot: ...
-
-    @abstractmethod
-    async def write(self, batch: list[CommitRecord]) -> None: ...
-
-    @abstractmethod
-    async def load_catalog(self) -> tuple[int, dict[str, int], dict[tuple[str, str], tuple[int, list[str]]]]:
-        """(max ts, {table: number}, {(table, index): (index id, fields)})."""
-
-    @abstractmethod
-    async def add_table(self, name: str, number: int) -> None: ...
-
-    async def renumber_tables(self, numbers: dict[str, int]) -> None:
-        """Give empty tables new numbers (a live snapshot import keeps the snapshot's ids)."""
-        raise EngineError("Unsupported", "This store cannot renumber tables.")
-
-    @abstractmethod
-    async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None: ...
-
-    @abstractmethod
-    async def drop_index(self, index_id: int) -> None: ...
-
-    @abstractmethod
-    def table_documents(self, table_number: int) -> Iterator[tuple[str, bytes]]: ...
-
-    @abstractmethod
-    async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None: ...
-
-    @abstractmethod
-    def table_is_empty(self, table_number: int) -> bool: ...
-
-    @abstractmethod
-    def index_is_empty(self, index_id: int) -> bool: ...
-
-    async def restore(self, ts: int, tables: dict[str, int], indexes: list[tuple[int, str, str, list[str]]],
-                      docs: list[tuple[str, int, bytes]], entries: list[tuple[int, bytes, str]]) -> None:
-        """Replace the whole store in one transaction (snapshot import)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot restore a snapshot")
+__all__ = ["DatabaseLock", "DocCache", "SqlitePersistence", "database_holder", "read_only_dump"]
 
 
 class DocCache:
@@ -186,14 +99,13 @@ class _SharedRead:
     has landed since it began (opening one per function call was ~7% of a small mutation). Closed
     when it is no longer current and its last user lets go."""
 
-    __slots__ = ("owner", "conn", "ts", "gen", "refs", "scans")
+    __slots__ = ("owner", "conn", "ts", "gen", "refs")
 
     def __init__(self, owner: SqlitePersistence, conn: sqlite3.Connection) -> None:
         self.owner = owner
         self.conn: sqlite3.Connection = conn
         self.gen = owner._write_gen
         self.refs = 0
-        self.scans: set[sqlite3.Cursor] = set()  # statements of scans not yet run to their end
         conn.execute("BEGIN")
         row = conn.execute(owner._stmts["meta_get"], ("ts",)).fetchone()
         self.ts = row[0] if row else 0
@@ -206,12 +118,8 @@ class _SharedRead:
     def close(self) -> None:
         if self.conn is None:
             return
-        # A scan abandoned part-way (take, first, `async for` + break) leaves its statement
-        # unfinished, and an unfinished statement keeps the read transaction -- and its old
-        # view -- alive past COMMIT, into the next snapshot that reuses this connection.
-        for cursor in self.scans:
-            cursor.close()
-        self.scans.clear()
+        # Pages are read whole (fetchall), so no statement is left unfinished to keep this read
+        # transaction -- and its old view -- alive past COMMIT.
         self.conn.execute("COMMIT")
         self.owner._release(self.conn)
         self.conn = None  # type: ignore[assignment]
@@ -219,6 +127,7 @@ class _SharedRead:
 
 class _SqliteSnapshot(Snapshot):
     __slots__ = ("_read", "_conn", "_stmts", "ts", "_cache")
+    inline_reads = True
 
     def __init__(self, read: _SharedRead) -> None:
         read.refs += 1
@@ -228,7 +137,10 @@ class _SqliteSnapshot(Snapshot):
         self._cache = read.owner.cache
         self.ts = read.ts
 
-    def get(self, doc_id: str) -> tuple[int, bytes] | None:
+    async def get(self, doc_id: str) -> tuple[int, bytes] | None:
+        return self.get_now(doc_id)
+
+    def get_now(self, doc_id: str) -> tuple[int, bytes] | None:
         cache = self._cache
         if cache.version == self.ts:  # the cache holds exactly this snapshot's state
             row = cache.rows.get(doc_id)
@@ -240,51 +152,37 @@ class _SqliteSnapshot(Snapshot):
             return row
         return self._conn.execute(self._stmts["doc_get"], (doc_id,)).fetchone()
 
-    def scan(self, index_id: int, lo: bytes, hi: bytes, desc: bool) -> Iterator[tuple[bytes, str, bytes]]:
-        scans = self._read.scans
-        cache = self._cache
-        ts = self.ts
-        if cache.version == ts:
-            # Keys from the index, documents from the cache; after a few misses (a cold range)
-            # the rest of the range is read with the join instead.
-            cursor = self._conn.execute(self._stmts["scan_keys_desc" if desc else "scan_keys_asc"], (index_id, lo, hi))
-            scans.add(cursor)
-            misses = 0
-            try:
-                for key, doc_id in cursor:
-                    row = cache.rows.get(doc_id) if cache.version == ts else None
-                    if row is None:
-                        row = self._conn.execute(self._stmts["doc_get"], (doc_id,)).fetchone()
-                        if cache.version == ts:
-                            cache.put(doc_id, row)
-                        misses += 1
-                        if misses >= _MISSES_BEFORE_JOIN:
-                            yield key, doc_id, row[1]
-                            if desc:
-                                hi = key
-                            else:
-                                lo = key + b"\x00"
-                            break
-                    yield key, doc_id, row[1]
-                else:
-                    return
-            finally:
-                scans.discard(cursor)
-            cursor.close()  # switching to the join: this walk is done
-        sql = self._stmts["scan_desc" if desc else "scan_asc"]
-        # Step one row at a time: each step joins a document, and a take(10) over a huge range
-        # must not step (and join) a whole prefetch batch it will never use.
-        cursor = self._conn.execute(sql, (index_id, lo, hi))
-        scans.add(cursor)
-        try:
-            # A plain loop, not `yield from`: closing this generator late (garbage collection,
-            # after the connection is gone) must not call cursor.close() on a closed database.
-            for row in cursor:
-                yield row
-        finally:
-            scans.discard(cursor)
+    async def scan_page(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
+                        limit: int) -> tuple[list[Row], bytes | None]:
+        return self.scan_page_now(index_id, lo, hi, desc, limit)
 
-    def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
+    def scan_page_now(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
+                      limit: int) -> tuple[list[Row], bytes | None]:
+        st, conn, cache, ts = self._stmts, self._conn, self._cache, self.ts
+        out: list[Row] = []
+        if cache.version == ts:
+            # Keys from the index, documents from the cache; a cold range (a few misses) reads the
+            # rest of the page with the join instead of one lookup per row.
+            keys = conn.execute(st["page_keys_desc" if desc else "page_keys_asc"], (index_id, lo, hi, limit)).fetchall()
+            rows = cache.rows
+            misses = 0
+            for n, (key, doc_id) in enumerate(keys):
+                row = rows.get(doc_id)
+                if row is None:
+                    misses += 1
+                    if misses > _MISSES_BEFORE_JOIN and len(keys) - n > _MISSES_BEFORE_JOIN:
+                        rest = (lo, after(key)) if desc else (key, hi)  # from this row on
+                        out.extend(conn.execute(st["page_desc" if desc else "page_asc"],
+                                                (index_id, *rest, limit - n)).fetchall())
+                        return out, resume_key(out, limit)
+                    row = conn.execute(st["doc_get"], (doc_id,)).fetchone()
+                    cache.put(doc_id, row)
+                out.append((key, doc_id, row[1]))
+            return out, resume_key(out, limit)
+        out = conn.execute(st["page_desc" if desc else "page_asc"], (index_id, lo, hi, limit)).fetchall()
+        return out, resume_key(out, limit)
+
+    async def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
         return self._conn.execute(self._stmts["mutation_result_get"], (session_id, request_id)).fetchone()
 
     def close(self) -> None:
@@ -436,8 +334,16 @@ class SqlitePersistence(Persistence):
             self._tempdir = None
 
     # -- reads ---------------------------------------------------------------------------------
-    def snapshot(self) -> Snapshot:
-        """The latest durable state. Snapshots taken between two writes share one read transaction."""
+    inline_reads = True
+
+    async def snapshot(self, *, private: bool = False) -> Snapshot:
+        return self.snapshot_now(private=private)
+
+    def snapshot_now(self, *, private: bool = False) -> _SqliteSnapshot:
+        """The latest durable state. Snapshots taken between two writes share one read transaction;
+        a `private` one has a connection of its own (for use from another thread)."""
+        if private:
+            return _SqliteSnapshot(_SharedRead(self, self._idle.pop() if self._idle else self._new_reader()))
         shared = self._shared
         if shared is None or shared.gen != self._write_gen:
             conn = self._idle.pop() if self._idle else self._new_reader()
@@ -472,18 +378,23 @@ class SqlitePersistence(Persistence):
             self._all.remove(conn)
             conn.close()
 
-    def table_documents(self, table_number: int) -> Iterator[tuple[str, bytes]]:
-        snap = self.snapshot()
+    async def table_documents(self, table_number: int) -> AsyncIterator[tuple[str, bytes]]:
+        snap = self.snapshot_now()
         try:
-            assert isinstance(snap, _SqliteSnapshot)
-            yield from snap._conn.execute(self._stmts["docs_of_table"], (table_number,))
+            cursor = snap._conn.execute(self._stmts["docs_of_table"], (table_number,))
+            try:
+                while rows := cursor.fetchmany(1000):
+                    for row in rows:
+                        yield row
+            finally:
+                cursor.close()
         finally:
             snap.close()
 
-    def table_is_empty(self, table_number: int) -> bool:
+    async def table_is_empty(self, table_number: int) -> bool:
         return self._first_row("table_any", table_number) is None
 
-    def index_is_empty(self, index_id: int) -> bool:
+    async def index_is_empty(self, index_id: int) -> bool:
         return self._first_row("index_any", index_id) is None
 
     def _first_row(self, statement: str, arg: int) -> Any:

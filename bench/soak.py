@@ -38,6 +38,17 @@ OWNERS = 50
 ITEMS_PER_OWNER = 4
 
 
+def _rss_parts(pid: int) -> tuple[int, int]:
+    """(anonymous, file-backed) resident KiB: memory the process allocated vs. pages of mapped
+    files (the SQLite file its readers map) that happen to be resident."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                parts[line.split(":")[0]] = int(line.split()[1])
+    return parts.get("RssAnon", 0), parts.get("RssFile", 0)
+
+
 async def _client(cfg: dict[str, Any]) -> dict[str, Any]:
     raise_nofile()
     url, pid = cfg["url"], cfg["pid"]
@@ -106,7 +117,9 @@ async def _client(cfg: dict[str, Any]) -> dict[str, Any]:
             if delay > 0:
                 await asyncio.sleep(delay)
         lat = sorted(latencies)
-        row = {"minute": minute + 1, "rss_mib": round(rss_kib(pid) / 1024, 1), "mutations": applied,
+        anon, file_ = _rss_parts(pid)
+        row = {"minute": minute + 1, "rss_mib": round(rss_kib(pid) / 1024, 1), "anon_mib": round(anon / 1024, 1),
+               "file_mib": round(file_ / 1024, 1), "mutations": applied,
                "updates": len(lat), "p50_ms": round(pct(lat, 50) * 1000, 2) if lat else None,
                "p99_ms": round(pct(lat, 99) * 1000, 2) if lat else None}
         minutes.append(row)

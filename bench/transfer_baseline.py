@@ -128,6 +128,12 @@ async def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     try:
-        asyncio.run(main(sys.argv[1:]))
+        # The same event loop as `engine serve --loop auto`, so the two differ only in what they do.
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(main(sys.argv[1:]))
+        else:
+            uvloop.run(main(sys.argv[1:]))
     except KeyboardInterrupt:
         pass

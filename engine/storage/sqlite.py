@@ -38,6 +38,16 @@ CHECKPOINT_EVERY_WRITES = 256
 WAL_SIZE_LIMIT = 64 << 20
 
 
+# A group commit of at most this many rows (documents, index entries, results) is written on the
+# event loop's thread (SqlitePersistence._write_locked).
+INLINE_WRITE_ROWS = 2000
+
+
+def _rows(rec: CommitRecord) -> int:
+    return (len(rec.doc_puts) + len(rec.doc_deletes) + len(rec.entry_puts) + len(rec.entry_deletes)
+            + len(rec.mutation_results))
+
+
 def _checkpoint_passive(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
@@ -327,7 +337,9 @@ class SqlitePersistence(Persistence):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock.acquire(self._purpose)
         try:
-            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            # check_same_thread=False: small group commits run on the event loop's thread (see
+            # _write_locked); everything else on aiosqlite's, never both at once (_write_lock).
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         except BaseException:
             self.lock.release()
             raise
@@ -469,10 +481,18 @@ class SqlitePersistence(Persistence):
     async def _write_locked(self, batch: list[CommitRecord]) -> None:
         w = self._writer
         assert w is not None, "persistence is not open"
-        # The whole group commit is one function run on aiosqlite's connection thread: one thread
-        # round trip per group, not one per statement (aiosqlite's own `execute` queues a function
-        # onto that thread the same way; `_execute` is that mechanism, pinned by our version range).
-        await w._execute(self._write_batch, w._conn, batch)
+        # A small group commit runs right here, on the event loop: in WAL mode with
+        # synchronous=NORMAL a commit is a few page writes into the OS cache, no fsync, and done on
+        # the writer thread it cost 6x more (7.7 ms vs 1.3 ms for ~15 transfers under load): that
+        # thread re-takes the GIL after every statement, each time waiting for the busy event loop
+        # to let go of it. A large one (an import, a bulk mutation) would hold the loop too long: it
+        # is one function run on aiosqlite's connection thread (one round trip per group;
+        # aiosqlite's `execute` queues a function the same way, `_execute` is that mechanism,
+        # pinned by our version range). Checkpoints, which fsync, always run there too.
+        if sum(_rows(rec) for rec in batch) <= INLINE_WRITE_ROWS:
+            self._write_batch(w._conn, batch)
+        else:
+            await w._execute(self._write_batch, w._conn, batch)
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[CommitRecord]) -> None:
         st = self._stmts

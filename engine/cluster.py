@@ -99,6 +99,7 @@ class ClusterCommitter(Committer):
         self._ingest_wake = asyncio.Event()
         self._notified = 0
         self._ingester: asyncio.Task[None] | None = None
+        self._ingest_conn: Any = None  # the ingest loop's own connection (never the pool's)
         self._last_trim = time.monotonic()
         persistence.caught_up_ts = start_ts
         persistence.catch_up = self.catch_up
@@ -120,9 +121,10 @@ class ClusterCommitter(Committer):
                     pass
         self._task = self._ingester = None
         self._store.catch_up = None
-        if self._conn is not None:
-            self._conn.terminate()
-            self._conn = None
+        for conn in (self._conn, self._ingest_conn):
+            if conn is not None:
+                conn.terminate()
+        self._conn = self._ingest_conn = None
 
     # -- views -----------------------------------------------------------------------------------
     async def latest_view(self, owner: object | None = None) -> _OpenView:
@@ -346,20 +348,28 @@ class ClusterCommitter(Committer):
             await self._ingest_wake.wait()
             self._ingest_wake.clear()
             try:
-                target = self._notified if self._notified > self.ingested_ts else await self._store.clock()
-                await self.catch_up(target)
+                if self._ingest_conn is None or self._ingest_conn.is_closed():
+                    self._ingest_conn = await self._store.connect()
+                conn = self._ingest_conn
+                # The clock first: every commit up to it is visible to the read that follows.
+                target = await self._store.clock_on(conn)
+                await self.catch_up(target, lambda after: self._store.commits_after_on(conn, after))
             except Exception as e:  # the database is away: the listener reconnects and wakes us
                 log.warning("reading other nodes' commits failed: %s", e)
+                if self._ingest_conn is not None:
+                    self._ingest_conn.terminate()
+                    self._ingest_conn = None
                 await asyncio.sleep(0.2)
 
-    async def catch_up(self, ts: int) -> None:
-        """Make sure every commit up to `ts` is in the write log and history."""
+    async def catch_up(self, ts: int, read: Any) -> None:
+        """Make sure every commit up to `ts` is in the write log and history; `read(after)` returns
+        the commit rows after `after` from a read that sees every commit up to `ts`."""
         if self.ingested_ts >= ts:
             return
         async with self._node_lock:
             if self.ingested_ts >= ts:
                 return
-            horizon, rows = await self._store.commits_after(self.ingested_ts)
+            horizon, rows = await read(self.ingested_ts)
             self._ingest(horizon, rows, at_least=ts)
 
     def _ingest(self, horizon: int, rows: list[tuple[int, bytes]], *, at_least: int) -> None:

@@ -288,7 +288,9 @@ class PostgresPersistence(Persistence):
         # Set by a cluster committer: a snapshot newer than what this node has ingested waits for
         # `catch_up(ts)` first, so the write log and history cover every snapshot handed out.
         self.caught_up_ts = 0
-        self.catch_up: Callable[[int], Awaitable[None]] | None = None
+        # `catch_up(ts, read)`: `read(after)` returns the commit rows after `after` that the
+        # snapshot sees (read on its own connection: catching up never waits for the pool).
+        self.catch_up: Callable[[int, Callable[[int], Awaitable[Any]]], Awaitable[None]] | None = None
         self._listener: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -356,19 +358,20 @@ class PostgresPersistence(Persistence):
             raise
         if ts > self.caught_up_ts and self.catch_up is not None:
             try:
-                await self.catch_up(ts)
+                await self.catch_up(ts, lambda after: _commits_after(conn, after))
             except BaseException:
                 await self._end_read(conn)
                 raise
         return _PgSnapshot(self, conn, ts)
 
-    async def commits_after(self, ts: int) -> tuple[int, list[tuple[int, bytes]]]:
-        async with self.pool.acquire() as conn:
-            return await _commits_after(conn, ts)
+    @staticmethod
+    async def commits_after_on(conn: Any, ts: int) -> tuple[int, list[tuple[int, bytes]]]:
+        """(trim horizon, commit rows after `ts`) read on `conn`."""
+        return await _commits_after(conn, ts)
 
-    async def clock(self) -> int:
-        async with self.pool.acquire() as conn:
-            return await conn.fetchval(SQL["clock_get"])
+    @staticmethod
+    async def clock_on(conn: Any) -> int:
+        return await conn.fetchval(SQL["clock_get"])
 
     # -- commits -------------------------------------------------------------------------------
     async def connect(self) -> Any:

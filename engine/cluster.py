@@ -46,7 +46,7 @@ from . import metrics
 from .committer import Busy, Committer, Conflict, _OpenView
 from .reads import ReadSet
 from .storage import CommitRecord
-from .storage.postgres import CommitSession, PostgresPersistence, listen_forever
+from .storage.postgres import CONNECTION_ERRORS, CommitSession, PostgresPersistence, listen_forever, unavailable
 from .transaction import Transaction
 from .write_log import WriteLog
 
@@ -143,9 +143,11 @@ class ClusterCommitter(Committer):
             clock = await session.begin()
             if clock > self.ingested_ts:
                 self._ingest(*await session.commits_after(self.ingested_ts), at_least=clock)
-        except BaseException:
+        except BaseException as e:
             await self._abandon(session)
             self._node_lock.release()
+            if isinstance(e, CONNECTION_ERRORS):
+                raise unavailable(e) from None
             raise
         self._locked = _Locked(session, owner)
         return _OpenView(session.snapshot(clock), self.tail, clock, self)
@@ -269,9 +271,10 @@ class ClusterCommitter(Committer):
         except Exception as e:  # connection lost, server restart: fail this group, keep serving
             log.warning("group commit of %d transactions failed: %s", len(batch), e)
             await self._abandon(session)
+            error = unavailable(e) if isinstance(e, CONNECTION_ERRORS) else e
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(e)
+                    fut.set_exception(error)
             self._settle(self.sequenced_ts)
             return
         self._committed(accepted)
@@ -292,7 +295,7 @@ class ClusterCommitter(Committer):
                 log.warning("exclusive commit failed: %s", e)
                 await self._abandon(session)
                 if not fut.done():
-                    fut.set_exception(e)
+                    fut.set_exception(unavailable(e) if isinstance(e, CONNECTION_ERRORS) else e)
                 self._settle(self.sequenced_ts)
                 return
             self._committed([(pending, fut)])

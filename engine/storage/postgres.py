@@ -141,6 +141,19 @@ def _redact(text: str, url: str) -> str:
     return text
 
 
+# What a lost or refused connection raises (a server restart, a network cut).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+    asyncpg.exceptions.InternalClientError)
+
+
+def unavailable(error: BaseException) -> EngineError:
+    """The error a caller sees while the database cannot be reached (a 503; retrying later works)."""
+    return EngineError("DatabaseUnavailable", "The database is unavailable right now (the engine is reconnecting);"
+                       f" try again. ({type(error).__name__})", status=503)
+
+
 class _PgSnapshot(Snapshot):
     """A REPEATABLE READ transaction on one pooled connection. Reads on one snapshot take turns
     (a connection runs one statement at a time)."""
@@ -157,26 +170,39 @@ class _PgSnapshot(Snapshot):
 
     async def get(self, doc_id: str) -> tuple[int, bytes] | None:
         async with self._lock:
-            row = await self._conn.fetchrow(SQL["doc_get"], doc_id)
+            try:
+                row = await self._conn.fetchrow(SQL["doc_get"], doc_id)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
         return (row[0], row[1]) if row is not None else None
 
     async def scan_page(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
                         limit: int) -> tuple[list[Row], bytes | None]:
         async with self._lock:
-            rows = await self._conn.fetch(SQL["page_desc" if desc else "page_asc"], index_id, lo, hi, limit)
+            try:
+                rows = await self._conn.fetch(SQL["page_desc" if desc else "page_asc"], index_id, lo, hi, limit)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
         out: list[Row] = [(r[0], r[1], r[2]) for r in rows]
         return out, resume_key(out, limit)
 
     async def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
         async with self._lock:
-            row = await self._conn.fetchrow(SQL["mutation_result_get"], session_id, request_id)
+            try:
+                row = await self._conn.fetchrow(SQL["mutation_result_get"], session_id, request_id)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
         return (row[0], row[1]) if row is not None else None
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._owner._background(self._owner._end_read(self._conn))
+        self._owner._background(self._end())
+
+    async def _end(self) -> None:
+        async with self._lock:  # after any read still running on the connection
+            await self._owner._end_read(self._conn)
 
 
 class _LockedSnapshot(_PgSnapshot):
@@ -349,12 +375,17 @@ class PostgresPersistence(Persistence):
 
     # -- reads ---------------------------------------------------------------------------------
     async def snapshot(self, *, private: bool = False) -> Snapshot:
-        conn = await self.pool.acquire()
+        try:
+            conn = await self.pool.acquire()
+        except CONNECTION_ERRORS as e:
+            raise unavailable(e) from None
         try:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             ts = await conn.fetchval(SQL["clock_get"])
-        except BaseException:
+        except BaseException as e:
             await self._end_read(conn)
+            if isinstance(e, CONNECTION_ERRORS):
+                raise unavailable(e) from None
             raise
         if ts > self.caught_up_ts and self.catch_up is not None:
             try:

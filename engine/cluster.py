@@ -73,6 +73,7 @@ class _Pending:
     entry_changes: list[Any]
     reads: ReadSet
     view_ts: int
+    provisional: int  # the ts `sequence` returned: settled once this transaction's fate is known
 
 
 class _Locked:
@@ -205,7 +206,7 @@ class ClusterCommitter(Committer):
         record, keys, (docs_before, entry_changes) = txn.to_commit(ts)
         if extra is not None:
             extra(record)
-        pending = _Pending(record, keys, docs_before, entry_changes, txn.reads, txn.ts)
+        pending = _Pending(record, keys, docs_before, entry_changes, txn.reads, txn.ts, ts)
         self.sequenced_ts = ts
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         locked = self._locked
@@ -241,6 +242,7 @@ class ClusterCommitter(Committer):
     async def _commit_group(self, batch: list[tuple[_Pending, asyncio.Future[int]]]) -> None:
         accepted: list[tuple[_Pending, asyncio.Future[int]]] = []
         session: CommitSession | None = None
+        top = max(p.provisional for p, _ in batch)  # every queued transaction up to here is in `batch`
         try:
             session = CommitSession(self._store, await self._writer_conn())
             clock = await session.begin()
@@ -260,6 +262,7 @@ class ClusterCommitter(Committer):
                 accepted.append((pending, fut))
             if not accepted:
                 await session.rollback()
+                self._settle(top)
                 return
             await session.apply([p.record for p, _ in accepted],
                                 [_encode((p.keys, p.docs_before, p.entry_changes)) for p, _ in accepted],
@@ -275,9 +278,9 @@ class ClusterCommitter(Committer):
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(error)
-            self._settle(self.sequenced_ts)
+            self._settle(top)
             return
-        self._committed(accepted)
+        self._committed(accepted, top)
 
     async def _commit_locked(self, session: CommitSession, pending: _Pending, fut: asyncio.Future[int]) -> None:
         """Commit an exclusive run in the transaction its view was read in (nothing can have
@@ -296,13 +299,13 @@ class ClusterCommitter(Committer):
                 await self._abandon(session)
                 if not fut.done():
                     fut.set_exception(unavailable(e) if isinstance(e, CONNECTION_ERRORS) else e)
-                self._settle(self.sequenced_ts)
+                self._settle(pending.provisional)
                 return
-            self._committed([(pending, fut)])
+            self._committed([(pending, fut)], pending.provisional)
         finally:
             self._node_lock.release()
 
-    def _committed(self, accepted: list[tuple[_Pending, asyncio.Future[int]]]) -> None:
+    def _committed(self, accepted: list[tuple[_Pending, asyncio.Future[int]]], top: int) -> None:
         for p, _ in accepted:
             self.write_log.append(p.record.ts, p.keys)
             self.history.append(p.record.ts, p.docs_before, p.entry_changes)
@@ -314,7 +317,7 @@ class ClusterCommitter(Committer):
             if not fut.done():
                 fut.set_result(p.record.ts)
         self._trim_write_log()
-        self._settle(max(last, self.sequenced_ts if not self._pending else last))
+        self._settle(max(last, top))
         for listener in self.listeners:
             listener(self.durable_ts)
 

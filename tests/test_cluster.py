@@ -261,3 +261,74 @@ def test_a_postgres_restart_under_load_is_survived(cluster: Cluster, pg_server, 
     out = run_node("cluster_watch", f'{{"write": "{c.url}", "watch": ["{a.url}", "{b.url}"], '
                                     f'"name": "{name}-w", "rounds": 3}}', timeout=60)
     assert out["seen"][-3:] == [1, 2, 3]
+
+
+NOTES_APP = {
+    "functions/notes.py": """
+        from engine import mutation, query, v
+
+        @mutation(args={"text": v.string()})
+        async def add(ctx, args):
+            return await ctx.db.insert(args["table"] if "table" in args else "notes", {"text": args["text"]})
+
+        @mutation(args={"text": v.string()})
+        async def addOther(ctx, args):
+            return await ctx.db.insert("others", {"text": args["text"]})
+
+        @query
+        async def texts(ctx, args):
+            return sorted([n["text"] async for n in ctx.db.query("notes")])
+    """,
+}
+
+
+async def test_tables_created_at_run_time_on_two_nodes_are_one_table(pg_url: str, tmp_path: Path) -> None:
+    """No schema: the first insert creates the table. A node creating a table learns the tables the
+    other nodes created first, so both use one table number (and never collide on numbers)."""
+    app = tmp_path / "notes"
+    for rel, text in NOTES_APP.items():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        (app / rel).write_text(dedent(text))
+    a = await Deployment.open(app, pg_url)
+    b = await Deployment.open(app, pg_url)
+    try:
+        assert (await a.call("notes:add", {"text": "from a"}, kind="mutation", auth=Auth())).success
+        assert (await b.call("notes:addOther", {"text": "other"}, kind="mutation", auth=Auth())).success
+        assert (await b.call("notes:add", {"text": "from b"}, kind="mutation", auth=Auth())).success
+        assert a.catalog.by_name["notes"].number == b.catalog.by_name["notes"].number
+        assert b.catalog.by_name["others"].number != b.catalog.by_name["notes"].number
+        for dep in (a, b):
+            assert (await dep.call("notes:texts", {}, kind="query", auth=Auth())).value == ["from a", "from b"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_transaction_refused_at_commit_for_another_nodes_write_settles(pg_url: str) -> None:
+    """B validates against A's commit only under the clock lock (it may not have read it yet): the
+    refused transaction gets Conflict, and everything B sequenced settles (B can stop)."""
+    from engine.committer import Conflict
+    from engine.transaction import Transaction
+    from test_core_support import CORE_APP
+
+    a = await Deployment.open(CORE_APP, pg_url)
+    b = await Deployment.open(CORE_APP, pg_url)
+    try:
+        assert (await a.call("counters:increment", {"name": "c"}, kind="mutation", auth=Auth())).success
+        (await b.persistence.snapshot()).close()  # B has read A's first commit
+        txn = Transaction(b.catalog, await b.persistence.snapshot(), writable=True)
+        try:
+            counters = b.catalog.table("counters")
+            row = [doc async for _, doc in txn.scan(counters, counters.indexes["by_name"], b"", b"\xff", False)][0]
+            await txn.patch(row["_id"], {"value": 100.0})
+            assert (await a.call("counters:increment", {"name": "c"}, kind="mutation", auth=Auth())).success
+            with pytest.raises(Conflict):
+                _, durable = b.committer.sequence(txn)  # refused here if B already read A's commit,
+                await durable  # else when B commits
+        finally:
+            txn.close()
+        await asyncio.wait_for(b.committer.wait_settled(b.committer.sequenced_ts), 10)
+        assert (await b.call("counters:get", {"name": "c"}, kind="query", auth=Auth())).value == 2.0
+    finally:
+        await a.close()
+        await asyncio.wait_for(b.close(), 10)

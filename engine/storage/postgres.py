@@ -194,6 +194,19 @@ class _PgSnapshot(Snapshot):
                 raise unavailable(e) from None
         return (row[0], row[1]) if row is not None else None
 
+    def scan_page_now(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
+                      limit: int) -> tuple[list[Row], bytes | None]:
+        """For a worker thread (an export writing a ZIP: engine.storage.base.scan_now): the page,
+        read on the event loop that owns the connection. Never call it from that loop."""
+        loop = self._owner.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            raise RuntimeError("scan_page_now on a PostgreSQL snapshot is for worker threads")
+        return asyncio.run_coroutine_threadsafe(self.scan_page(index_id, lo, hi, desc, limit), loop).result()
+
     def close(self) -> None:
         if self._closed:
             return
@@ -318,6 +331,7 @@ class PostgresPersistence(Persistence):
         # snapshot sees (read on its own connection: catching up never waits for the pool).
         self.catch_up: Callable[[int, Callable[[int], Awaitable[Any]]], Awaitable[None]] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
 
     def __repr__(self) -> str:
         return f"PostgresPersistence({describe_url(self.url)})"
@@ -326,6 +340,7 @@ class PostgresPersistence(Persistence):
     async def open(self) -> None:
         """Connect and create the tables (EngineError DatabaseUnavailable, with the reason and no
         password, when the URL cannot be used)."""
+        self.loop = asyncio.get_running_loop()
         try:
             self.pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self._pool_size, command_timeout=60,

@@ -139,6 +139,19 @@ class Catalog:
                 })
         return max_ts
 
+    async def _learn_others(self) -> None:
+        """Add the tables and indexes other nodes sharing the store created (by_name lookups of a
+        table created elsewhere succeed from then on)."""
+        _, tables, indexes = await self._persistence.load_catalog()
+        for name, number in tables.items():
+            if name not in self.by_name and number not in self.by_number:
+                self._add(TableInfo(name, number))
+        for (table, name), (index_id, fields) in indexes.items():
+            info = self.by_name.get(table)
+            if info is not None and name not in info.indexes:
+                info.indexes[name] = _index(index_id, name, fields)
+            self._next_index = max(self._next_index, index_id + 1)
+
     async def _refill_interrupted_builds(self) -> None:
         """An index is registered first and filled by a later write (at start-up, and in a dev-mode
         reload through the committer); a crash between the two leaves it registered and empty. The
@@ -181,6 +194,12 @@ class Catalog:
         info = self.by_name.get(name)
         if info is not None:
             return info
+        if self._persistence.shared:
+            # Other nodes may have created tables (and used numbers and index ids) since we loaded.
+            await self._learn_others()
+            info = self.by_name.get(name)
+            if info is not None:
+                return info
         _check_table_name(name)
         if number is not None and (number < FIRST_USER_TABLE_NUMBER or number in self.by_number):
             raise EngineError("CatalogConflict", f'Table number {number} is not free for table "{name}".')

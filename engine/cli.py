@@ -44,6 +44,7 @@ from typing import Any, Mapping, Sequence
 __all__ = ["main", "default_app_dir", "default_db_path", "load_or_create_admin_key"]
 
 ADMIN_KEY_ENV = "CONVEX_ADMIN_KEY"
+DATABASE_URL_ENV = "DATABASE_URL"  # the database `serve` uses when --db is not given
 URL_ENV = "CONVEX_URL"
 PING_INTERVAL_ENV = "CONVEX_SYNC_PING_INTERVAL"
 
@@ -58,7 +59,8 @@ def default_db_path(app: Path) -> Path:
 
 
 def _key_file(app: Path, db: str) -> Path:
-    folder = default_db_path(app).parent if db == ":memory:" else Path(db).resolve().parent
+    # A database URL (PostgreSQL) has no folder: the key lives where the default database would.
+    folder = default_db_path(app).parent if db == ":memory:" or "://" in db else Path(db).resolve().parent
     return folder / "admin_key"
 
 
@@ -198,8 +200,12 @@ async def _serve(args: argparse.Namespace) -> int:
 
     app = Path(args.app).resolve()
     _check_app_folder(app)
-    db = args.db or str(default_db_path(app))
-    if db != ":memory:":
+    db = args.db or os.environ.get(DATABASE_URL_ENV) or str(default_db_path(app))
+    from engine.storage import is_url, open_persistence
+
+    if is_url(db):
+        open_persistence(db)  # a URL it cannot use is refused here, with the reason
+    elif db != ":memory:":
         Path(db).resolve().parent.mkdir(parents=True, exist_ok=True)
     admin_key = os.environ.get(ADMIN_KEY_ENV)
     key_file: Path | None = None
@@ -693,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the API (3210) and HTTP-actions (3211) servers")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
-    p.add_argument("--db", help="SQLite file (or :memory:); default: <app>/data/convex.sqlite3")
+    p.add_argument("--db", help="SQLite file (or :memory:), or postgresql://USER:PASSWORD@HOST:PORT/DB (several "
+                                f"nodes may serve one); default: ${DATABASE_URL_ENV}, else <app>/data/convex.sqlite3")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3210)
     p.add_argument("--site-port", type=int, default=3211)
@@ -704,7 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dev", help="serve, and load saved code changes without dropping clients")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
-    p.add_argument("--db", help="SQLite file (or :memory:); default: <app>/data/convex.sqlite3")
+    p.add_argument("--db", help="SQLite file (or :memory:), or a postgresql:// URL; default: "
+                                f"${DATABASE_URL_ENV}, else <app>/data/convex.sqlite3")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3210)
     p.add_argument("--site-port", type=int, default=3211)

@@ -139,9 +139,10 @@ class Committer:
         return True
 
     # -- views -----------------------------------------------------------------------------------
-    async def latest_view(self) -> _OpenView:
+    async def latest_view(self, owner: object | None = None) -> _OpenView:
         """The latest sequenced state, for a mutation. Close it when done. On a store whose reads
-        never suspend this never suspends either (engine.tail relies on it)."""
+        never suspend this never suspends either (engine.tail relies on it). `owner`: the owner of
+        an exclusive run asking (engine.cluster gives it a view under the cluster-wide lock)."""
         base = await self._persistence.snapshot()
         self.tail.trim(base.ts)
         view = _OpenView(base, self.tail, self.sequenced_ts, self)

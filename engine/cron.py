@@ -284,11 +284,14 @@ class CronService(DueLoop):
                 raise EngineError("InvalidCronJob", f'Cron job "{job.name}" runs {path}, which {what}; '
                                   "a cron job runs a mutation or an action.")
             paths[job.name] = path
+        # A run in progress on another node serving this database is not a run a restart cut off.
+        alone = not await self.dep.persistence.live_peers()
         async with self._lock:
-            await system_transaction(self.dep, lambda txn: self._sync_in(txn, jobs, paths))
+            await system_transaction(self.dep, lambda txn: self._sync_in(txn, jobs, paths, alone))
         self.wake()
 
-    async def _sync_in(self, txn: Transaction, jobs: dict[str, CronJob], paths: dict[str, str]) -> None:
+    async def _sync_in(self, txn: Transaction, jobs: dict[str, CronJob], paths: dict[str, str],
+                       alone: bool = True) -> None:
         table = self._table()
         ix = table.indexes["by_name"]
         now = self.clock.now_ms()
@@ -304,7 +307,7 @@ class CronService(DueLoop):
                                    "nextRun": job.schedule.first_run(now), "skippedRuns": 0.0})
                 continue
             patch: dict[str, Any] = {}
-            if doc["state"]["kind"] == "inProgress" and doc["_id"] not in self._running:
+            if doc["state"]["kind"] == "inProgress" and doc["_id"] not in self._running and alone:
                 log.warning('cron job "%s": its run was interrupted by a restart', name)
                 patch.update(_after_run(doc, job.schedule, now, doc.get("startedAt", now), "failed", INTERRUPTED))
             patch.update({k: v for k, v in fields.items() if doc.get(k) != v})
@@ -353,6 +356,8 @@ class CronService(DueLoop):
                 cur = await txn.get(job_id)
                 if cur is None or cur["state"]["kind"] != kind:
                     raise _RunChanged
+                if cur.get("lastRun", {}).get("scheduledTime", -math.inf) >= planned:
+                    raise _RunChanged  # this planned run happened already (another node ran it)
                 patch = _after_run(cur, schedule, self.clock.now_ms(), started, outcome, error)
                 if cur["nextRun"] != planned:  # re-planned meanwhile (a code reload): keep the new plan
                     del patch["nextRun"], patch["skippedRuns"]

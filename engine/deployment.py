@@ -35,7 +35,7 @@ from .registration import RegisteredFunction
 from .reload import reload_app
 from .runner import Auth, Runner, request_id
 from .scheduler import Clock, RealClock, Scheduler
-from .storage import CommitRecord, Persistence, SqlitePersistence
+from .storage import CommitRecord, Persistence, is_url, open_persistence
 from .subscriptions import SubscriptionManager
 from .transfers import Transfers
 from .write_log import WriteLog
@@ -107,28 +107,29 @@ class Deployment:
         install_logs()
         app = load_app(app_dir)
         auth_providers = AuthProviders.load(app)  # before the store opens: a bad config fails fast
-        store = persistence or SqlitePersistence(db_path)
+        store = persistence or open_persistence(db_path)
         await store.open()
         dep = cls(app, store, admin_key, clock)
         dep.auth_providers = auth_providers
         try:
-            max_ts = await dep.catalog.load()
+            async with store.startup_lock():  # a shared store: nodes starting together take turns
+                max_ts = await dep.catalog.load()
+                start_ts = sane_start_ts(max_ts)
+                if start_ts != max_ts:
+                    log.warning("The stored commit clock was %.0f days ahead of this machine's clock (a client "
+                                "moved it with an engine version that trusted client timestamps); continuing "
+                                "from the current time.", (max_ts - start_ts) / 86_400e9)
+                    await store.write([CommitRecord(start_ts)])  # every snapshot from now on reads this ts
         except BaseException:
             await store.close()
             raise
-        start_ts = sane_start_ts(max_ts)
-        if start_ts != max_ts:
-            log.warning("The stored commit clock was %.0f days ahead of this machine's clock (a client "
-                        "moved it with an engine version that trusted client timestamps); continuing "
-                        "from the current time.", (max_ts - start_ts) / 86_400e9)
-            await store.write([CommitRecord(start_ts)])  # every snapshot from now on reads this ts
-        dep.committer = Committer(store, WriteLog(start_ts), start_ts)
+        dep.committer = _committer_for(store, start_ts)
         dep.committer.start()
         dep.subscriptions = SubscriptionManager(dep)
         dep.subscriptions.start()
         metrics.attach(dep)
         if blobs is None:
-            folder = blob_dir_for(db_path)
+            folder = blob_dir_for(db_path) if not is_url(db_path) else None
             if folder is None:
                 folder = dep._temp_blob_dir = tempfile.mkdtemp(prefix="engine-storage-")
             blobs = LocalBlobStore(folder)
@@ -274,6 +275,10 @@ class Deployment:
     async def snapshot_at(self, ts: int):
         """A snapshot whose contents equal the state at `ts`: the latest one with the commits
         after `ts` undone (engine.history keeps ~30 s of them)."""
+        if ts > self.committer.last_ts and not self.persistence.inline_reads:
+            # A shared store: the timestamp may come from another node's commit this node has not
+            # read yet (a fresh snapshot catches up on everything committed).
+            (await self.persistence.snapshot()).close()
         if ts > self.committer.last_ts:
             raise EngineError("InvalidTimestamp", "The requested timestamp is in the future.", status=400)
         await self.committer.wait_settled(ts)  # a ts handed out but not yet durable
@@ -314,6 +319,15 @@ class Deployment:
                 "returns": fn.returns.to_json() if fn.returns is not None else {"type": "any"},
             })
         return out
+
+
+def _committer_for(store: Persistence, start_ts: int) -> Committer:
+    """SQLite's in-process committer, or the cluster committer for a store nodes share."""
+    if store.shared:
+        from .cluster import ClusterCommitter
+
+        return ClusterCommitter(store, WriteLog(start_ts), start_ts)  # type: ignore[arg-type]
+    return Committer(store, WriteLog(start_ts), start_ts)
 
 
 class _NotFound(Exception):

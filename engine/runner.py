@@ -287,9 +287,11 @@ class Runner:
                         committer.release_exclusive(owner)
                         owner = None
                     sequenced = time.perf_counter()
-                    await durable
+                    committed = await durable
                     if isinstance(durable, asyncio.Future):  # a commit (read-only runs wait on a view)
                         metrics.commit_latency(time.perf_counter() - sequenced)
+                        if isinstance(committed, int):
+                            ts = committed  # the final commit ts (a cluster store assigns it at commit)
                 except Conflict:  # CommitAborted too: nothing of the attempt was persisted
                     conflicts += 1
                     _OCC_RETRIES.set(conflicts)
@@ -310,7 +312,7 @@ class Runner:
         """One run of the handler on a fresh latest view, sequenced if it wrote. Returns
         (value, wire, ts, awaitable that completes once ts is durable, log lines); raises Conflict."""
         committer = self.dep.committer
-        view = await committer.latest_view()
+        view = await committer.latest_view(owner)
         txn = Transaction(self.dep.catalog, view, writable=True)
         try:
             if idempotency is not None:

@@ -361,6 +361,10 @@ class Scheduler(DueLoop):
         return next_due if next_due != math.inf else None
 
     async def _recover_interrupted(self) -> None:
+        if await self.dep.persistence.live_peers():
+            # Another node serves this database: an action in progress may be running there.
+            # (Only a node starting alone records the ones a crash cut off; see the README.)
+            return
         ids = [job["_id"] async for job in self._scan("inProgress")]
         for job_id in ids:
             await system_transaction(self.dep, lambda txn, job_id=job_id: _transition(

@@ -257,7 +257,15 @@ class SubscriptionManager:
 
     # -- one round -------------------------------------------------------------------------------
     async def round(self) -> None:
-        snapshot = await self.dep.persistence.snapshot()
+        # The sessions asking for a Transition now (after a mutation: at or after its commit) are
+        # taken BEFORE the snapshot, so it holds what they wait for. One asking while the round
+        # runs (its reads may suspend: PostgreSQL) waits for the next round and its newer snapshot.
+        pending, self._pending = self._pending, set()
+        try:
+            snapshot = await self.dep.persistence.snapshot()
+        except BaseException:
+            self._pending |= pending
+            raise
         try:
             ts = snapshot.ts
             affected = self.affected_since(self.processed_ts, ts)
@@ -271,7 +279,6 @@ class SubscriptionManager:
                         frags = touched.setdefault(session, {})
                         for qid in query_ids:
                             frags[qid] = entry.fragment(qid)
-            pending, self._pending = self._pending, set()
             for session in pending:
                 if session.closed:
                     continue

@@ -31,11 +31,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
 import pytest
 
 from hypothesis import settings as _hypothesis_settings
+
+if TYPE_CHECKING:
+    from pg_harness import PostgresServer
 
 # Property tests check behaviour, not speed: on a shared 2-core CI box a slow example is not a
 # failure, so no per-example deadline (the examples are bounded by max_examples instead).
@@ -299,3 +302,23 @@ def run_node(script: str, *args: str, env: dict[str, str] | None = None, timeout
 def run_node_fixture() -> Callable[..., object]:
     """`run_node(script, *args, env=None, timeout=60)` -> parsed JSON from tests/js/<script>.mjs."""
     return run_node
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator["PostgresServer"]:
+    """One real PostgreSQL server for the session (tests/pg_harness.py); each test that needs a
+    database creates its own (`pg_server.create_database()`)."""
+    from pg_harness import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: "PostgresServer") -> str:
+    """A fresh, empty database owned by a plain role: postgresql://engine:...@127.0.0.1:PORT/tN."""
+    return pg_server.create_database()

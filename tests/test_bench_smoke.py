@@ -1,4 +1,4 @@
-"""The subscription benchmark runs end to end (`--quick` sizes). Completion only: no timing assertions."""
+"""The benchmarks run end to end (`--quick` sizes). Completion only: no timing assertions."""
 
 from __future__ import annotations
 
@@ -21,3 +21,16 @@ def test_bench_sync_quick_completes_and_writes_json(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["quick"] is True
     assert {"invalidation", "fanout", "memory", "machine"} <= report.keys()
+
+
+@pytest.mark.slow
+def test_bench_cluster_quick_completes_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "cluster.json"
+    done = subprocess.run([sys.executable, "-m", "bench.cluster", "--quick", "--out", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["quick"] is True
+    assert {"commits", "hot_counter", "invalidation", "machine"} <= report.keys()
+    assert {"cross_node_a_to_b", "same_node_postgres", "fan_out_3_nodes", "hot_counter_3_nodes"} <= \
+        report["invalidation"].keys()

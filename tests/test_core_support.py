@@ -4,8 +4,9 @@
         doc_id = await ok(dep, "items:add", {"group": "a", "rank": 1.0})
         docs = await read(dep, lambda db: db.query("items").collect())
 
-`dep` is parametrized over both stores the engine supports: ":memory:" (a private temporary file,
-removed on close) and an on-disk SQLite file under tmp_path. `read` runs a callable against a
+`dep` is parametrized over the stores the engine supports: ":memory:" (a private temporary file,
+removed on close), an on-disk SQLite file under tmp_path, and a fresh database on a real
+PostgreSQL server (tests/pg_harness.py, started once per session). `read` runs a callable against a
 `DatabaseReader` on a fresh snapshot, so query-builder tests can state a query inline. This module
 holds no tests; it is named test_core_* only because that is the file pattern the core tests own.
 """
@@ -28,8 +29,10 @@ ADMIN = Auth(admin=True)
 NOBODY = Auth()
 
 
-@pytest.fixture(params=["memory", "disk"])
+@pytest.fixture(params=["memory", "disk", "postgres"])
 def db_path(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")  # a fresh database on the session's PostgreSQL
     return ":memory:" if request.param == "memory" else tmp_path / "core.sqlite3"
 
 

@@ -147,13 +147,13 @@ async def test_occ_as_a_script(dep: Deployment) -> None:
         t3.flush_scans()
         await t3.insert(items, {"group": "d", "rank": 0.0})  # t3: reads group "c", writes group "d"
 
-        ts1, durable = dep.committer.sequence(t1)
-        await durable
+        _, durable = dep.committer.sequence(t1)
+        ts1 = await durable  # the commit ts (a cluster store assigns it when it commits)
         with pytest.raises(Conflict) as conflict:
             dep.committer.sequence(t2)
         assert conflict.value.ts == ts1
-        ts3, durable = dep.committer.sequence(t3)
-        await durable
+        _, durable = dep.committer.sequence(t3)
+        ts3 = await durable
         assert ts3 > ts1
     finally:
         for t in (t1, t2, t3):

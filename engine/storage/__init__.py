@@ -2,7 +2,8 @@
 
 - `base`: the contract (`Persistence`, `Snapshot`, `CommitRecord`) every store implements.
 - `sqlite`: the embedded default (one file, WAL, one writer thread, readers inline).
-- `sql`: the statements, written once and rendered per dialect with sqlglot.
+- `postgres`: PostgreSQL, which several engine nodes share (engine.cluster commits on it).
+- `sql`: SQLite's statements, written once in neutral form (sqlglot renders them).
 
 `open_persistence(location)` picks the store from where it lives: a file path (or ":memory:") is
 SQLite; a `postgresql://` URL is PostgreSQL. Anything else is refused with the reason.
@@ -11,6 +12,7 @@ SQLite; a `postgresql://` URL is PostgreSQL. Anything else is refused with the r
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 from ..errors import EngineError
 from .base import CommitRecord, Persistence, Row, Snapshot
@@ -32,6 +34,19 @@ def open_persistence(location: str | os.PathLike[str], **options: object) -> Per
         return SqlitePersistence(text, **options)  # type: ignore[arg-type]
     scheme = text.split("://", 1)[0].lower()
     if scheme in ("postgres", "postgresql"):
-        raise EngineError("UnsupportedDatabase", "PostgreSQL storage is not available in this build.")
+        from .postgres import PostgresPersistence, describe_url
+
+        try:
+            parts = urllib.parse.urlsplit(text)
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError as e:
+            raise EngineError("UnsupportedDatabase", f"Cannot use {describe_url(text)} as a database: {e}.") from None
+        if not parts.hostname and "host=" not in parts.query:
+            raise EngineError("UnsupportedDatabase", f"Cannot use {describe_url(text)} as a database: the URL "
+                              "names no host (postgresql://user:password@host:port/database).")
+        if not parts.path.strip("/"):
+            raise EngineError("UnsupportedDatabase", f"Cannot use {describe_url(text)} as a database: the URL "
+                              "names no database (postgresql://user:password@host:port/database).")
+        return PostgresPersistence(text, **options)  # type: ignore[arg-type]
     raise EngineError("UnsupportedDatabase", f"Cannot use {scheme}:// as a database: give a SQLite file path "
                       "or a postgresql://user:password@host:port/database URL.")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from ..errors import EngineError
@@ -126,6 +127,8 @@ class Persistence(ABC):
     # A store whose reads never suspend can serve mutations the latest sequenced state inside one
     # event-loop step (engine.tail); a networked one serves them PostgreSQL snapshots instead.
     inline_reads: bool = False
+    # Several engine processes may serve this store at once (engine.cluster commits on it).
+    shared: bool = False
 
     @abstractmethod
     async def open(self) -> None: ...
@@ -175,6 +178,15 @@ class Persistence(ABC):
                       docs: list[tuple[str, int, bytes]], entries: list[tuple[int, bytes, str]]) -> None:
         """Replace the whole store in one transaction (snapshot import)."""
         raise NotImplementedError(f"{type(self).__name__} cannot restore a snapshot")
+
+    def startup_lock(self) -> AbstractAsyncContextManager[None]:
+        """Held while a node loads and updates the catalog at start (a shared store: nodes starting
+        together take turns). Nothing to hold for a store one process owns."""
+        return nullcontext()
+
+    async def live_peers(self) -> int:
+        """How many other engine processes serve this store right now (a shared store)."""
+        return 0
 
     def describe_holder(self, **info: str) -> None:
         """Record who serves this store (e.g. `url=`), where the store keeps such a thing."""

@@ -1,9 +1,10 @@
-"""The persistence layer's SQL, written once and rendered per dialect with sqlglot.
+"""The SQLite store's SQL, written once in a neutral form and rendered with sqlglot.
 
-Every statement the storage layer runs is listed here in one neutral form (SQLite's, with `?`
-placeholders). `render(dialect)` transpiles them all once at start-up, so a PostgreSQL persistence
-can reuse the same statements instead of a second hand-written copy. Nothing else in the engine
-contains SQL text.
+Every statement engine.storage.sqlite runs is listed here (SQLite's dialect, `?` placeholders);
+`render(dialect)` transpiles them once at start-up. The PostgreSQL store does not use these: its
+statements differ in substance, not just spelling (BIGINT timestamps, byte-order collation,
+`$n` placeholders, a whole group commit as one statement over arrays, the clock row lock), so they
+are written directly for PostgreSQL in engine.storage.postgres.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 // Many official clients incrementing one counter at once (tests/test_contention.py).
 //
 //   node contention.mjs '{"url": "...", "transport": "ws"|"http", "clients": 50, "perClient": 200,
-//                         "fn": "counters:increment", "name": "c1"}'
+//                         "fn": "counters:increment", "name": "c1", "readFrom": URL (default: url)}'
 //
 // "ws": one ConvexClient per client, each firing all its mutations at once (the client sends them
 // down its socket in order). "http": one ConvexHttpClient per client, each keeping one mutation in
@@ -34,6 +34,6 @@ if (cfg.transport === "ws") {
     }
   }));
 }
-const reader = new ConvexHttpClient(cfg.url);
+const reader = new ConvexHttpClient(cfg.readFrom ?? cfg.url);
 const final = await reader.query("counters:get", { name: cfg.name });
 process.stdout.write(JSON.stringify({ ok, failed, errors, final }) + "\n");

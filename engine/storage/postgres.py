@@ -1,0 +1,558 @@
+"""PostgreSQL, the store several engine nodes share (engine.storage.base's contract): the only module
+that talks to PostgreSQL (and the only importer of asyncpg).
+
+Layout: the same single-version tables as SQLite (`documents`, `index_entries`, `mutation_results`,
+`tables_`, `indexes_`), timestamps as BIGINT nanoseconds, text keys in the "C" collation (byte
+order, as SQLite compares them), plus:
+- `clock`: one row, the commit-timestamp high-water mark. Every commit of every node locks it
+  (`SELECT ... FOR UPDATE`) for the length of its transaction, so commits are serialized across the
+  cluster and commit order is timestamp order (engine.cluster assigns the timestamps under it).
+- `commits(ts, node, payload)`: one row per commit: the keys it wrote (OCC validation and
+  subscription invalidation on the other nodes) and its undo information (engine.history), as
+  msgpack. Nodes tail it in ts order; rows older than a retention window are trimmed, and
+  `meta('commits_horizon')` says up to where.
+Every commit NOTIFYs channel `convex_commits` with its timestamp (never keys: payloads are capped
+at 8000 bytes); the listening nodes then read the new `commits` rows.
+
+Reads: a snapshot is a REPEATABLE READ, READ ONLY transaction on a pooled connection; its ts is the
+clock row read inside it, so it sees exactly the state after the commit with that ts. Reads are
+real coroutines (`inline_reads` is False): mutations run on durable snapshots and OCC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from ..errors import EngineError
+from .base import CommitRecord, Persistence, Row, Snapshot, resume_key
+
+__all__ = ["PostgresPersistence", "CommitSession", "describe_url", "NOTIFY_CHANNEL"]
+
+log = logging.getLogger("engine.storage.postgres")
+
+NOTIFY_CHANNEL = "convex_commits"
+APPLICATION_NAME = "convex-engine-node"
+_LOCK_SCHEMA = 0x636F6E76  # advisory lock keys ("conv", ...): schema creation and node start-up
+_LOCK_STARTUP = 0x636F6E77
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS clock (id INT PRIMARY KEY, ts BIGINT NOT NULL)",
+    "INSERT INTO clock (id, ts) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT COLLATE \"C\" PRIMARY KEY, v BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tables_ (name TEXT COLLATE \"C\" PRIMARY KEY, number BIGINT NOT NULL UNIQUE)",
+    "CREATE TABLE IF NOT EXISTS indexes_ (id BIGINT PRIMARY KEY, table_name TEXT COLLATE \"C\" NOT NULL,"
+    " name TEXT COLLATE \"C\" NOT NULL, fields TEXT NOT NULL, UNIQUE (table_name, name))",
+    "CREATE TABLE IF NOT EXISTS documents (id TEXT COLLATE \"C\" PRIMARY KEY, table_number BIGINT NOT NULL,"
+    " ts BIGINT NOT NULL, value BYTEA NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS documents_by_table ON documents (table_number, id)",
+    "CREATE TABLE IF NOT EXISTS index_entries (index_id BIGINT NOT NULL, key BYTEA NOT NULL,"
+    " doc_id TEXT COLLATE \"C\" NOT NULL, PRIMARY KEY (index_id, key))",
+    "CREATE TABLE IF NOT EXISTS mutation_results (session_id TEXT COLLATE \"C\" NOT NULL, request_id BIGINT NOT NULL,"
+    " ts BIGINT NOT NULL, result BYTEA NOT NULL, PRIMARY KEY (session_id, request_id))",
+    "CREATE TABLE IF NOT EXISTS commits (ts BIGINT PRIMARY KEY, node TEXT NOT NULL, payload BYTEA NOT NULL)",
+]
+
+SQL = {
+    "clock_get": "SELECT ts FROM clock WHERE id = 1",
+    "clock_lock": "SELECT ts FROM clock WHERE id = 1 FOR UPDATE",
+    "doc_get": "SELECT table_number, value FROM documents WHERE id = $1",
+    "page_asc": "SELECT e.key, e.doc_id, d.value FROM index_entries AS e JOIN documents AS d ON d.id = e.doc_id"
+    " WHERE e.index_id = $1 AND e.key >= $2 AND e.key < $3 ORDER BY e.key ASC LIMIT $4",
+    "page_desc": "SELECT e.key, e.doc_id, d.value FROM index_entries AS e JOIN documents AS d ON d.id = e.doc_id"
+    " WHERE e.index_id = $1 AND e.key >= $2 AND e.key < $3 ORDER BY e.key DESC LIMIT $4",
+    "mutation_result_get": "SELECT ts, result FROM mutation_results WHERE session_id = $1 AND request_id = $2",
+    # The commit rows after $1 in ts order; first, as (-horizon, NULL), the trim horizon when rows
+    # after $1 have been trimmed away (the reader missed some).
+    "commits_after": "SELECT ts, payload FROM commits WHERE ts > $1 UNION ALL"
+    " SELECT -v, NULL FROM meta WHERE k = 'commits_horizon' AND v > $1 ORDER BY 1",
+    # One statement applies a whole group commit (its net effect: each id and key at most once).
+    "apply": """
+WITH dd AS (DELETE FROM documents WHERE id = ANY($1::text[])),
+dp AS (INSERT INTO documents (id, table_number, ts, value)
+       SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bytea[])
+       ON CONFLICT (id) DO UPDATE SET table_number = EXCLUDED.table_number, ts = EXCLUDED.ts,
+       value = EXCLUDED.value),
+ed AS (DELETE FROM index_entries AS e USING unnest($6::bigint[], $7::bytea[]) AS d(i, k)
+       WHERE e.index_id = d.i AND e.key = d.k),
+ep AS (INSERT INTO index_entries (index_id, key, doc_id)
+       SELECT * FROM unnest($8::bigint[], $9::bytea[], $10::text[])
+       ON CONFLICT (index_id, key) DO UPDATE SET doc_id = EXCLUDED.doc_id),
+mr AS (INSERT INTO mutation_results (session_id, request_id, ts, result)
+       SELECT * FROM unnest($11::text[], $12::bigint[], $13::bigint[], $14::bytea[])
+       ON CONFLICT (session_id, request_id) DO NOTHING),
+cm AS (INSERT INTO commits (ts, node, payload) SELECT * FROM unnest($15::bigint[], $16::text[], $17::bytea[])),
+ck AS (UPDATE clock SET ts = GREATEST(ts, $18) WHERE id = 1)
+SELECT pg_notify('""" + NOTIFY_CHANNEL + """', $19)""",
+    "trim_commits": "WITH d AS (DELETE FROM commits WHERE ts <= $1) INSERT INTO meta (k, v) VALUES ('commits_horizon', $1)"
+    " ON CONFLICT (k) DO UPDATE SET v = GREATEST(meta.v, EXCLUDED.v)",
+    "tables_all": "SELECT name, number FROM tables_",
+    "table_add": "INSERT INTO tables_ (name, number) VALUES ($1, $2)",
+    "table_renumber": "UPDATE tables_ SET number = $1 WHERE name = $2",
+    "indexes_all": "SELECT id, table_name, name, fields FROM indexes_",
+    "index_add": "INSERT INTO indexes_ (id, table_name, name, fields) VALUES ($1, $2, $3, $4)",
+    "index_drop": "DELETE FROM indexes_ WHERE id = $1",
+    "index_clear": "DELETE FROM index_entries WHERE index_id = $1",
+    "entry_put": "INSERT INTO index_entries (index_id, key, doc_id) VALUES ($1, $2, $3)"
+    " ON CONFLICT (index_id, key) DO UPDATE SET doc_id = EXCLUDED.doc_id",
+    "docs_page": "SELECT id, value FROM documents WHERE table_number = $1 AND id > $2 ORDER BY id LIMIT $3",
+    "table_any": "SELECT 1 FROM documents WHERE table_number = $1 LIMIT 1",
+    "index_any": "SELECT 1 FROM index_entries WHERE index_id = $1 LIMIT 1",
+    "doc_put": "INSERT INTO documents (id, table_number, ts, value) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (id) DO UPDATE SET table_number = EXCLUDED.table_number, ts = EXCLUDED.ts, value = EXCLUDED.value",
+    "peers": "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND application_name LIKE '" + APPLICATION_NAME + " %' AND application_name <> $1",
+}
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "postgresql://(unparsable URL)"
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if _port(parts) else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _port(parts: urllib.parse.SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        return None
+
+
+def _redact(text: str, url: str) -> str:
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        text = text.replace(password, "***").replace(urllib.parse.unquote(password), "***")
+    return text
+
+
+# What a lost or refused connection raises (a server restart, a network cut).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+    asyncpg.exceptions.InternalClientError)
+
+
+def unavailable(error: BaseException) -> EngineError:
+    """The error a caller sees while the database cannot be reached (a 503; retrying later works)."""
+    return EngineError("DatabaseUnavailable", "The database is unavailable right now (the engine is reconnecting);"
+                       f" try again. ({type(error).__name__})", status=503)
+
+
+class _PgSnapshot(Snapshot):
+    """A REPEATABLE READ transaction on one pooled connection. Reads on one snapshot take turns
+    (a connection runs one statement at a time)."""
+
+    __slots__ = ("_owner", "_conn", "_lock", "ts", "_closed")
+    inline_reads = False
+
+    def __init__(self, owner: PostgresPersistence, conn: Any, ts: int) -> None:
+        self._owner = owner
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self.ts = ts
+        self._closed = False
+
+    async def get(self, doc_id: str) -> tuple[int, bytes] | None:
+        async with self._lock:
+            try:
+                row = await self._conn.fetchrow(SQL["doc_get"], doc_id)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
+        return (row[0], row[1]) if row is not None else None
+
+    async def scan_page(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
+                        limit: int) -> tuple[list[Row], bytes | None]:
+        async with self._lock:
+            try:
+                rows = await self._conn.fetch(SQL["page_desc" if desc else "page_asc"], index_id, lo, hi, limit)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
+        out: list[Row] = [(r[0], r[1], r[2]) for r in rows]
+        return out, resume_key(out, limit)
+
+    async def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
+        async with self._lock:
+            try:
+                row = await self._conn.fetchrow(SQL["mutation_result_get"], session_id, request_id)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
+        return (row[0], row[1]) if row is not None else None
+
+    def scan_page_now(self, index_id: int, lo: bytes, hi: bytes, desc: bool,
+                      limit: int) -> tuple[list[Row], bytes | None]:
+        """For a worker thread (an export writing a ZIP: engine.storage.base.scan_now): the page,
+        read on the event loop that owns the connection. Never call it from that loop."""
+        loop = self._owner.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            raise RuntimeError("scan_page_now on a PostgreSQL snapshot is for worker threads")
+        return asyncio.run_coroutine_threadsafe(self.scan_page(index_id, lo, hi, desc, limit), loop).result()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._owner._background(self._end())
+
+    async def _end(self) -> None:
+        async with self._lock:  # after any read still running on the connection
+            await self._owner._end_read(self._conn)
+
+
+class _LockedSnapshot(_PgSnapshot):
+    """Reads inside a commit session (which holds the clock lock, so nothing commits meanwhile:
+    READ COMMITTED reads are a stable view). Closing it leaves the session open."""
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class CommitSession:
+    """One commit transaction: holds the cluster-wide clock lock from `begin` to `commit`/`rollback`."""
+
+    def __init__(self, store: PostgresPersistence, conn: Any) -> None:
+        self.store = store
+        self.conn = conn
+        self.clock = 0
+        self.open = False
+
+    async def begin(self) -> int:
+        await self.conn.execute("BEGIN")
+        self.open = True
+        self.clock = await self.conn.fetchval(SQL["clock_lock"])
+        return self.clock
+
+    async def commits_after(self, ts: int) -> tuple[int, list[tuple[int, bytes]]]:
+        """(the trim horizon, the commit rows after `ts` in ts order)."""
+        return await _commits_after(self.conn, ts)
+
+    def snapshot(self, ts: int) -> Snapshot:
+        return _LockedSnapshot(self.store, self.conn, ts)
+
+    async def apply(self, records: list[CommitRecord], payloads: list[bytes], node: str) -> None:
+        await _apply(self.conn, records, payloads, node)
+
+    async def trim(self, up_to_ts: int) -> None:
+        await self.conn.execute(SQL["trim_commits"], up_to_ts)
+
+    async def commit(self) -> None:
+        self.open = False
+        await self.conn.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        if self.open:
+            self.open = False
+            await self.conn.execute("ROLLBACK")
+
+
+async def _commits_after(conn: Any, ts: int) -> tuple[int, list[tuple[int, bytes]]]:
+    rows = await conn.fetch(SQL["commits_after"], ts)
+    horizon = 0
+    if rows and rows[0][0] < 0:
+        horizon = -rows[0][0]
+        rows = rows[1:]
+    return horizon, [(r[0], r[1]) for r in rows]
+
+
+async def _apply(conn: Any, records: list[CommitRecord], payloads: list[bytes], node: str) -> None:
+    """Write a group of commits (in order) as one statement: their net effect on each document,
+    index key and result key, the commit rows, the clock, and the notification."""
+    docs: dict[str, tuple[int, int, bytes] | None] = {}
+    entries: dict[tuple[int, bytes], str | None] = {}
+    results: dict[tuple[str, int], tuple[int, bytes]] = {}
+    for rec in records:
+        for index_id, key in rec.entry_deletes:
+            entries[(index_id, key)] = None
+        for doc_id in rec.doc_deletes:
+            docs[doc_id] = None
+        for doc_id, table, value in rec.doc_puts:
+            docs[doc_id] = (table, rec.ts, value)
+        for index_id, key, doc_id in rec.entry_puts:
+            entries[(index_id, key)] = doc_id
+        for sid, req, value in rec.mutation_results:
+            results.setdefault((sid, req), (rec.ts, value))
+    dd = [d for d, v in docs.items() if v is None]
+    puts = [(d, v) for d, v in docs.items() if v is not None]
+    ed = [k for k, v in entries.items() if v is None]
+    ep = [(k, v) for k, v in entries.items() if v is not None]
+    last = records[-1].ts
+    await conn.execute(
+        SQL["apply"], dd,
+        [d for d, _ in puts], [v[0] for _, v in puts], [v[1] for _, v in puts], [v[2] for _, v in puts],
+        [k[0] for k in ed], [k[1] for k in ed],
+        [k[0] for k, _ in ep], [k[1] for k, _ in ep], [v for _, v in ep],
+        [k[0] for k in results], [k[1] for k in results], [v[0] for v in results.values()],
+        [v[1] for v in results.values()],
+        [r.ts for r in records] if payloads else [], [node] * len(payloads), payloads,
+        last, str(last))
+
+
+async def _reset(conn: Any) -> None:
+    """Connections come back to the pool clean (a read ends with ROLLBACK before release); asyncpg's
+    default reset would cost one more round trip per snapshot."""
+
+
+class PostgresPersistence(Persistence):
+    """PostgreSQL through an asyncpg pool. `url`: postgresql://user:password@host:port/database."""
+
+    inline_reads = False
+    shared = True
+
+    def __init__(self, url: str, *, pool_size: int = 24, node_id: str | None = None, **_: object) -> None:
+        self.url = url
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.application_name = f"{APPLICATION_NAME} {self.node_id}"
+        self._pool_size = pool_size
+        self.pool: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Set by a cluster committer: a snapshot newer than what this node has ingested waits for
+        # `catch_up(ts)` first, so the write log and history cover every snapshot handed out.
+        self.caught_up_ts = 0
+        # `catch_up(ts, read)`: `read(after)` returns the commit rows after `after` that the
+        # snapshot sees (read on its own connection: catching up never waits for the pool).
+        self.catch_up: Callable[[int, Callable[[int], Awaitable[Any]]], Awaitable[None]] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
+
+    def __repr__(self) -> str:
+        return f"PostgresPersistence({describe_url(self.url)})"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and create the tables (EngineError DatabaseUnavailable, with the reason and no
+        password, when the URL cannot be used)."""
+        self.loop = asyncio.get_running_loop()
+        try:
+            self.pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self._pool_size, command_timeout=60,
+                server_settings={"application_name": self.application_name}, timeout=10, reset=_reset)
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_SCHEMA)
+                    for ddl in SCHEMA:
+                        await conn.execute(ddl)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError, asyncio.TimeoutError) as e:
+            if self.pool is not None:
+                self.pool.terminate()
+                self.pool = None
+            reason = _redact(str(e) or type(e).__name__, self.url)
+            raise EngineError("DatabaseUnavailable", f"Cannot use the PostgreSQL database {describe_url(self.url)}: "
+                              f"{reason}") from None
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.close(), 10)
+            except (asyncio.TimeoutError, Exception):
+                self.pool.terminate()
+            self.pool = None
+
+    def _background(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_read(self, conn: Any) -> None:
+        try:
+            if conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+        except Exception:
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    # -- reads ---------------------------------------------------------------------------------
+    async def snapshot(self, *, private: bool = False) -> Snapshot:
+        try:
+            conn = await self.pool.acquire()
+        except CONNECTION_ERRORS as e:
+            raise unavailable(e) from None
+        try:
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            ts = await conn.fetchval(SQL["clock_get"])
+        except BaseException as e:
+            await self._end_read(conn)
+            if isinstance(e, CONNECTION_ERRORS):
+                raise unavailable(e) from None
+            raise
+        if ts > self.caught_up_ts and self.catch_up is not None:
+            try:
+                await self.catch_up(ts, lambda after: _commits_after(conn, after))
+            except BaseException:
+                await self._end_read(conn)
+                raise
+        return _PgSnapshot(self, conn, ts)
+
+    @staticmethod
+    async def commits_after_on(conn: Any, ts: int) -> tuple[int, list[tuple[int, bytes]]]:
+        """(trim horizon, commit rows after `ts`) read on `conn`."""
+        return await _commits_after(conn, ts)
+
+    @staticmethod
+    async def clock_on(conn: Any) -> int:
+        return await conn.fetchval(SQL["clock_get"])
+
+    # -- commits -------------------------------------------------------------------------------
+    async def connect(self) -> Any:
+        """A connection of its own (a node's committer and listener keep one each)."""
+        return await asyncpg.connect(self.url, server_settings={"application_name": self.application_name},
+                                     timeout=10, command_timeout=60)
+
+    async def write(self, batch: list[CommitRecord]) -> None:
+        """Apply a group of commits as they are (their timestamps given), under the clock lock.
+        The engine's cluster committer commits through `CommitSession` instead; this is for
+        callers outside it (start-up, tools)."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.fetchval(SQL["clock_lock"])
+                await _apply(conn, batch, [], self.node_id)
+
+    # -- catalog -------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def startup_lock(self) -> AsyncIterator[None]:
+        """Held while a node loads and updates the catalog at start: nodes starting together take
+        turns (table numbers and index ids are allocated from what the catalog holds)."""
+        conn = await self.pool.acquire()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_STARTUP)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_STARTUP)
+        finally:
+            await self.pool.release(conn)
+
+    async def live_peers(self) -> int:
+        """How many other engine nodes are connected to this database now."""
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval(SQL["peers"], self.application_name)
+
+    async def load_catalog(self) -> tuple[int, dict[str, int], dict[tuple[str, str], tuple[int, list[str]]]]:
+        async with self.pool.acquire() as conn:
+            max_ts = await conn.fetchval(SQL["clock_get"])
+            tables = {r[0]: r[1] for r in await conn.fetch(SQL["tables_all"])}
+            indexes = {(r[1], r[2]): (r[0], r[3].split("\x1f") if r[3] else [])
+                       for r in await conn.fetch(SQL["indexes_all"])}
+        return max_ts, tables, indexes
+
+    async def add_table(self, name: str, number: int) -> None:
+        await self.pool.execute(SQL["table_add"], name, number)
+
+    async def renumber_tables(self, numbers: dict[str, int]) -> None:
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                for i, name in enumerate(numbers):
+                    await conn.execute(SQL["table_renumber"], -1 - i, name)
+                for name, number in numbers.items():
+                    await conn.execute(SQL["table_renumber"], number, name)
+
+    async def add_index(self, index_id: int, table: str, name: str, fields: list[str]) -> None:
+        await self.pool.execute(SQL["index_add"], index_id, table, name, "\x1f".join(fields))
+
+    async def drop_index(self, index_id: int) -> None:
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute(SQL["index_clear"], index_id)
+                await conn.execute(SQL["index_drop"], index_id)
+
+    async def table_documents(self, table_number: int) -> AsyncIterator[tuple[str, bytes]]:
+        after = ""
+        while True:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(SQL["docs_page"], table_number, after, 1000)
+            for r in rows:
+                yield r[0], r[1]
+            if len(rows) < 1000:
+                return
+            after = rows[-1][0]
+
+    async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None:
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.executemany(SQL["entry_put"], entries)
+
+    async def table_is_empty(self, table_number: int) -> bool:
+        return await self.pool.fetchval(SQL["table_any"], table_number) is None
+
+    async def index_is_empty(self, index_id: int) -> bool:
+        return await self.pool.fetchval(SQL["index_any"], index_id) is None
+
+    async def restore(self, ts: int, tables: dict[str, int], indexes: list[tuple[int, str, str, list[str]]],
+                      docs: list[tuple[str, int, bytes]], entries: list[tuple[int, bytes, str]]) -> None:
+        """Replace everything in one transaction, under the clock lock (other nodes' commits wait)."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                clock = await conn.fetchval(SQL["clock_lock"])
+                for table in ("documents", "index_entries", "mutation_results", "tables_", "indexes_"):
+                    await conn.execute(f"DELETE FROM {table}")
+                await conn.executemany(SQL["table_add"], list(tables.items()))
+                await conn.executemany(SQL["index_add"], [(i, t, n, "\x1f".join(f)) for i, t, n, f in indexes])
+                await conn.executemany(SQL["doc_put"], [(i, t, ts, v) for i, t, v in docs])
+                await conn.executemany(SQL["entry_put"], entries)
+                await conn.execute("UPDATE clock SET ts = $1 WHERE id = 1", max(ts, clock))
+
+
+def listen_forever(store: PostgresPersistence, on_notify: Callable[[str | None], None],
+                   on_connected: Callable[[], None]) -> asyncio.Task[None]:
+    """Keep a LISTEN connection open (reconnecting with backoff); `on_notify` on every notification,
+    `on_connected` after each (re)connect (the caller catches up on what it may have missed)."""
+
+    async def run() -> None:
+        delay = 0.05
+        while True:
+            conn = None
+            try:
+                conn = await store.connect()
+                lost = asyncio.get_running_loop().create_future()
+                conn.add_termination_listener(lambda _c: lost.done() or lost.set_result(None))
+                await conn.add_listener(NOTIFY_CHANNEL, lambda _c, _pid, _ch, payload: on_notify(payload))
+                delay = 0.05
+                on_connected()
+                while not lost.done():
+                    try:
+                        await asyncio.wait_for(asyncio.shield(lost), 5.0)
+                    except asyncio.TimeoutError:
+                        await conn.execute("SELECT 1")  # a dead connection shows up here
+                        on_notify(None)  # and a periodic catch-up, in case a notification was missed
+            except asyncio.CancelledError:
+                if conn is not None:
+                    conn.terminate()
+                raise
+            except Exception as e:
+                log.warning("PostgreSQL LISTEN connection lost (%s); reconnecting", _redact(str(e), store.url))
+            if conn is not None:
+                conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    task = asyncio.get_running_loop().create_task(run(), name="pg-listen")
+    store._listener = task
+    return task
+

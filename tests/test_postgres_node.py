@@ -1,0 +1,67 @@
+"""One node on PostgreSQL: `serve --db postgresql://...` / $DATABASE_URL (and what it refuses),
+snapshot export and import through the running deployment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import REPO_ROOT
+from engine.deployment import Auth, Deployment
+from test_core_support import CORE_APP
+
+NOBODY = Auth()
+
+
+def _serve(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", "serve", "--app", str(CORE_APP), "--port", "0", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "CONVEX_ADMIN_KEY": "pg-test|0123456789abcdef", "PYTHONPATH": str(REPO_ROOT),
+                               **(env or {})})
+
+
+def test_serve_refuses_an_unreachable_postgres_url_with_the_reason_and_no_password(tmp_path: Path) -> None:
+    done = _serve(tmp_path, "--db", "postgresql://nova:s3cr3t-pw@127.0.0.1:1/nova")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Cannot use the PostgreSQL database postgresql://nova@127.0.0.1:1/nova" in done.stderr, done.stderr
+    assert "s3cr3t-pw" not in done.stdout + done.stderr
+    assert not any(tmp_path.iterdir())  # no "postgresql:" folder taken for a SQLite path
+
+
+def test_serve_reads_database_url_and_refuses_what_it_cannot_use(tmp_path: Path) -> None:
+    done = _serve(tmp_path, env={"DATABASE_URL": "mysql://nova:s3cr3t-pw@db/nova"})
+    assert done.returncode == 1
+    assert "Cannot use mysql:// as a database" in done.stderr, done.stderr
+    assert "s3cr3t-pw" not in done.stdout + done.stderr
+    done = _serve(tmp_path, env={"DATABASE_URL": "postgresql://nova:s3cr3t-pw@127.0.0.1:1"})
+    assert done.returncode == 1 and "names no database" in done.stderr, done.stderr
+
+
+def test_a_wrong_password_is_refused_at_start(pg_url: str, tmp_path: Path) -> None:
+    done = _serve(tmp_path, "--db", pg_url.replace(":engine-test-pw@", ":wrong-pw@"))
+    assert done.returncode == 1
+    assert 'password authentication failed for user "engine"' in done.stderr, done.stderr
+    assert "wrong-pw" not in done.stdout + done.stderr
+
+
+async def test_export_and_import_through_a_postgres_deployment(pg_server, tmp_path: Path) -> None:
+    source = await Deployment.open(CORE_APP, pg_server.create_database())
+    try:
+        for i in range(5):
+            assert (await source.call("items:add", {"group": "g", "rank": float(i)}, kind="mutation",
+                                      auth=NOBODY)).success
+        state = await source.export_snapshot(tmp_path / "snap.zip")
+        assert state["documents"] == 5.0
+        assert "items/documents.jsonl" in zipfile.ZipFile(tmp_path / "snap.zip").namelist()
+    finally:
+        await source.close()
+    target = await Deployment.open(CORE_APP, pg_server.create_database())
+    try:
+        assert (await target.import_snapshot(tmp_path / "snap.zip"))["items"] == 5
+        ranks = (await target.call("items:byRank", {"group": "g"}, kind="query", auth=NOBODY)).value
+        assert [d["rank"] for d in ranks] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    finally:
+        await target.close()

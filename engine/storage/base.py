@@ -50,6 +50,9 @@ class CommitRecord:
     entry_deletes: list[tuple[int, bytes]] = field(default_factory=list)  # (index id, key)
     entry_puts: list[tuple[int, bytes, str]] = field(default_factory=list)  # (index id, key, doc id)
     mutation_results: list[tuple[str, int, bytes]] = field(default_factory=list)  # (session, request, json)
+    # Search and vector index entries (engine.search.backend.SearchOp / StateOp), written in the same
+    # transaction by the store's search backend.
+    search: list[Any] = field(default_factory=list)
 
 
 def after(key: bytes) -> bytes:
@@ -126,6 +129,9 @@ class Persistence(ABC):
     # A store whose reads never suspend can serve mutations the latest sequenced state inside one
     # event-loop step (engine.tail); a networked one serves them PostgreSQL snapshots instead.
     inline_reads: bool = False
+    # The backend's search storage (engine.search.backend.SearchStore): full-text and vector indexes
+    # written inside the same transactions as the documents.
+    search: Any
 
     @abstractmethod
     async def open(self) -> None: ...

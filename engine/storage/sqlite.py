@@ -330,6 +330,9 @@ class SqlitePersistence(Persistence):
         self._writes_since_checkpoint = 0
         self.lock = DatabaseLock(self.path)
         self._purpose = purpose
+        from ..search.sqlite_store import SqliteSearchStore  # (engine.search imports storage types)
+
+        self.search = SqliteSearchStore(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -349,8 +352,10 @@ class SqlitePersistence(Persistence):
             await self._writer.execute(f"PRAGMA {pragma}")
         for ddl in self._schema:
             await self._writer.execute(ddl)
+        await self.search.open()
 
     async def close(self) -> None:
+        self.search.close()
         self._shared = None
         for conn in self._all:
             conn.close()
@@ -448,8 +453,10 @@ class SqlitePersistence(Persistence):
             try:
                 await self._write_locked(batch)
                 self.cache.apply(batch)
+                self.search.committed(batch)  # vector graphs and index states follow, before readers
             except BaseException:
                 self.cache.reset(-1)  # we cannot tell what the store holds now: trust nothing cached
+                self.search.rolled_back()
                 raise
             finally:
                 self._stale()
@@ -511,6 +518,8 @@ class SqlitePersistence(Persistence):
                 if rec.mutation_results:
                     conn.executemany(st["mutation_result_put"],
                                      [(sid, r, rec.ts, v) for sid, r, v in rec.mutation_results])
+                if rec.search:
+                    self.search.write(conn, rec.search)
             conn.execute(st["meta_put"], ("ts", batch[-1].ts))
             conn.execute("COMMIT")
         except BaseException:
@@ -568,6 +577,30 @@ class SqlitePersistence(Persistence):
             await self._writer.execute("COMMIT")
             self._stale()
 
+    async def run_on_writer(self, fn: Any, *args: Any, transaction: bool = True) -> Any:
+        """Run `fn(connection, *args)` on the writer's thread (one trip), inside one transaction
+        unless `transaction=False`; readers opened afterwards see what it wrote."""
+        w = self._writer
+        assert w is not None, "persistence is not open"
+
+        def call(conn: sqlite3.Connection) -> Any:
+            if not transaction:
+                return fn(conn, *args)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn, *args)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return out
+
+        async with self._write_lock:
+            try:
+                return await w._execute(call, w._conn)
+            finally:
+                self._stale()
+
     async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None:
         assert self._writer is not None
         async with self._write_lock:
@@ -593,6 +626,7 @@ class SqlitePersistence(Persistence):
                 await w.executemany(st["index_add"], [(i, t, n, "\x1f".join(f)) for i, t, n, f in indexes])
                 await w.executemany(st["doc_put"], [(i, t, ts, v) for i, t, v in docs])
                 await w.executemany(st["entry_put"], entries)
+                await w._execute(self.search.reset, w._conn)  # search indexes are backfilled anew
                 await w.execute(st["meta_put"], ("ts", ts))
                 await w.execute("COMMIT")
                 self.cache.reset(ts)

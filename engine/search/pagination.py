@@ -6,6 +6,12 @@ index's id. Each page runs the search again and keeps the results after its curs
 end cursor: `endCursor`, or the journal of a subscribed page, which is what keeps reactive pages
 gapless). A search produces at most 1 024 results, so pagination ends there; a search page is never
 split (`splitCursor` null, as in Convex).
+
+One deviation, for gapless reactive pages: Convex compares a cursor's key with the new ranking, but
+any write to the index moves every score a little (BM25's N and average length change), so a page
+pinned at "score s" drifts. Here a cursor is held by its document: while that document is still a
+result, the page boundary is its position in the new ranking; only once it is gone does the key
+comparison decide.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError
+from ..index_keys import decode_key
 from ..pagination import END, decode_cursor, encode_cursor
 from .text import SearchScan
 from .tokens import MAX_CANDIDATES
@@ -32,6 +39,18 @@ def _num(opts: dict[str, Any], name: str, required: bool) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
         raise EngineError("InvalidPaginationOptions", f"paginationOpts.{name} must be a non-negative number.")
     return int(value)
+
+
+def _boundary(hits: list[Any], key: bytes) -> int:
+    """How many results come before-or-at the cursor `key` (see the module docstring)."""
+    try:
+        doc_id = decode_key(key)[-1]
+    except (ValueError, IndexError):
+        doc_id = None
+    for i, hit in enumerate(hits):
+        if hit.doc_id == doc_id:
+            return i + 1
+    return sum(1 for hit in hits if hit.key <= key)
 
 
 async def paginate_search(query: Query, opts: Any) -> dict[str, Any]:
@@ -54,16 +73,18 @@ async def paginate_search(query: Query, opts: Any) -> dict[str, Any]:
     end_cursor = opts.get("endCursor")
     if end_cursor is None:
         end_cursor = txn.journal_end
-    hits = scan.hits
+    all_hits = scan.hits
+    start, stop = 0, len(all_hits)
     if cursor is not None:
         after = decode_cursor(cursor, index_id)
-        hits = [] if after is END else [h for h in hits if h.key > after]
+        start = stop if after is END else _boundary(all_hits, after)
     bounded = end_cursor is not None
     end_key = None
     if bounded:
         end_key = decode_cursor(end_cursor, index_id)
         if end_key is not END:
-            hits = [h for h in hits if h.key <= end_key]
+            stop = _boundary(all_hits, end_key)
+    hits = all_hits[start:max(start, stop)]
     if not bounded and num_items == 0:
         raise EngineError("NoDocumentsForPagination", "paginationOpts.numItems must be greater than 0.")
     page: list[dict[str, Any]] = []

@@ -1,7 +1,8 @@
 from engine import UNDEFINED, mutation, query, v
 
 
-@mutation(args={"body": v.string(), "channel": v.string(), "author": v.optional(v.string())})
+@mutation(args={"body": v.string(), "channel": v.string(), "author": v.optional(v.string()),
+                "n": v.optional(v.number())})
 async def send(ctx, args):
     return await ctx.db.insert("messages", args)
 

@@ -275,7 +275,7 @@ class Query:
         return self
 
     # -- execution -----------------------------------------------------------------------------
-    async def _open(self):  # -> RangeScan
+    async def _open(self) -> Any:  # RangeScan, or engine.search.text.SearchScan for a search
         txn, table = await self._db._reader(self._table)
         if table is None:
             return None

@@ -77,12 +77,12 @@ async def paginate_search(query: Query, opts: Any) -> dict[str, Any]:
     start, stop = 0, len(all_hits)
     if cursor is not None:
         after = decode_cursor(cursor, index_id)
-        start = stop if after is END else _boundary(all_hits, after)
+        start = stop if after is None else _boundary(all_hits, after)
     bounded = end_cursor is not None
     end_key = None
     if bounded:
         end_key = decode_cursor(end_cursor, index_id)
-        if end_key is not END:
+        if end_key is not None:
             stop = _boundary(all_hits, end_key)
     hits = all_hits[start:max(start, stop)]
     if not bounded and num_items == 0:

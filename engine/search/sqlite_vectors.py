@@ -207,7 +207,7 @@ class SqliteVectorIndexes:
                 marks = ", ".join("?" for _ in entry.filters)
                 cur = conn.execute(f"INSERT INTO {table} (doc_id, vec{', ' + cols if cols else ''}) VALUES "
                                    f"(?, ?{', ' + marks if marks else ''})", (op.doc_id, entry.vector, *entry.filters))
-                key = cur.lastrowid
+                key = int(cur.lastrowid or 0)
             else:
                 key = row[0]
                 sets = "".join(f", f{i} = ?" for i in range(len(entry.filters)))

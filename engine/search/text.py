@@ -210,7 +210,7 @@ def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, compil
     catalog = txn.catalog
     # Documents where this view differs from the durable index: (base entry, view entry).
     changed: dict[str, tuple[Any, Any]] = {}
-    candidates_over = dict(overlay)
+    candidates_over: dict[str, Any] = dict(overlay)
     for doc_id, w in txn.writes.items():
         if w.table is table:
             candidates_over[doc_id] = w.new

@@ -88,9 +88,11 @@ class TextReader(ABC):
         document frequencies (all > 0)."""
 
     @abstractmethod
-    def matches(self, terms: list[str], filter_tokens: list[str]) -> Iterator[tuple[str, float, list[str]]]:
+    def matches(self, terms: list[str], filter_tokens: list[str], *,
+                filters_after: bool = False) -> Iterator[tuple[str, float, list[str]]]:
         """(doc id, creation time, word tokens) of every document holding any of `terms` and all of
-        `filter_tokens`."""
+        `filter_tokens`. `filters_after`: the terms are rarer than the filter values, so look the
+        terms up and check the filters on what they find (a hint; the result is the same)."""
 
 
 class VectorReader(ABC):

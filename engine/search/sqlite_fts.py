@@ -137,12 +137,20 @@ class SqliteTextReader(TextReader):
             cur.close()
         return out
 
-    def matches(self, terms: list[str], filter_tokens: list[str]) -> Iterator[tuple[str, float, list[str]]]:
+    def matches(self, terms: list[str], filter_tokens: list[str], *,
+                filters_after: bool = False) -> Iterator[tuple[str, float, list[str]]]:
         if not terms:
             return iter(())
         expr = "(" + " OR ".join(_quote(t) for t in terms) + ")"
-        if filter_tokens:
+        if filter_tokens and not filters_after:
             expr += "".join(" AND " + _quote(t) for t in filter_tokens)
         rows = self._conn.execute(f"SELECT doc_id, ctime, ntok, body FROM {self._fts} WHERE {self._fts} MATCH ?",
                                   (expr,)).fetchall()
-        return ((doc_id, ctime, body.split(" ")[:ntok] if ntok else []) for doc_id, ctime, ntok, body in rows)
+        if filter_tokens and filters_after:
+            # A doclist intersection with a filter value held by most of the index costs more than
+            # checking the few documents the terms found (their filter tokens follow their words).
+            wanted = set(filter_tokens)
+            return ((doc_id, ctime, words[:ntok]) for doc_id, ctime, ntok, body in rows
+                    if wanted.issubset((words := body.split(" "))[ntok:]))
+        # The word tokens come first in `body`; a document without filter fields has nothing after.
+        return ((doc_id, ctime, body.split(" ", ntok)[:ntok] if ntok else []) for doc_id, ctime, ntok, body in rows)

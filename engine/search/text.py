@@ -59,6 +59,7 @@ __all__ = ["SearchFilterBuilder", "CompiledSearch", "compile_search", "run_searc
 K1 = 1.2
 B = 0.75
 PREFIX_BOOST = 0.5
+FILTERS_AFTER_MAX = 2000
 # The key a search of a backfilling index reads and the commit that finishes the backfill writes.
 READY_KEY = b""
 
@@ -176,11 +177,27 @@ def snapshot_overlay(snapshot: Any) -> tuple[Any, dict[str, bytes | None]]:
     return snapshot, {}
 
 
-@dataclass(slots=True)
 class Hit:
-    key: bytes  # [-score, -creation time, id]: ascending key order is result order
-    doc_id: str
-    score: float
+    """One result: `key` is [-score, -creation time, id] (ascending key order is result order),
+    encoded when first asked for (a take(10) of 1 024 results needs 10)."""
+
+    __slots__ = ("_neg_score", "_neg_ctime", "doc_id", "_key")
+
+    def __init__(self, neg_score: float, neg_ctime: float, doc_id: str) -> None:
+        self._neg_score = neg_score
+        self._neg_ctime = neg_ctime
+        self.doc_id = doc_id
+        self._key: bytes | None = None
+
+    @property
+    def score(self) -> float:
+        return -self._neg_score
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = encode_key([self._neg_score, self._neg_ctime, self.doc_id])
+        return self._key
 
 
 def _record_terms(txn: Transaction, info: SearchIndexInfo, compiled: CompiledSearch) -> bytes:
@@ -249,9 +266,7 @@ def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, compil
 
     ftokens = sorted({filter_token(o, filter_bytes(v)) for o, v in compiled.conditions})
     exact = sorted({t for t, _ in compiled.terms})
-    df = freqs(exact + ftokens)
-    if any(df[t] <= 0 for t in ftokens):
-        return []  # no document holds some filter value
+    df = freqs(exact)
     or_terms: dict[str, float] = {t: 1.0 for t in exact if df[t] > 0}
     last, last_is_prefix = compiled.terms[-1]
     if last_is_prefix:
@@ -282,20 +297,36 @@ def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, compil
                for t, boost in or_terms.items()}
     want = list(or_terms)
     hits: list[tuple[float, float, str]] = []
+    norms: dict[int, float] = {}  # BM25's length factor, per document length
 
     def score(tokens: list[str]) -> float:
-        norm = K1 * (1.0 - B + B * bm25_fieldnorm(len(tokens)) / avg)
+        n = len(tokens)
+        norm = norms.get(n)
+        if norm is None:
+            norm = norms[n] = K1 * (1.0 - B + B * bm25_fieldnorm(n) / avg)
         if len(want) > 4:
             counts = Counter(tokens)
-            tfs = ((t, counts.get(t, 0)) for t in want)
-        else:
-            tfs = ((t, tokens.count(t)) for t in want)
-        return sum(weights[t] * tf / (tf + norm) for t, tf in tfs if tf)
+            total = 0.0
+            for t in want:
+                tf = counts.get(t, 0)
+                if tf:
+                    total += weights[t] * tf / (tf + norm)
+            return total
+        total = 0.0
+        for t in want:
+            tf = tokens.count(t)
+            if tf:
+                total += weights[t] * tf / (tf + norm)
+        return total
 
-    for doc_id, ctime, tokens in reader.matches(want, ftokens):
+    append = hits.append
+    # Few documents hold the terms: look them up and check the filters on them, rather than
+    # intersecting with a filter value's document list (a tenant's may hold most of the index).
+    filters_after = bool(ftokens) and sum(df[t] for t in want) <= FILTERS_AFTER_MAX
+    for doc_id, ctime, tokens in reader.matches(want, ftokens, filters_after=filters_after):
         if doc_id in changed:
             continue
-        hits.append((-score(tokens), -ctime, doc_id))
+        append((-score(tokens), -ctime, doc_id))
     wanted_filters = set(ftokens)
     for doc_id, (_, new) in changed.items():
         if new is None or not wanted_filters.issubset(new.filter_tokens):
@@ -303,8 +334,8 @@ def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, compil
         tokens = list(new.tokens)
         if any(t in or_terms for t in tokens):
             hits.append((-score(tokens), -new.creation_time, doc_id))
-    best = heapq.nsmallest(MAX_CANDIDATES, hits)
-    return [Hit(encode_key([s, c, d]), d, -s) for s, c, d in best]
+    best = heapq.nsmallest(MAX_CANDIDATES, hits) if len(hits) > MAX_CANDIDATES else sorted(hits)
+    return [Hit(s, c, d) for s, c, d in best]
 
 
 def _too_many() -> EngineError:

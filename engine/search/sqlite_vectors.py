@@ -105,6 +105,24 @@ class Ann:
             return
         self._apply(key, vector, filters)
 
+    def put_many(self, changes: dict[int, tuple[bytes | None, tuple[bytes, ...]]]) -> None:
+        """Several keys at once: one multi-threaded insertion for the new vectors."""
+        if self.pending is not None or len(changes) < 8:
+            for key, (vector, filters) in changes.items():
+                self.put(key, vector, filters)
+            return
+        for key in changes:
+            if key in self.filters:
+                self.index.remove(key)
+                del self.filters[key]
+        added = [(key, vector, filters) for key, (vector, filters) in changes.items() if vector is not None]
+        if added:
+            keys = np.fromiter((k for k, _, _ in added), dtype=np.uint64, count=len(added))
+            matrix = np.frombuffer(b"".join(v for _, v, _ in added), dtype="<f4").reshape(len(added), self.dimensions)
+            self.index.add(keys, matrix, threads=max(1, min(4, os.cpu_count() or 1)))
+            for key, _, filters in added:
+                self.filters[key] = filters
+
     def _apply(self, key: int, vector: bytes | None, filters: tuple[bytes, ...]) -> None:
         if key in self.filters:
             self.index.remove(key)
@@ -216,10 +234,13 @@ class SqliteVectorIndexes:
 
     def committed(self) -> None:
         staged, self._staged = self._staged, []
-        for index_id, key, vector, filters in staged:
+        final: dict[int, dict[int, tuple[bytes | None, tuple[bytes, ...]]]] = {}
+        for index_id, key, vector, filters in staged:  # the last write of a key in the group wins
+            final.setdefault(index_id, {})[key] = (vector, filters)
+        for index_id, changes in final.items():
             ann = self.anns.get(index_id)
             if ann is not None:
-                ann.put(key, vector, filters)
+                ann.put_many(changes)
 
     def rolled_back(self) -> None:
         self._staged = []

@@ -107,15 +107,18 @@ async def load(dep: Deployment, docs: int, batch: int, in_flight: int = 4) -> fl
 
 # -- (a) full-text search ---------------------------------------------------------------------------
 
-def query_kinds(docs: int, rng: random.Random) -> dict[str, dict[str, Any]]:
+def query_kinds(docs: int, rng: random.Random, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
     rare = max(1, docs // 10)
-    k = rng.randrange(rare)
+    k1, k2, k3 = rng.randrange(rare), rng.randrange(rare), rng.randrange(rare)
     return {
-        "selective": {"text": corpus.rare_word(k), "limit": 10.0},
-        "selective_tenant": {"text": corpus.rare_word(k), "tenant": corpus.tenant_of(k), "limit": 10.0},
+        "selective": ("docs:search", {"text": corpus.rare_word(k1), "limit": 10.0}),
+        "selective_tenant": ("docs:search", {"text": corpus.rare_word(k2), "tenant": corpus.tenant_of(k2),
+                                             "limit": 10.0}),
         # A rare word and the start of a word: the 10 completions w0xxx0..w0xxx9 count too.
-        "prefix": {"text": f"{corpus.rare_word(k)} w0{rng.randrange(100, 300)}", "limit": 10.0},
-        "common": {"text": COMMON, "limit": 10.0},
+        "prefix": ("docs:search", {"text": f"{corpus.rare_word(k3)} w0{rng.randrange(100, 300)}", "limit": 10.0}),
+        "common": ("docs:search", {"text": COMMON, "limit": 10.0}),
+        # The floor under a selective search: reading 10 random documents of the table by id.
+        "get_10_random": ("docs:getMany", {"ids": rng.sample(ids, 10)}),
     }
 
 
@@ -126,37 +129,48 @@ async def text_search(sizes: Sizes, workdir: Path) -> dict[str, Any]:
         dep = await Deployment.open(APP, workdir / f"text-{name}.sqlite3", admin_key="k")
         await dep.search_indexes.wait_ready()
         rates[name] = await load(dep, n, sizes.load_batch)
-        deps[name] = (dep, n)
+        deps[name] = (dep, n, _sample_ids(dep, 5000))
     try:
         rng = random.Random(1)
-        lat: dict[str, dict[str, list[float]]] = {k: {"small": [], "big": []} for k in query_kinds(10, rng)}
-        matches: dict[str, dict[str, int]] = {}
-        for name, (dep, n) in deps.items():  # warm-up, and what each query kind matches
-            for kind, args in query_kinds(n, rng).items():
-                full = dict(args, limit=1024.0) if kind != "common" else None
-                await ok(dep, "query", "docs:search", args)
-                if full is not None:
-                    matches.setdefault(kind, {})[name] = len(await ok(dep, "query", "docs:search", full))
-        for name, (dep, n) in deps.items():
-            matches.setdefault("common", {})[name] = _word_count(dep, COMMON)
-        for round_ in range(0, sizes.query_rounds, 20):
-            for name, (dep, n) in deps.items():
+        kinds = list(query_kinds(10, rng, ["x"] * 10))
+        lat: dict[str, dict[str, list[float]]] = {k: {"small": [], "big": []} for k in kinds}
+        matches: dict[str, dict[str, int]] = {k: {} for k in kinds}
+        for name, (dep, n, ids) in deps.items():  # warm-up, and what each query kind matches
+            for kind, (path, args) in query_kinds(n, rng, ids).items():
+                await ok(dep, "query", path, args)
+                if kind in ("selective", "selective_tenant", "prefix"):
+                    matches[kind][name] = len(await ok(dep, "query", path, dict(args, limit=1024.0)))
+            matches["common"][name] = _word_count(dep, COMMON)
+            matches["get_10_random"][name] = 10
+        for _ in range(0, sizes.query_rounds, 20):
+            for name, (dep, n, ids) in deps.items():
                 for _ in range(20):
-                    for kind, args in query_kinds(n, rng).items():
+                    for kind, (path, args) in query_kinds(n, rng, ids).items():
                         t = time.perf_counter()
-                        await ok(dep, "query", "docs:search", args)
+                        await ok(dep, "query", path, args)
                         lat[kind][name].append(time.perf_counter() - t)
         out: dict[str, Any] = {"load_docs_per_s": {k: round(v) for k, v in rates.items()},
-                               "docs": {k: n for k, (_, n) in deps.items()}}
+                               "docs": {k: n for k, (_, n, _) in deps.items()}}
         for kind, by in lat.items():
             small, big = summary(by["small"]), summary(by["big"])
-            out[kind] = {"small": small, "big": big, "matches": matches.get(kind, {}),
+            out[kind] = {"small": small, "big": big, "matches": matches[kind],
                          "ratio_median": round(big["median_ms"] / small["median_ms"], 3),
                          "ratio_p95": round(big["p95_ms"] / small["p95_ms"], 3)}
         return out
     finally:
-        for dep, _ in deps.values():
+        for dep, _, _ in deps.values():
             await dep.close()
+
+
+def _sample_ids(dep: Deployment, n: int) -> list[str]:
+    snap = dep.persistence.snapshot()
+    try:
+        rows = snap._conn.execute(  # type: ignore[attr-defined]
+            "SELECT id FROM documents WHERE table_number = ? ORDER BY random() LIMIT ?",
+            (dep.catalog.table("docs").number, n)).fetchall()
+    finally:
+        snap.close()
+    return [r[0] for r in rows]
 
 
 def _word_count(dep: Deployment, word: str) -> int:
@@ -314,9 +328,10 @@ def table(r: dict[str, Any]) -> str:
     if "text" in r:
         t = r["text"]
         big, small = t["docs"]["big"], t["docs"]["small"]
-        for kind in ("selective", "selective_tenant", "prefix", "common"):
+        for kind in ("selective", "selective_tenant", "prefix", "common", "get_10_random"):
             m = t[kind]
-            lines.append(f"| `{kind}` search, take 10, {big:,} docs ({m['matches'].get('big', '?')} matches) | "
+            what = "10 `db.get` of random documents" if kind == "get_10_random" else f"`{kind}` search, take 10"
+            lines.append(f"| {what}, {big:,} docs ({m['matches'].get('big', '?')} matches) | "
                          f"{m['big']['median_ms']} ms | {small:,} docs ({m['matches'].get('small', '?')} matches) "
                          f"{m['small']['median_ms']} ms | {m['ratio_median']}x (p95 {m['ratio_p95']}x) |")
         lines.append(f"| load with the FTS5 index written at commit | {t['load_docs_per_s']['big']:,} docs/s | | |")

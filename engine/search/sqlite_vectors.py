@@ -347,6 +347,28 @@ class SqliteVectorReader(VectorReader):
         ids = [r[1] for r in rows]
         return exact_top(query, ids, matrix, limit)
 
+    def _exact_by_keys(self, query: np.ndarray, keys: list[int], ann: Ann | None,
+                       limit: int) -> list[tuple[str, float]] | None:
+        """Brute force over the graph's copies of these keys' vectors, then the winners re-read and
+        re-scored from the snapshot; None when the graph cannot serve (being built, out of step)."""
+        if ann is None or not ann.ready or ann.pending is not None:
+            return None
+        if not keys:
+            return []
+        filters = ann.filters
+        if any(k not in filters for k in keys):
+            return None
+        matrix = np.stack(ann.index.get(np.asarray(keys, dtype=np.uint64)))
+        best = [k for k, _ in exact_top(query, keys, matrix, limit)]
+        rows = []
+        for start in range(0, len(best), 500):
+            chunk = best[start:start + 500]
+            rows += self._conn.execute(f"SELECT key, doc_id, vec FROM {self._table} WHERE key IN "
+                                       f"({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        if len(rows) != len(best):
+            return None
+        return self._exact(query, rows, limit)
+
     def search(self, vector: Any, limit: int, filters: dict[int, list[bytes]]) -> list[tuple[str, float]]:
         query = np.asarray(vector, dtype=np.float32)
         exact_max = self._indexes.exact_max
@@ -354,9 +376,16 @@ class SqliteVectorReader(VectorReader):
         ann = self._indexes.anns.get(self._id)
         approximate = ann is not None and ann.ready and len(ann) > exact_max
         if filters or not approximate:
-            rows = self._rows(where, args, exact_max + 1 if approximate else None)
-            if not approximate or len(rows) <= exact_max:
-                return self._exact(query, rows, limit)
+            # Exact when few enough vectors qualify: their keys come from the filter columns' B-trees.
+            sql = f"SELECT key FROM {self._table}" + (f" WHERE {where}" if where else "")
+            if approximate:
+                sql += f" LIMIT {exact_max + 1}"
+            keys = [r[0] for r in self._conn.execute(sql, args)]
+            if not approximate or len(keys) <= exact_max:
+                found = self._exact_by_keys(query, keys, ann, limit)
+                if found is not None:
+                    return found
+                return self._exact(query, self._rows(where, args, None), limit)
         assert ann is not None
         wanted = {o: set(v) for o, v in filters.items()}
 

@@ -49,3 +49,8 @@ async def fillPlain(ctx, args):
     start, rare = int(args["start"]), int(args["rareGroups"])
     for i in range(start, start + int(args["count"])):
         await ctx.db.insert("plain", {"body": body(i, rare), "tenant": tenant_of(i)})
+
+
+@query(args={"ids": v.array(v.id("docs"))})
+async def getMany(ctx, args):
+    return [(await ctx.db.get(i))["_id"] for i in args["ids"]]

@@ -13,8 +13,10 @@ it is rebuilt from the table in a worker thread while the server already serves:
 for every search the graph cannot answer well, the search is exact.
 
 Search (`SqliteVectorReader.search`):
-- exact (brute force in NumPy over the snapshot's rows) when the candidates, all rows or those
-  passing the filters, are at most `exact_max` (10 000 by default): results equal brute-force cosine;
+- exact (brute force in NumPy) when the candidates, all rows or those passing the filters (their
+  keys from the filter columns' B-trees), are at most `exact_max` (10 000 by default): over the
+  graph's copies of their vectors, the winners then re-read and re-scored from the snapshot (over
+  the snapshot's rows while the graph is being built); results equal brute-force cosine;
 - otherwise the graph: the k nearest, over-fetched and widened (x4) until `limit` of them pass the
   filters, then re-checked and re-scored against the snapshot's rows (a row the snapshot does not
   hold is dropped; scores are exact cosine of the stored vectors).
@@ -358,7 +360,8 @@ class SqliteVectorReader(VectorReader):
         filters = ann.filters
         if any(k not in filters for k in keys):
             return None
-        matrix = np.stack(ann.index.get(np.asarray(keys, dtype=np.uint64)))
+        vectors: Any = ann.index.get(np.asarray(keys, dtype=np.uint64))
+        matrix = np.stack(list(vectors))
         best = [k for k, _ in exact_top(query, keys, matrix, limit)]
         rows = []
         for start in range(0, len(best), 500):
@@ -382,9 +385,9 @@ class SqliteVectorReader(VectorReader):
                 sql += f" LIMIT {exact_max + 1}"
             keys = [r[0] for r in self._conn.execute(sql, args)]
             if not approximate or len(keys) <= exact_max:
-                found = self._exact_by_keys(query, keys, ann, limit)
-                if found is not None:
-                    return found
+                served = self._exact_by_keys(query, keys, ann, limit)
+                if served is not None:
+                    return served
                 return self._exact(query, self._rows(where, args, None), limit)
         assert ann is not None
         wanted = {o: set(v) for o, v in filters.items()}

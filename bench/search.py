@@ -163,7 +163,7 @@ async def text_search(sizes: Sizes, workdir: Path) -> dict[str, Any]:
 
 
 def _sample_ids(dep: Deployment, n: int) -> list[str]:
-    snap = dep.persistence.snapshot()
+    snap = dep.persistence.snapshot_now()
     try:
         rows = snap._conn.execute(  # type: ignore[attr-defined]
             "SELECT id FROM documents WHERE table_number = ? ORDER BY random() LIMIT ?",
@@ -175,7 +175,7 @@ def _sample_ids(dep: Deployment, n: int) -> list[str]:
 
 def _word_count(dep: Deployment, word: str) -> int:
     info = dep.catalog.table("docs").search["search_body"]
-    snap = dep.persistence.snapshot()
+    snap = dep.persistence.snapshot_now()
     try:
         return dep.persistence.search.text_reader(snap, info).doc_freqs([word])[word]
     finally:
@@ -230,7 +230,7 @@ async def vector_search(sizes: Sizes, workdir: Path) -> dict[str, Any]:
 def _vector_ids(dep: Deployment) -> list[str]:
     """Document ids in insertion order (the corpus order)."""
     info = dep.catalog.table("vecs").search["by_v"]
-    snap = dep.persistence.snapshot()
+    snap = dep.persistence.snapshot_now()
     try:
         rows = snap._conn.execute(f"SELECT doc_id FROM vectors_{info.id} ORDER BY key").fetchall()  # type: ignore[attr-defined]
     finally:

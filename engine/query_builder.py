@@ -282,7 +282,7 @@ class Query:
         if self._search is not None:
             from .search.text import open_search
 
-            return open_search(txn, table, self._search[0], self._search[1], txn.catalog.persistence.search)
+            return await open_search(txn, table, self._search[0], self._search[1], txn.catalog.persistence.search)
         ix = txn.catalog.index(table, self._index)
         builder = IndexRange(f"{self._table}.{self._index}", ix.fields)
         if self._range is not None:

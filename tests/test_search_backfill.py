@@ -187,7 +187,7 @@ async def test_changed_and_dropped_indexes(tmp_path: Path) -> None:
         err = await read_error(dep, lambda db: db.query("notes").with_search_index(
             "search_text", lambda q: q.search("text", "note")).take(1))
         assert err.code == "IndexNotFoundError"
-        snap = dep.persistence.snapshot()
+        snap = dep.persistence.snapshot_now()
         try:
             tables = {r[0] for r in snap._conn.execute("SELECT name FROM sqlite_master")}  # type: ignore[attr-defined]
         finally:
@@ -246,7 +246,7 @@ async def find(ctx, args):
         from engine.reads import point
 
         fn = dep.app.functions["find:find"]
-        snap = dep.persistence.snapshot()
+        snap = dep.persistence.snapshot_now()
         try:
             ev = await dep.runner.evaluate_query(fn, {"text": "note"}, ADMIN, snap, None)
         finally:

@@ -165,7 +165,7 @@ async def scenario(initial: list[dict[str, Any]], ops: list[Any], extra: list[di
             return q
 
         # On the durable index.
-        txn = Transaction(dep.catalog, dep.persistence.snapshot(), writable=False)
+        txn = Transaction(dep.catalog, dep.persistence.snapshot_now(), writable=False)
         try:
             stored = {d["_id"]: d for d in await DatabaseReader(txn).query("messages").collect()}
             found = await DatabaseReader(txn).query("messages").with_search_index("search_body", build).take(1024)
@@ -174,7 +174,7 @@ async def scenario(initial: list[dict[str, Any]], ops: list[Any], extra: list[di
         same_modulo_ties([d["_id"] for d in found], reference(stored, text, filters))
 
         # Inside a mutation that first writes more documents (and changes one): its own writes count.
-        txn = Transaction(dep.catalog, dep.committer.latest_view(), writable=True)
+        txn = Transaction(dep.catalog, await dep.committer.latest_view(), writable=True)
         try:
             db = DatabaseWriter(txn)
             for d in extra:

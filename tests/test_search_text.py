@@ -323,13 +323,13 @@ async def test_the_read_set_is_touched_exactly_by_writes_that_could_change_the_r
 
 async def test_a_search_in_a_mutation_conflicts_with_a_write_it_would_have_seen(sdep: Deployment) -> None:
     table = sdep.catalog.table("messages")
-    txn = Transaction(sdep.catalog, sdep.persistence.snapshot(), writable=True)
+    txn = Transaction(sdep.catalog, sdep.persistence.snapshot_now(), writable=True)
     try:
         from engine.database import DatabaseWriter
 
         db = DatabaseWriter(txn)
         assert await db.query("messages").with_search_index("search_body", search_q("urgent", channel="ops")).take(5) == []
-        txn.insert(table, {"body": "noted", "channel": "ops"})
+        await txn.insert(table, {"body": "noted", "channel": "ops"})
         await send(sdep, "urgent fix", "dev")  # another channel: no conflict
         await send(sdep, "urgent fix", "ops")  # would have been found: conflict
         with pytest.raises(Conflict):
@@ -359,7 +359,7 @@ async def test_query_at_a_past_timestamp_searches_the_past(sdep: Deployment) -> 
 async def test_the_index_follows_commits_in_the_same_transaction(sdep: Deployment) -> None:
     for i in range(20):
         await send(sdep, f"entry {i}")
-    snap = sdep.persistence.snapshot()
+    snap = sdep.persistence.snapshot_now()
     try:
         conn = snap._conn  # type: ignore[attr-defined]
         info = sdep.catalog.table("messages").search["search_body"]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog import BY_CREATION_TIME
 from ..committer import Busy, Conflict
 from ..reads import successor
+from ..storage.base import after
 from ..transaction import Transaction
 from ..values import decode_json
 from .backend import SearchOp, StateOp
@@ -68,6 +69,22 @@ def _make(index_id: int, table: str, name: str, kind: str, conf: dict[str, Any])
         return SearchIndexInfo(index_id, table, name, conf["searchField"], tuple(conf["filterFields"]))
     return VectorIndexInfo(index_id, table, name, conf["vectorField"], int(conf["dimensions"]),
                            tuple(conf["filterFields"]))
+
+
+async def _chunk(view: Any, index_id: int, lo: bytes) -> tuple[list[tuple[bytes, str, bytes]], bool]:
+    """The next CHUNK rows of the index from `lo`, and whether the range ends with them."""
+    rows: list[tuple[bytes, str, bytes]] = []
+    at = lo
+    while len(rows) < CHUNK:
+        if view.inline_reads:
+            page, resume = view.scan_page_now(index_id, at, _FULL_HI, False, CHUNK - len(rows))
+        else:
+            page, resume = await view.scan_page(index_id, at, _FULL_HI, False, CHUNK - len(rows))
+        rows.extend(page)
+        if resume is None:
+            return rows[:CHUNK], len(rows) <= CHUNK
+        at = after(resume)
+    return rows[:CHUNK], False
 
 
 class SearchIndexes:
@@ -181,19 +198,14 @@ class SearchIndexes:
             if table.search.get(info.name) is not info:
                 return  # dropped meanwhile
             source = table.indexes[BY_CREATION_TIME]
-            view = committer.latest_view()
+            view = await committer.latest_view()
             txn = Transaction(catalog, view, writable=False)
             try:
                 lo = successor(cursor) if cursor is not None else b""
-                rows: list[tuple[bytes, str, bytes]] = []
-                scan = view.scan(source.id, lo, _FULL_HI, False)
-                try:
-                    for row in scan:
-                        rows.append(row)
-                        if len(rows) >= CHUNK:
-                            break
-                finally:
-                    scan.close()  # type: ignore[attr-defined]
+                rows, finished = await _chunk(view, source.id, lo)
+                # On a store whose reads never suspend, this read and the commit below happen in
+                # one event-loop step: nothing can commit in between. Elsewhere OCC decides.
+                txn.reads.add(source.id, lo, _FULL_HI if finished else successor(rows[-1][0]))
                 ops: list[Any] = []
                 for _, doc_id, raw in rows:
                     doc = decode_json(raw)
@@ -204,7 +216,6 @@ class SearchIndexes:
                         if entry is not None:
                             ops.append(SearchOp(info.id, doc_id, entry))
                 last = rows[-1][0] if rows else cursor
-                finished = len(rows) < CHUNK
                 ops.append(StateOp(info.id, READY if finished else BACKFILLING, last, info))
                 if finished:
                     txn.extra_keys.append((info.id, READY_KEY))
@@ -213,7 +224,7 @@ class SearchIndexes:
                 except Busy as busy:
                     await busy.released
                     continue
-                except Conflict:  # pragma: no cover - the read and the commit share one loop step
+                except Conflict:  # a store whose reads suspend: something wrote into the chunk
                     continue
             finally:
                 txn.close()

@@ -101,7 +101,7 @@ async def paginate_search(query: Query, opts: Any) -> dict[str, Any]:
             more = True
             break
         scanned += 1
-        doc = scan.document(hit.doc_id)
+        doc = await scan.document(hit.doc_id)
         last_key = hit.key
         if query._matches(doc):
             page.append(doc)

@@ -38,6 +38,7 @@ import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import EngineError
@@ -160,21 +161,23 @@ def compile_search(info: SearchIndexInfo, filters: list[tuple[str, str, Any]]) -
 
 
 def snapshot_overlay(snapshot: Any) -> tuple[Any, dict[str, bytes | None]]:
-    """(the durable snapshot underneath, {doc id: stored JSON or None} where the view differs)."""
-    from ..history import HistoricalSnapshot
-    from ..tail import TailView
+    """(the durable snapshot underneath, {doc id: stored JSON or None} where the view differs):
+    the tail of a mutation's view, the undone commits of a view at a past timestamp
+    (engine.overlay)."""
+    from ..overlay import OverlaySnapshot
 
-    if isinstance(snapshot, TailView):
+    if isinstance(snapshot, OverlaySnapshot):
         base, overlay = snapshot_overlay(snapshot.base)
-        for doc_id, state in snapshot._docs.items():
-            overlay[doc_id] = state[2]
-        return base, overlay
-    if isinstance(snapshot, HistoricalSnapshot):
-        base, overlay = snapshot_overlay(snapshot._base)
-        for doc_id, before in snapshot._docs.items():
-            overlay[doc_id] = before[1] if before is not None else None
+        for doc_id in list(snapshot._docs):
+            decided, state = snapshot._doc_state(doc_id)
+            if decided:
+                overlay[doc_id] = state[1] if state is not None else None
         return base, overlay
     return snapshot, {}
+
+
+async def _base_get(base: Any, doc_id: str) -> tuple[int, bytes] | None:
+    return base.get_now(doc_id) if getattr(base, "inline_reads", False) else await base.get(doc_id)
 
 
 class Hit:
@@ -210,8 +213,8 @@ def _record_terms(txn: Transaction, info: SearchIndexInfo, compiled: CompiledSea
     return prefix
 
 
-def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, compiled: CompiledSearch,
-               store: Any) -> list[Hit]:
+async def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, compiled: CompiledSearch,
+                     store: Any) -> list[Hit]:
     """The ranked results (at most 1 024), recording the search's reads in `txn.reads`."""
     if compiled.empty_text:
         return []  # Convex answers an empty search text before looking at the index
@@ -234,7 +237,7 @@ def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, compil
     for doc_id, value in candidates_over.items():
         if catalog.table_of_id(doc_id) != table.name:
             continue
-        base_row = base.get(doc_id)
+        base_row = await _base_get(base, doc_id)
         base_entry = text_entry(info, decode_json(base_row[1]))[0] if base_row is not None else None
         if isinstance(value, (bytes, bytearray, memoryview)):
             value = decode_json(bytes(value))
@@ -355,8 +358,9 @@ class SearchScan:
         self.index = info
         self.hits = hits
         self.last_key: bytes | None = None
+        self._at = 0  # results handed out so far
 
-    def document(self, doc_id: str) -> dict[str, Any]:
+    async def document(self, doc_id: str) -> dict[str, Any]:
         txn = self.txn
         txn.reads.add(self.table.by_id.id, *point(encode_value(doc_id)))
         pending = txn.writes.get(doc_id)
@@ -364,30 +368,44 @@ class SearchScan:
             from ..transaction import _copy
 
             return _copy(pending.new)
-        row = txn._row(doc_id)
+        row = await txn._row(doc_id)
         if row is None:  # pragma: no cover - the index and the documents share one snapshot
             raise EngineError("InternalError", f"Search result {doc_id} is missing from the snapshot.")
         txn._count_doc(len(row[1]))
         return decode_json(row[1])
 
-    def walk(self, hits: list[Hit]) -> Any:
-        for i, hit in enumerate(hits):
-            if i >= MAX_CANDIDATES:
+    async def next_page(self, limit: int) -> list[tuple[bytes, dict[str, Any]]] | None:
+        """The next results (at most `limit`), None once every result was read. Asking for more
+        after the 1 024th is Convex's SearchQueryScannedTooManyDocumentsError."""
+        at, hits = self._at, self.hits
+        if at >= len(hits):
+            if at >= MAX_CANDIDATES:
                 raise _too_many()
-            self.last_key = hit.key
-            yield hit.key, self.document(hit.doc_id)
-        if len(hits) >= MAX_CANDIDATES:
-            raise _too_many()  # asked for more than the 1 024 a search can produce
+            return None
+        page = []
+        for hit in hits[at:at + max(1, limit)]:
+            page.append((hit.key, await self.document(hit.doc_id)))
+        self._at = at + len(page)
+        self.last_key = page[-1][0]
+        return page
 
-    def __iter__(self) -> Any:
-        return self.walk(self.hits)
+    async def pages(self, first: int = 64) -> AsyncIterator[list[tuple[bytes, dict[str, Any]]]]:
+        limit = first
+        while (page := await self.next_page(limit)) is not None:
+            yield page
+            limit = min(limit * 2, MAX_CANDIDATES)
+
+    async def __aiter__(self) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+        async for page in self.pages():
+            for row in page:
+                yield row
 
     def finish(self, exhausted: bool | None = None) -> None:
         """Nothing to record: the search's reads were recorded when it ran."""
 
 
-def open_search(txn: Transaction, table: TableInfo, index_name: str,
-                search_filter: Callable[[SearchFilterBuilder], Any], store: Any) -> SearchScan:
+async def open_search(txn: Transaction, table: TableInfo, index_name: str,
+                      search_filter: Callable[[SearchFilterBuilder], Any], store: Any) -> SearchScan:
     info = table.search.get(index_name)
     if not isinstance(info, SearchIndexInfo):
         if info is None:
@@ -400,4 +418,4 @@ def open_search(txn: Transaction, table: TableInfo, index_name: str,
                           "The search filter function must return the builder it was given "
                           '(chain the calls: `lambda q: q.search("field", text).eq("other", value)`).')
     compiled = compile_search(info, builder.filters)
-    return SearchScan(txn, table, info, run_search(txn, table, info, compiled, store))
+    return SearchScan(txn, table, info, await run_search(txn, table, info, compiled, store))

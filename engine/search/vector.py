@@ -149,7 +149,7 @@ async def vector_search(dep: Deployment, table_name: str, index_name: str, query
                           f"Expected a vector with dimensions {info.dimensions}, received {len(vector)}.")
     if limit == 0:
         return []
-    snapshot = dep.persistence.snapshot()
+    snapshot = await dep.persistence.snapshot()
     try:
         found = dep.persistence.search.vector_reader(snapshot, info).search(vector, limit, filters)
     finally:

@@ -140,7 +140,7 @@ async def text_search(sizes: Sizes, workdir: Path) -> dict[str, Any]:
                 await ok(dep, "query", path, args)
                 if kind in ("selective", "selective_tenant", "prefix"):
                     matches[kind][name] = len(await ok(dep, "query", path, dict(args, limit=1024.0)))
-            matches["common"][name] = _word_count(dep, COMMON)
+            matches["common"][name] = await _word_count(dep, COMMON)
             matches["get_10_random"][name] = 10
         for _ in range(0, sizes.query_rounds, 20):
             for name, (dep, n, ids) in deps.items():
@@ -173,11 +173,11 @@ def _sample_ids(dep: Deployment, n: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _word_count(dep: Deployment, word: str) -> int:
+async def _word_count(dep: Deployment, word: str) -> int:
     info = dep.catalog.table("docs").search["search_body"]
     snap = dep.persistence.snapshot_now()
     try:
-        return dep.persistence.search.text_reader(snap, info).doc_freqs([word])[word]
+        return (await dep.persistence.search.text_reader(snap, info).doc_freqs([word]))[word]
     finally:
         snap.close()
 

@@ -255,7 +255,7 @@ async def test_recall_at_10_on_100_000_vectors_of_128_dimensions(tmp_path: Path)
         found = 0
         for q in queries:
             truth = set(np.argsort(-(normed @ (q / np.linalg.norm(q))))[:10].tolist())
-            got = reader.search(q, 10, {})
+            got = await reader.search(q, 10, {})
             found += len({int(doc_id[3:]) for doc_id, _ in got} & truth)
     finally:
         conn.execute("COMMIT")

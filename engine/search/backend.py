@@ -12,24 +12,37 @@ engine.search.vector, engine.search.maintenance). A backend only stores and retr
   one snapshot.
 - `VectorReader` — nearest neighbours of one vector index at one snapshot.
 
+Every read is a coroutine, as in the storage contract (engine.storage.base): a networked store
+awaits its database; SQLite's readers answer without suspending. `write` is the one synchronous
+call: the persistence that owns the store calls it inside its own write transaction, with its own
+connection, so its shape is between the two of them (a store whose driver is async adapts it).
+
+A store without search (`UnsupportedSearchStore`, the default of every `Persistence`: the
+PostgreSQL store until its half of issue 12 exists) keeps the deployment serving: the schema's
+search and vector indexes are not registered, nothing is written for them, and each query on one
+fails with the 4xx `SearchIndexesUnavailable`, which names the store.
+
 Commit records carry `SearchOp`s (`CommitRecord.search`): each says "this document's entry in this
 index is now X (or gone)". Writing an op is idempotent (an upsert or delete by document id), which
 is what lets a background backfill and live commits both write entries of the same index.
 
 Implementations: `engine.search.sqlite_store` (FTS5 + a vector table with a usearch HNSW index)
-for SQLite. A PostgreSQL one (tsvector/GIN, pgvector) implements the same classes.
+for SQLite. A PostgreSQL one (tsvector/GIN, pgvector) implements the same classes (README, "For
+the PostgreSQL store").
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import EngineError
 from .spec import IndexSpec, StoredIndex
 
-__all__ = ["TextDoc", "VectorRow", "SearchOp", "StateOp", "SearchStore", "TextReader", "VectorReader"]
+__all__ = ["TextDoc", "VectorRow", "SearchOp", "StateOp", "SearchStore", "TextReader", "VectorReader",
+           "UnsupportedSearchStore", "UNSUPPORTED"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,23 +88,23 @@ class TextReader(ABC):
     """One full-text index at one snapshot."""
 
     @abstractmethod
-    def stats(self) -> tuple[int, int]:
+    async def stats(self) -> tuple[int, int]:
         """(documents in the index, word tokens over all of them)."""
 
     @abstractmethod
-    def doc_freqs(self, terms: Iterable[str]) -> dict[str, int]:
+    async def doc_freqs(self, terms: Iterable[str]) -> dict[str, int]:
         """Documents containing each term (filter tokens included); absent terms map to 0."""
 
     @abstractmethod
-    def prefix_terms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+    async def prefix_terms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         """Up to `limit` word terms starting with `prefix` (itself included), ascending, with their
         document frequencies (all > 0)."""
 
     @abstractmethod
-    def matches(self, terms: list[str], filter_tokens: list[str], *,
-                filters_after: bool = False) -> Iterator[tuple[str, float, list[str]]]:
+    async def matches(self, terms: list[str], filter_tokens: list[str], *,
+                      filters_after: bool = False) -> Iterable[tuple[str, float, list[str]]]:
         """(doc id, creation time, word tokens) of every document holding any of `terms` and all of
-        `filter_tokens`. `filters_after`: the terms are rarer than the filter values, so look the
+        `filter_tokens`, fetched at once (the scoring loop walks them without awaiting). `filters_after`: the terms are rarer than the filter values, so look the
         terms up and check the filters on what they find (a hint; the result is the same)."""
 
 
@@ -99,10 +112,10 @@ class VectorReader(ABC):
     """One vector index at one snapshot."""
 
     @abstractmethod
-    def count(self) -> int: ...
+    async def count(self) -> int: ...
 
     @abstractmethod
-    def search(self, vector: Any, limit: int, filters: dict[int, list[bytes]]) -> list[tuple[str, float]]:
+    async def search(self, vector: Any, limit: int, filters: dict[int, list[bytes]]) -> list[tuple[str, float]]:
         """The `limit` entries most similar to `vector` (float32 numpy array) by cosine similarity,
         best first, among those where some filter field `ordinal` holds one of `filters[ordinal]`
         (no filters: all entries). Returns (doc id, score)."""
@@ -144,11 +157,66 @@ class SearchStore(ABC):
     def vector_reader(self, snapshot: Any, info: IndexSpec) -> VectorReader: ...
 
     @abstractmethod
-    def documents_in_table(self, table_number: int) -> int:
+    async def documents_in_table(self, table_number: int) -> int:
         """How many documents a table holds (backfill progress)."""
+
+    # A store that cannot hold search indexes says why here (see UnsupportedSearchStore).
+    unavailable: str | None = None
+
+    def attach(self, info: IndexSpec, stamp: int) -> None:
+        """A registered index is in use again after a start (`stamp`: the durable timestamp)."""
 
     async def open(self) -> None:
         """Called once the persistence is open."""
 
     def close(self) -> None:
         """Called before the persistence closes."""
+
+    def save(self, stamp: int) -> None:
+        """A clean shutdown at commit timestamp `stamp` (e.g. keep in-memory graphs for the next start)."""
+
+
+def unavailable_error(store: SearchStore, printable: str) -> EngineError:
+    return EngineError("SearchIndexesUnavailable",
+                       f"Index {printable} cannot be queried: {store.unavailable}")
+
+
+class UnsupportedSearchStore(SearchStore):
+    """The search storage of a backend that has none yet: no index is registered or written, and a
+    query on a declared index fails with `SearchIndexesUnavailable` (engine.search.manager)."""
+
+    def __init__(self, backend: str = "this storage backend") -> None:
+        self.unavailable = (f"search and vector indexes are not available on {backend} yet; "
+                            "they work on the embedded SQLite store.")
+
+    async def load(self) -> list[StoredIndex]:
+        return []
+
+    async def register(self, info: IndexSpec) -> None:
+        raise unavailable_error(self, info.printable)
+
+    async def drop(self, index_id: int) -> None:
+        return None
+
+    def write(self, handle: Any, ops: list[SearchOp | StateOp]) -> None:
+        if ops:  # pragma: no cover - nothing registers an index here, so no commit carries ops
+            raise unavailable_error(self, f"id {ops[0].index_id}")
+
+    def committed(self, batch: list[Any]) -> None:
+        return None
+
+    def rolled_back(self) -> None:
+        return None
+
+    def text_reader(self, snapshot: Any, info: IndexSpec) -> TextReader:
+        raise unavailable_error(self, info.printable)
+
+    def vector_reader(self, snapshot: Any, info: IndexSpec) -> VectorReader:
+        raise unavailable_error(self, info.printable)
+
+    async def documents_in_table(self, table_number: int) -> int:
+        return 0
+
+
+# What a Persistence without a search implementation offers (engine.storage.base.Persistence.search).
+UNSUPPORTED = UnsupportedSearchStore()

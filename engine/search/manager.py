@@ -34,7 +34,7 @@ from ..reads import successor
 from ..storage.base import after
 from ..transaction import Transaction
 from ..values import decode_json
-from .backend import SearchOp, StateOp
+from .backend import SearchOp, SearchStore, StateOp
 from .maintenance import text_entry, vector_entry
 from .spec import BACKFILLING, READY, IndexSpec, SearchIndexInfo, VectorIndexInfo, spec_from_json
 from .text import READY_KEY
@@ -94,7 +94,7 @@ class SearchIndexes:
         self._lock = asyncio.Lock()
 
     @property
-    def store(self) -> Any:
+    def store(self) -> SearchStore:
         return self.dep.persistence.search
 
     def all(self) -> list[IndexSpec]:
@@ -103,6 +103,8 @@ class SearchIndexes:
     # -- start ---------------------------------------------------------------------------------
     async def open(self) -> None:
         catalog = self.dep.catalog
+        if self._unserved(declared(self.dep.app.schema)):
+            return
         stored = await self.store.load()
         if stored:
             catalog.reserve_index_ids(max(s.id for s in stored))
@@ -140,10 +142,24 @@ class SearchIndexes:
             log.info('%s index "%s" added: backfilling it in the background.', kind.capitalize(), info.printable)
             self._start(info, None)
 
+    def _unserved(self, wanted: dict[tuple[str, str], tuple[str, dict[str, Any]]]) -> bool:
+        """A store without search (engine.search.backend.UnsupportedSearchStore): nothing is
+        registered or maintained, the deployment serves, and queries on these indexes fail with
+        SearchIndexesUnavailable. Says so in the log, once per schema."""
+        reason = self.store.unavailable
+        if reason is None:
+            return False
+        if wanted:
+            names = ", ".join(f"{t}.{n}" for t, n in sorted(wanted))
+            log.warning("%d search/vector index(es) declared but not built (%s): %s", len(wanted), names, reason)
+        return True
+
     # -- schema changes while serving (dev mode) ---------------------------------------------------
     async def apply_schema(self, schema: Any) -> None:
         async with self._lock:
             wanted = declared(schema)
+            if self._unserved(wanted):
+                return
             catalog = self.dep.catalog
             gone: list[IndexSpec] = []
             for table in catalog.by_name.values():
@@ -188,7 +204,7 @@ class SearchIndexes:
         committer = dep.committer
         catalog = dep.catalog
         table = catalog.by_name[info.table]
-        total = self.store.documents_in_table(table.number)
+        total = await self.store.documents_in_table(table.number)
         done = 0
         started = last_log = time.monotonic()
         resumed = " (resuming)" if cursor is not None else ""

@@ -20,7 +20,7 @@ doclists, in C); ranking is computed by engine.search.text from the rows' tokens
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from .backend import SearchOp, TextDoc, TextReader
 
@@ -99,7 +99,8 @@ def _quote(term: str) -> str:
 
 
 class SqliteTextReader(TextReader):
-    """Reads of one FTS5 index through a snapshot's read transaction."""
+    """Reads of one FTS5 index through a snapshot's read transaction (coroutines that never suspend:
+    SQLite answers in the calling thread, like the snapshot's own inline reads)."""
 
     __slots__ = ("_conn", "_id", "_fts", "_vocab")
 
@@ -109,11 +110,11 @@ class SqliteTextReader(TextReader):
         self._fts = _fts(index_id)
         self._vocab = _vocab(index_id)
 
-    def stats(self) -> tuple[int, int]:
+    async def stats(self) -> tuple[int, int]:
         row = self._conn.execute("SELECT docs, tokens FROM search_stats WHERE index_id = ?", (self._id,)).fetchone()
         return (row[0], row[1]) if row is not None else (0, 0)
 
-    def doc_freqs(self, terms: Iterable[str]) -> dict[str, int]:
+    async def doc_freqs(self, terms: Iterable[str]) -> dict[str, int]:
         sql = f"SELECT doc FROM {self._vocab} WHERE term = ?"
         out = {}
         for term in terms:
@@ -121,7 +122,7 @@ class SqliteTextReader(TextReader):
             out[term] = row[0] if row is not None and row[0] else 0
         return out
 
-    def prefix_terms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+    async def prefix_terms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         if limit <= 0:
             return []
         cur = self._conn.execute(f"SELECT term, doc FROM {self._vocab} WHERE term >= ? AND term < ? ORDER BY term",
@@ -137,8 +138,8 @@ class SqliteTextReader(TextReader):
             cur.close()
         return out
 
-    def matches(self, terms: list[str], filter_tokens: list[str], *,
-                filters_after: bool = False) -> Iterator[tuple[str, float, list[str]]]:
+    async def matches(self, terms: list[str], filter_tokens: list[str], *,
+                      filters_after: bool = False) -> Iterable[tuple[str, float, list[str]]]:
         if not terms:
             return iter(())
         expr = "(" + " OR ".join(_quote(t) for t in terms) + ")"

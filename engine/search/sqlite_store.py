@@ -178,7 +178,7 @@ class SqliteSearchStore(SearchStore):
 
         return SqliteVectorReader(_connection(snapshot), info.id, self.vectors)
 
-    def documents_in_table(self, table_number: int) -> int:
+    async def documents_in_table(self, table_number: int) -> int:
         snap = self._persistence.snapshot_now(private=True)
         try:
             return _connection(snap).execute("SELECT COUNT(*) FROM documents WHERE table_number = ?",

@@ -326,7 +326,7 @@ class SqliteVectorReader(VectorReader):
         self._indexes = indexes
         self._dims = indexes.dimensions[index_id]
 
-    def count(self) -> int:
+    async def count(self) -> int:
         return self._conn.execute(f"SELECT COUNT(*) FROM {self._table}").fetchone()[0]
 
     def _where(self, filters: dict[int, list[bytes]]) -> tuple[str, list[bytes]]:
@@ -372,7 +372,7 @@ class SqliteVectorReader(VectorReader):
             return None
         return self._exact(query, rows, limit)
 
-    def search(self, vector: Any, limit: int, filters: dict[int, list[bytes]]) -> list[tuple[str, float]]:
+    async def search(self, vector: Any, limit: int, filters: dict[int, list[bytes]]) -> list[tuple[str, float]]:
         query = np.asarray(vector, dtype=np.float32)
         exact_max = self._indexes.exact_max
         where, args = self._where(filters)

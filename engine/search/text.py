@@ -45,6 +45,7 @@ from ..errors import EngineError
 from ..index_keys import UNDEFINED, encode_key, encode_value
 from ..reads import point
 from ..values import decode_json
+from .backend import SearchStore, unavailable_error
 from .maintenance import text_entry
 from .spec import SearchIndexInfo
 from .tokens import (MAX_CANDIDATES, MAX_FILTER_CONDITIONS, MAX_UNIQUE_QUERY_TERMS, NO_FILTER, filter_bytes,
@@ -246,7 +247,7 @@ async def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, 
             changed[doc_id] = (base_entry, view_entry)
 
     reader = store.text_reader(base, info)
-    num_docs, num_tokens = reader.stats()
+    num_docs, num_tokens = await reader.stats()
     for old, new in changed.values():
         if old is not None:
             num_docs -= 1
@@ -255,8 +256,8 @@ async def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, 
             num_docs += 1
             num_tokens += len(new.tokens)
 
-    def freqs(terms: list[str]) -> dict[str, int]:
-        out = reader.doc_freqs(terms)
+    async def freqs(terms: list[str]) -> dict[str, int]:
+        out = await reader.doc_freqs(terms)
         for old, new in changed.values():
             for entry, sign in ((old, -1), (new, 1)):
                 if entry is None:
@@ -269,20 +270,20 @@ async def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, 
 
     ftokens = sorted({filter_token(o, filter_bytes(v)) for o, v in compiled.conditions})
     exact = sorted({t for t, _ in compiled.terms})
-    df = freqs(exact)
+    df = await freqs(exact)
     or_terms: dict[str, float] = {t: 1.0 for t in exact if df[t] > 0}
     last, last_is_prefix = compiled.terms[-1]
     if last_is_prefix:
         budget = MAX_UNIQUE_QUERY_TERMS - len(or_terms) - len(ftokens)
         vanishing = {t for old, _ in changed.values() if old is not None for t in old.tokens if t.startswith(last)}
-        fetched = reader.prefix_terms(last, budget + len(exact) + len(vanishing) + 1)
+        fetched = await reader.prefix_terms(last, budget + len(exact) + len(vanishing) + 1)
         pool = {t for t, _ in fetched}
         for old, new in changed.values():
             for entry in (old, new):
                 if entry is not None:
                     pool.update(t for t in entry.tokens if t.startswith(last))
         pool.difference_update(exact)
-        pool_df = freqs(sorted(pool)) if changed else {t: n for t, n in fetched if t in pool}
+        pool_df = await freqs(sorted(pool)) if changed else {t: n for t, n in fetched if t in pool}
         available = sorted(t for t in pool if pool_df.get(t, 0) > 0)
         for t in available[:budget]:
             or_terms[t] = PREFIX_BOOST
@@ -326,7 +327,7 @@ async def run_search(txn: Transaction, table: TableInfo, info: SearchIndexInfo, 
     # Few documents hold the terms: look them up and check the filters on them, rather than
     # intersecting with a filter value's document list (a tenant's may hold most of the index).
     filters_after = bool(ftokens) and sum(df[t] for t in want) <= FILTERS_AFTER_MAX
-    for doc_id, ctime, tokens in reader.matches(want, ftokens, filters_after=filters_after):
+    for doc_id, ctime, tokens in await reader.matches(want, ftokens, filters_after=filters_after):
         if doc_id in changed:
             continue
         append((-score(tokens), -ctime, doc_id))
@@ -405,8 +406,10 @@ class SearchScan:
 
 
 async def open_search(txn: Transaction, table: TableInfo, index_name: str,
-                      search_filter: Callable[[SearchFilterBuilder], Any], store: Any) -> SearchScan:
+                      search_filter: Callable[[SearchFilterBuilder], Any], store: SearchStore) -> SearchScan:
     info = table.search.get(index_name)
+    if store.unavailable is not None:  # a storage backend without search (engine.search.backend)
+        raise unavailable_error(store, f"{table.name}.{index_name}")
     if not isinstance(info, SearchIndexInfo):
         if info is None:
             raise EngineError("IndexNotFoundError", f"Index {table.name}.{index_name} not found.")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError
 from ..index_keys import UNDEFINED, encode_value
+from .backend import unavailable_error
 from .spec import VectorIndexInfo
 from .tokens import filter_bytes
 
@@ -116,6 +117,9 @@ async def vector_search(dep: Deployment, table_name: str, index_name: str, query
     if len(vector) > MAX_QUERY_DIMENSIONS:
         raise EngineError("VectorDimensionsMismatch",
                           f"Expected a vector with dimensions {MAX_QUERY_DIMENSIONS}, received {len(vector)}.")
+    store = dep.persistence.search
+    if store.unavailable is not None:  # a storage backend without search (engine.search.backend)
+        raise unavailable_error(store, printable)
     table = dep.catalog.table(table_name)
     if table is None:
         return []
@@ -151,7 +155,7 @@ async def vector_search(dep: Deployment, table_name: str, index_name: str, query
         return []
     snapshot = await dep.persistence.snapshot()
     try:
-        found = dep.persistence.search.vector_reader(snapshot, info).search(vector, limit, filters)
+        found = await store.vector_reader(snapshot, info).search(vector, limit, filters)
     finally:
         snapshot.close()
     return [{"_id": doc_id, "_score": score} for doc_id, score in found]

@@ -33,6 +33,7 @@ from typing import Any
 from dataclasses import dataclass, field
 
 from ..errors import EngineError
+from ..search.backend import UNSUPPORTED, SearchStore
 
 __all__ = ["CommitRecord", "Persistence", "Snapshot", "Row", "FIRST_PAGE", "MAX_PAGE", "after", "resume_key", "scan_now"]
 
@@ -131,8 +132,9 @@ class Persistence(ABC):
     # event-loop step (engine.tail); a networked one serves them PostgreSQL snapshots instead.
     inline_reads: bool = False
     # The backend's search storage (engine.search.backend.SearchStore): full-text and vector indexes
-    # written inside the same transactions as the documents.
-    search: Any
+    # written inside the same transactions as the documents. A store without one keeps this default:
+    # the deployment serves, and queries on search or vector indexes fail with a 4xx naming the store.
+    search: SearchStore = UNSUPPORTED
 
     @abstractmethod
     async def open(self) -> None: ...

@@ -20,13 +20,16 @@ import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from ..errors import EngineError
 from .base import CommitRecord, Persistence, Row, Snapshot, after, resume_key
 from .sql import render
+
+if TYPE_CHECKING:
+    from ..search.sqlite_store import SqliteSearchStore
 
 __all__ = ["DatabaseLock", "DocCache", "SqlitePersistence", "database_holder", "read_only_dump"]
 
@@ -332,7 +335,8 @@ class SqlitePersistence(Persistence):
         self._purpose = purpose
         from ..search.sqlite_store import SqliteSearchStore  # (engine.search imports storage types)
 
-        self.search = SqliteSearchStore(self)
+        self.sqlite_search: SqliteSearchStore = SqliteSearchStore(self)
+        self.search = self.sqlite_search
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -626,7 +630,7 @@ class SqlitePersistence(Persistence):
                 await w.executemany(st["index_add"], [(i, t, n, "\x1f".join(f)) for i, t, n, f in indexes])
                 await w.executemany(st["doc_put"], [(i, t, ts, v) for i, t, v in docs])
                 await w.executemany(st["entry_put"], entries)
-                await w._execute(self.search.reset, w._conn)  # search indexes are backfilled anew
+                await w._execute(self.sqlite_search.reset, w._conn)  # search indexes are backfilled anew
                 await w.execute(st["meta_put"], ("ts", ts))
                 await w.execute("COMMIT")
                 self.cache.reset(ts)

@@ -1,8 +1,8 @@
 """A storage backend without search (engine.search.backend.UnsupportedSearchStore, every
 Persistence's default — the PostgreSQL store until its half of issue 12 is built): the deployment
 opens and serves an app whose schema declares search and vector indexes, writes to those tables
-commit, and a search or vector query fails with the 4xx `SearchIndexesUnavailable` naming the
-store, while the next call works. The documents live in a real SQLite store whose search storage is
+commit, and a search or vector query fails with the engine error `SearchIndexesUnavailable` saying
+why, while the next call works. The documents live in a real SQLite store whose search storage is
 replaced by the unsupported one, which is exactly what a store without a search implementation
 offers the engine."""
 

@@ -20,7 +20,7 @@ connection, so its shape is between the two of them (a store whose driver is asy
 A store without search (`UnsupportedSearchStore`, the default of every `Persistence`: the
 PostgreSQL store until its half of issue 12 exists) keeps the deployment serving: the schema's
 search and vector indexes are not registered, nothing is written for them, and each query on one
-fails with the 4xx `SearchIndexesUnavailable`, which names the store.
+fails with the engine error `SearchIndexesUnavailable`, which says why.
 
 Commit records carry `SearchOp`s (`CommitRecord.search`): each says "this document's entry in this
 index is now X (or gone)". Writing an op is idempotent (an upsert or delete by document id), which
@@ -104,8 +104,9 @@ class TextReader(ABC):
     async def matches(self, terms: list[str], filter_tokens: list[str], *,
                       filters_after: bool = False) -> Iterable[tuple[str, float, list[str]]]:
         """(doc id, creation time, word tokens) of every document holding any of `terms` and all of
-        `filter_tokens`, fetched at once (the scoring loop walks them without awaiting). `filters_after`: the terms are rarer than the filter values, so look the
-        terms up and check the filters on what they find (a hint; the result is the same)."""
+        `filter_tokens`, fetched at once (the scoring loop walks them without awaiting).
+        `filters_after`: the terms are rarer than the filter values, so look the terms up and
+        check the filters on what they find (a hint; the result is the same)."""
 
 
 class VectorReader(ABC):

@@ -133,7 +133,8 @@ class Persistence(ABC):
     inline_reads: bool = False
     # The backend's search storage (engine.search.backend.SearchStore): full-text and vector indexes
     # written inside the same transactions as the documents. A store without one keeps this default:
-    # the deployment serves, and queries on search or vector indexes fail with a 4xx naming the store.
+    # the deployment serves, and queries on search or vector indexes fail with
+    # SearchIndexesUnavailable.
     search: SearchStore = UNSUPPORTED
 
     @abstractmethod

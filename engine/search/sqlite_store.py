@@ -149,6 +149,17 @@ class SqliteSearchStore(SearchStore):
                 vectors.append(op)
         self._flush(conn, text, vectors)
 
+    @staticmethod
+    def write_rows(ops: list[SearchOp | StateOp]) -> int:
+        """About how many SQLite rows `write` touches for these ops, to weigh a group commit (small
+        ones are written on the event loop, engine.storage.sqlite.INLINE_WRITE_ROWS): an FTS5 entry
+        updates one posting per token plus its bookkeeping rows, a vector entry its row."""
+        rows = 0
+        for op in ops:
+            entry = getattr(op, "entry", None)
+            rows += 2 + (len(entry.tokens) + len(entry.filter_tokens) if isinstance(entry, TextDoc) else 0)
+        return rows
+
     def _flush(self, conn: sqlite3.Connection, text: list[SearchOp], vectors: list[SearchOp]) -> None:
         if text:
             write_text_ops(conn, text)

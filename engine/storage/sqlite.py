@@ -509,7 +509,9 @@ class SqlitePersistence(Persistence):
         # is one function run on aiosqlite's connection thread (one round trip per group;
         # aiosqlite's `execute` queues a function the same way, `_execute` is that mechanism,
         # pinned by our version range). Checkpoints, which fsync, always run there too.
-        if sum(_rows(rec) for rec in batch) <= INLINE_WRITE_ROWS:
+        rows = sum(_rows(rec) for rec in batch)
+        rows += sum(self.sqlite_search.write_rows(rec.search) for rec in batch if rec.search)
+        if rows <= INLINE_WRITE_ROWS:
             self._write_batch(w._conn, batch)
         else:
             await w._execute(self._write_batch, w._conn, batch)

@@ -99,6 +99,19 @@ class DevServer:
             if line.startswith(prefix):
                 return line
 
+    def wait_lines(self, *prefixes: str) -> None:
+        """Until a line starting with each prefix was printed, in whatever order they come."""
+        left = list(prefixes)
+        deadline = time.monotonic() + LINE_DEADLINE_S
+        while left:
+            try:
+                line = self._new.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no lines starting with {left!r} within {LINE_DEADLINE_S}s:\n{self.output()}")
+            if line is None:
+                pytest.fail(f"the dev server exited (code {self.proc.wait()}):\n{self.output()}")
+            left = [p for p in left if not line.startswith(p)]
+
     def output(self) -> str:
         return "\n".join(self.lines[-100:])
 
@@ -182,8 +195,8 @@ def dev_app(tmp_path: Path):
     _save(app / "functions" / "notes.py", NOTES_V1)
     server = DevServer(app, tmp_path)
     try:
-        server.wait_line("Watching ")
-        server.wait_line("Convex-compatible API listening")
+        # Both, in either order (the listening line now comes first, after the event-loop line).
+        server.wait_lines("Watching ", "Convex-compatible API listening")
         yield app, server
     finally:
         server.stop()

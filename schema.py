@@ -9,7 +9,10 @@ Deviations from the spec, each needed for correctness (listed in the README):
   agent X in status S" is one index range (`by_assignee` indexes the whole array and cannot answer it);
 - `documents.type` accepts the types agents capture (markdown, code, image, note, text, media, document);
 - lookups that must stay inside a tenant get `tenantId` appended to their index (`by_session`,
-  `by_recipient`), which keeps the spec's prefix queries working.
+  `by_recipient`), which keeps the spec's prefix queries working;
+- search (issue 12): full-text indexes on messages, tasks, documents, taskComments and agentMemory,
+  each filtered by `tenantId` first; agentMemory gains `embedding` / `embeddingModel` and a vector
+  index for recall by meaning (functions/search.py, functions/memory.py).
 """
 
 from engine import define_schema, define_table, v
@@ -75,7 +78,8 @@ schema = define_schema({
     })
     .index("by_channel", ["channelId"])
     .index("by_thread", ["threadId"])
-    .index("by_tenant", ["tenantId"]),
+    .index("by_tenant", ["tenantId"])
+    .search_index("search_content", search_field="content", filter_fields=["tenantId", "channelId"]),
 
     # tasks - kanban tasks
     "tasks": define_table({
@@ -103,7 +107,9 @@ schema = define_schema({
     .index("by_status", ["status", "tenantId"])
     .index("by_assignee", ["assigneeIds", "tenantId"])  # kept from the spec: exact-set lookups only
     .index("by_openclaw", ["openclawRunId"])
-    .index("by_completed", ["tenantId", "completedAt"]),
+    .index("by_completed", ["tenantId", "completedAt"])
+    .search_index("search_title", search_field="title", filter_fields=["tenantId", "status"])
+    .search_index("search_description", search_field="description", filter_fields=["tenantId", "status"]),
 
     # taskAssignees - one row per (task, agent): "tasks assigned to X in status S" as one index range
     "taskAssignees": define_table({
@@ -125,7 +131,8 @@ schema = define_schema({
         "tenantId": v.string(),
     })
     .index("by_task", ["taskId"])
-    .index("by_tenant", ["tenantId"]),
+    .index("by_tenant", ["tenantId"])
+    .search_index("search_content", search_field="content", filter_fields=["tenantId", "taskId"]),
 
     # activities - activity feed events
     "activities": define_table({
@@ -177,7 +184,9 @@ schema = define_schema({
     })
     .index("by_tenant", ["tenantId"])
     .index("by_task", ["taskId"])
-    .index("by_storage", ["storageId"]),
+    .index("by_storage", ["storageId"])
+    .search_index("search_title", search_field="title", filter_fields=["tenantId", "type"])
+    .search_index("search_content", search_field="content", filter_fields=["tenantId", "type"]),
 
     # voiceRooms - voice room state
     "voiceRooms": define_table({
@@ -233,11 +242,17 @@ schema = define_schema({
         ),
         "date": v.optional(v.string()),        # for daily: "2026-01-31"
         "content": v.string(),                 # markdown
+        # Recall by meaning (issue 12, functions/_embedding.py): the content's embedding, made by an
+        # action after each write (removed while stale), and the embedder that made it.
+        "embedding": v.optional(v.array(v.float64())),
+        "embeddingModel": v.optional(v.string()),
         "tenantId": v.string(),
     })
     .index("by_agent", ["agentId", "type"])
     .index("by_agent_date", ["agentId", "type", "date"])
-    .index("by_tenant", ["tenantId"]),
+    .index("by_tenant", ["tenantId"])
+    .search_index("search_content", search_field="content", filter_fields=["tenantId", "agentId", "type"])
+    .vector_index("by_embedding", vector_field="embedding", dimensions=256, filter_fields=["tenantId", "agentId"]),
 
     # agentStream - real-time agent output (Codex-style)
     "agentStream": define_table({

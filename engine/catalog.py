@@ -64,6 +64,8 @@ class TableInfo:
     definition: TableDefinition | None = None
     system: bool = False  # an engine table ("_scheduled_functions", ...): read via ctx.db.system only
     private: bool = False  # a system table no function can read (engine bookkeeping)
+    # Search and vector indexes by name (engine.search.spec); commits maintain them (engine.search).
+    search: dict[str, Any] = field(default_factory=dict)
 
     @property
     def by_id(self) -> IndexInfo:
@@ -238,6 +240,10 @@ class Catalog:
             await self._persistence.put_entries(entries)
 
     # -- lookups -------------------------------------------------------------------------------
+    @property
+    def persistence(self) -> Persistence:
+        return self._persistence
+
     def table(self, name: str) -> TableInfo | None:
         return self.by_name.get(name)
 
@@ -255,6 +261,16 @@ class Catalog:
         return ix
 
     # -- changes while serving (dev-mode reload: engine.reload) ----------------------------------
+    def allocate_index_id(self) -> int:
+        """A fresh index id (search and vector indexes share the database indexes' id space)."""
+        index_id = self._next_index
+        self._next_index += 1
+        return index_id
+
+    def reserve_index_ids(self, highest: int) -> None:
+        """Ids up to `highest` are taken (by indexes stored outside `indexes_`)."""
+        self._next_index = max(self._next_index, highest + 1)
+
     def allocate_index(self, name: str, fields: list[str]) -> IndexInfo:
         """A new index description with a fresh id. Persisting, filling and registering it is the
         caller's job: while commits flow, that has to happen in step with the committer."""

@@ -229,8 +229,20 @@ def data_model_dts(app: App) -> str:
         for index, fields in sorted(definition.indexes.items()):
             lines.append(f"      {json.dumps(index)}: {json.dumps([*fields, '_creationTime'])};")
         lines.append("    };")
-        lines.append("    searchIndexes: {};")
-        lines.append("    vectorIndexes: {};")
+        # As Convex's DataModelFromSchemaDefinition types them (engine.search): the filter fields as
+        # a union of names (`never` without any).
+        lines.append("    searchIndexes: {" + ("" if definition.search_indexes else "};"))
+        for index, conf in sorted(definition.search_indexes.items()):
+            lines.append(f"      {json.dumps(index)}: {{ searchField: {json.dumps(conf['searchField'])}; "
+                         f"filterFields: {_string_union(sorted(conf['filterFields']))} }};")
+        if definition.search_indexes:
+            lines.append("    };")
+        lines.append("    vectorIndexes: {" + ("" if definition.vector_indexes else "};"))
+        for index, conf in sorted(definition.vector_indexes.items()):
+            lines.append(f"      {json.dumps(index)}: {{ vectorField: {json.dumps(conf['vectorField'])}; "
+                         f"dimensions: number; filterFields: {_string_union(sorted(conf['filterFields']))} }};")
+        if definition.vector_indexes:
+            lines.append("    };")
         lines.append("  };")
     lines.append("}" + ("" if schema.schema_validation else " & AnyDataModel") + ";")
     lines += ["",

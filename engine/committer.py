@@ -215,7 +215,7 @@ class Committer:
 
     def _trim_write_log(self) -> None:
         wl = self.write_log
-        if len(wl) < 1024:
+        if len(wl) < 1024 and wl.keys_held < 1_000_000:  # a few commits may carry many keys (search)
             return
         keep_after = min(self._open_views, default=self.sequenced_ts)
         for mark in self.watermarks:

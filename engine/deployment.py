@@ -35,6 +35,7 @@ from .registration import RegisteredFunction
 from .reload import reload_app
 from .runner import Auth, Runner, request_id
 from .scheduler import Clock, RealClock, Scheduler
+from .search.manager import SearchIndexes
 from .storage import CommitRecord, Persistence, is_url, open_persistence
 from .subscriptions import SubscriptionManager
 from .transfers import Transfers
@@ -92,6 +93,7 @@ class Deployment:
         self.crons = CronService(self, self.clock)
         self._reload_lock = asyncio.Lock()  # dev mode: one code reload at a time
         self.transfers = Transfers(self)  # snapshot exports and imports through the running deployment
+        self.search_indexes = SearchIndexes(self)  # search and vector indexes (engine.search.manager)
         self.cloud_url = ""  # the API URL `serve` listens on (`_system/cli/convexUrl:cloudUrl`)
         self.site_url = ""  # the HTTP-actions URL
         self.log_polls_closed = False  # set when the server stops: log long polls answer at once
@@ -127,6 +129,12 @@ class Deployment:
         dep.committer.start()
         dep.subscriptions = SubscriptionManager(dep)
         dep.subscriptions.start()
+        try:
+            # Search and vector indexes of the schema: registered, then backfilled in the background.
+            await dep.search_indexes.open()
+        except BaseException:
+            await dep.close()
+            raise
         metrics.attach(dep)
         if blobs is None:
             folder = blob_dir_for(db_path) if not is_url(db_path) else None
@@ -153,8 +161,10 @@ class Deployment:
             await self.file_storage.stop()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
+        await self.search_indexes.close()
         if self.committer is not None:
             await self.committer.stop()
+            self.persistence.search.save(self.committer.durable_ts)  # vector graphs, for the next start
         await self.persistence.close()
         self.transfers.close()
         metrics.detach(self)

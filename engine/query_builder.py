@@ -228,6 +228,7 @@ class Query:
         self._filters: list[Expr] = []
         self._ordered = False
         self._indexed = False
+        self._search: tuple[str, Callable[[Any], Any]] | None = None  # with_search_index (engine.search)
 
     # -- builders (each returns self: a query is built once and consumed once) ----------------
     def with_index(self, name: str, range_fn: Callable[[IndexRange], Any] | None = None) -> Query:
@@ -238,6 +239,21 @@ class Query:
         self._range = range_fn
         return self
 
+    def with_search_index(self, name: str, search_filter: Callable[[Any], Any]) -> Query:
+        """Results of a full-text search index in relevance order (engine.search.text):
+        `lambda q: q.search("body", text).eq("channel", c)`."""
+        if self._indexed:
+            raise EngineError("InvalidQuery", "with_search_index() cannot follow with_index() or another "
+                              "with_search_index() on the same query.")
+        if self._ordered:
+            raise EngineError("InvalidQuery",
+                              "Search queries must always be in relevance order. Can not set order manually.")
+        if not callable(search_filter):
+            raise EngineError("InvalidQuery", "with_search_index() takes the index name and a search filter function.")
+        self._indexed = True
+        self._search = (name, search_filter)
+        return self
+
     def full_table_scan(self) -> Query:
         self._indexed = True
         return self
@@ -245,6 +261,9 @@ class Query:
     def order(self, order: str) -> Query:
         if order not in ("asc", "desc"):
             raise EngineError("InvalidQuery", f'order() takes "asc" or "desc", got {order!r}.')
+        if self._search is not None:
+            raise EngineError("InvalidQuery",
+                              "Search queries must always be in relevance order. Can not set order manually.")
         if self._ordered:
             raise EngineError("InvalidQuery", "order() can be called once per query.")
         self._ordered = True
@@ -256,10 +275,14 @@ class Query:
         return self
 
     # -- execution -----------------------------------------------------------------------------
-    async def _open(self):  # -> RangeScan
+    async def _open(self) -> Any:  # RangeScan, or engine.search.text.SearchScan for a search
         txn, table = await self._db._reader(self._table)
         if table is None:
             return None
+        if self._search is not None:
+            from .search.text import open_search
+
+            return await open_search(txn, table, self._search[0], self._search[1], txn.catalog.persistence.search)
         ix = txn.catalog.index(table, self._index)
         builder = IndexRange(f"{self._table}.{self._index}", ix.fields)
         if self._range is not None:
@@ -334,6 +357,10 @@ class Query:
         scan.finish(True)
 
     async def paginate(self, opts: dict[str, Any]) -> dict[str, Any]:
+        if self._search is not None:
+            from .search.pagination import paginate_search
+
+            return await paginate_search(self, opts)
         from .pagination import paginate
 
         return await paginate(self, opts)

@@ -237,6 +237,7 @@ async def reload_app(dep: Deployment) -> App:
             await dep.persistence.drop_index(ix.id)
     for info, ix_name, fields in rebuild:
         await _build_index(dep, info, ix_name, fields)
+    await dep.search_indexes.apply_schema(new.schema)  # added ones backfill in the background
     await dep.crons.sync()
     if dep.subscriptions is not None:
         await dep.subscriptions.code_changed()

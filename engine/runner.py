@@ -123,6 +123,12 @@ class ActionCtx:
     async def run_action(self, ref: Any, args: dict[str, Any] | None = None) -> Any:
         return await self._runner.call_nested("action", ref, args, self._auth)
 
+    async def vector_search(self, table_name: str, index_name: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Convex's `ctx.vectorSearch`: [{"_id", "_score"}] most similar first (engine.search.vector)."""
+        from .search.vector import vector_search
+
+        return await vector_search(self._runner.dep, table_name, index_name, query)
+
     def admin_key_matches(self, candidate: str) -> bool:
         """Whether `candidate` is this deployment's admin key (constant-time; False when the
         deployment has none). An engine extension for HTTP actions that operators trigger with the

@@ -70,6 +70,11 @@ class TableDefinition:
         self.indexes: dict[str, list[str]] = {}
         # Every .index() call in order, duplicates included, so define_schema can report them.
         self._declared: list[tuple[str, list[str]]] = []
+        # Search and vector indexes (engine.search): name -> Convex's config (searchField/filterFields,
+        # vectorField/dimensions/filterFields), and every declaration in order for the checks.
+        self.search_indexes: dict[str, dict[str, Any]] = {}
+        self.vector_indexes: dict[str, dict[str, Any]] = {}
+        self._declared_search: list[tuple[str, str, dict[str, Any]]] = []
 
     def index(self, name: str, fields: Any) -> TableDefinition:
         """Declare a database index on `fields` (a list of field paths; `_creationTime` is implied)."""
@@ -79,6 +84,32 @@ class TableDefinition:
             raise _invalid(f'Index "{name}" fields must be a list of field names, got {fields!r}')
         self._declared.append((name, list(fields)))
         self.indexes.setdefault(name, list(fields))
+        return self
+
+    def search_index(self, name: str, config: Mapping[str, Any] | None = None, *,
+                     search_field: str | None = None, filter_fields: Any = None) -> TableDefinition:
+        """Declare a full-text search index (Convex's `.searchIndex(name, {searchField, filterFields})`):
+
+            .search_index("search_body", search_field="body", filter_fields=["channel"])
+        """
+        from .search.schema_checks import search_config
+
+        conf = search_config(name, config, search_field, filter_fields)
+        self._declared_search.append(("search", name, conf))
+        self.search_indexes.setdefault(name, conf)
+        return self
+
+    def vector_index(self, name: str, config: Mapping[str, Any] | None = None, *, vector_field: str | None = None,
+                     dimensions: Any = None, filter_fields: Any = None) -> TableDefinition:
+        """Declare a vector index (Convex's `.vectorIndex(name, {vectorField, dimensions, filterFields})`):
+
+            .vector_index("by_embedding", vector_field="embedding", dimensions=1536, filter_fields=["cuisine"])
+        """
+        from .search.schema_checks import vector_config
+
+        conf = vector_config(name, config, vector_field, dimensions, filter_fields)
+        self._declared_search.append(("vector", name, conf))
+        self.vector_indexes.setdefault(name, conf)
         return self
 
     def index_fields(self, name: str) -> list[str]:
@@ -180,14 +211,18 @@ class TableDefinition:
             raise _invalid(
                 f'Table "{table}" has {len(seen_names)} indexes; at most {MAX_INDEXES_PER_TABLE} are allowed.'
             )
+        if self._declared_search:
+            from .search.schema_checks import check_search_definitions
+
+            check_search_definitions(table, self.document, seen_names, self._declared_search)
 
     def to_json(self, table: str) -> dict[str, Any]:
         """This table in Convex's schema JSON (as pushed by `npx convex deploy`)."""
         return {
             "tableName": table,
             "indexes": [{"indexDescriptor": n, "fields": list(f)} for n, f in self.indexes.items()],
-            "searchIndexes": [],
-            "vectorIndexes": [],
+            "searchIndexes": [{"indexDescriptor": n, **c} for n, c in self.search_indexes.items()],
+            "vectorIndexes": [{"indexDescriptor": n, **c} for n, c in self.vector_indexes.items()],
             "documentType": self.document.to_json(),
         }
 

@@ -21,6 +21,7 @@ from .errors import EngineError
 from .ids import new_id
 from .index_keys import UNDEFINED, encode_value
 from .reads import ReadSet, point, successor
+from .search.maintenance import index_changes
 from .storage.base import FIRST_PAGE, MAX_PAGE, CommitRecord, Snapshot, after
 from .values import check_field_name, decode_stored, encode_json, value_size
 
@@ -304,6 +305,8 @@ class Transaction:
                         rec.entry_deletes.append((ix.id, old_key))
                     if new_key is not None:
                         rec.entry_puts.append((ix.id, new_key, doc_id))
+            if w.table.search:  # search and vector indexes (engine.search.maintenance)
+                index_changes(w.table, doc_id, w.old, w.new, changed, keys, rec.search)
             if w.new is None:
                 rec.doc_deletes.append(doc_id)
             else:

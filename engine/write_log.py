@@ -27,6 +27,7 @@ class WriteLog:
         self._ts: list[int] = []
         self._keys: list[WrittenKeys] = []
         self._start = 0  # entries before this index are dropped (compacted in batches)
+        self.keys_held = 0  # written keys in the retained entries (search indexes write many per commit)
         # Every commit with ts <= horizon that is no longer in the log.
         self.horizon = start_ts
 
@@ -41,6 +42,7 @@ class WriteLog:
         assert not self._ts or ts > self._ts[-1], "write log timestamps must increase"
         self._ts.append(ts)
         self._keys.append(keys)
+        self.keys_held += len(keys)
 
     def trim(self, keep_after: int, *, max_entries: int) -> None:
         """Drop entries with ts <= keep_after, and the oldest beyond `max_entries` in any case."""
@@ -51,6 +53,7 @@ class WriteLog:
             return
         self.horizon = max(self.horizon, ts_list[cut - 1])
         for i in range(self._start, cut):
+            self.keys_held -= len(self._keys[i])
             self._keys[i] = _EMPTY
         self._start = cut
         if cut > 4096 and cut * 2 > len(ts_list):  # compact: the dropped prefix is the larger part

@@ -11,6 +11,7 @@ PUBLIC = {
         "messages:list", "messages:thread", "notifications:list", "openclaw:listChunks", "standups:get", "standups:list",
         "tasks:board", "tasks:get", "tasks:list", "tasks:listForAgent", "tasks:subscribers", "voice:getRoom",
         "wakes:schedule",  # issue 6 (OpenClaw)
+        "search:all", "search:comments", "search:documents", "search:memory", "search:messages", "search:tasks",
     ],
     "Mutation": [
         "agentStream:appendChunk", "agentStream:finishRun", "agentStream:startRun", "agents:create",
@@ -21,6 +22,7 @@ PUBLIC = {
         "tasks:unassign", "tasks:update", "voice:getVoiceToken", "voice:leave",
     ],
 }
+PUBLIC["Query"].sort()
 INTERNAL = ["seed:run", "standups:generateDailyStandup", "standups:markSent"]
 # issue 6 (OpenClaw): event ingestion, notification delivery, heartbeat wakes
 INTERNAL += ["delivery:claimDue", "delivery:deliverDue", "delivery:recordDelivery", "openclaw:ingest",
@@ -36,17 +38,22 @@ INTERNAL += ["decisions:digest", "decisions:pick", "maintenance:cleanup", "maint
              "telegram:standupTick", "telegram:standupView", "telegram:standupsForDate"]
 # issue 11 (file storage): POST /documents/upload
 INTERNAL += ["documents:createFromUpload"]
+# issue 12 (search): memory embeddings and recall
+INTERNAL += ["memory:agentOf", "memory:contentOf", "memory:embedMemory", "memory:embedMissing",
+             "memory:loadForRecall", "memory:missingEmbeddings", "memory:storeEmbedding"]
 INTERNAL.sort()
+ACTIONS = ["memory:recall"]  # issue 12: recall by meaning (embeds the question)
 
 
 async def test_function_spec_lists_the_whole_api(nova):
     spec = {f["identifier"].replace(".js:", ":"): f for f in nova.dep.function_spec()}
     public = {kind: sorted(p for p, f in spec.items() if f["functionType"] == kind and f["visibility"]["kind"] == "public")
               for kind in ("Query", "Mutation", "Action")}
-    assert public == {**PUBLIC, "Action": []}
+    assert public == {**PUBLIC, "Action": ACTIONS}
     assert sorted(p for p, f in spec.items() if f["visibility"]["kind"] == "internal") == INTERNAL
     for path, f in spec.items():
         assert f["args"]["type"] == "object", path
         assert f["returns"]["type"] != "any", path
-    # Arguments never carry the tenant: it comes from the caller.
-    assert not [p for p, f in spec.items() if "tenantId" in f["args"]["value"] and p != "seed:run"]
+    # Public arguments never carry the tenant: it comes from the caller (internal functions, which
+    # no client can call, may be told it by the function that checked the caller).
+    assert not [p for p, f in spec.items() if "tenantId" in f["args"]["value"] and f["visibility"]["kind"] == "public"]

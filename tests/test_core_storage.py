@@ -221,3 +221,19 @@ async def test_the_wal_stays_bounded_under_steady_writes_with_readers_between_th
         assert wal.stat().st_size < 16 << 20, wal.stat().st_size
     finally:
         await store.close()
+
+
+def test_the_document_cache_evicts_its_oldest_entries_down_to_three_quarters() -> None:
+    from engine.storage import DocCache
+
+    cache = DocCache(100 * (DocCache.ENTRY_OVERHEAD + 10))
+    for i in range(100):
+        cache.put(f"d{i}", (1, b"x" * 10))
+    assert len(cache.rows) == 100
+    cache.put("d3", (1, b"y" * 10))  # a rewrite moves a document to the newest end
+    cache.put("new", (1, b"z" * 10))  # over the bound: the oldest go until 3/4 of it is left
+    assert cache.size <= cache.max_bytes * 3 // 4
+    assert cache.size == sum(len(v) + DocCache.ENTRY_OVERHEAD for _, v in cache.rows.values())
+    kept = list(cache.rows)
+    assert kept[-2:] == ["d3", "new"] and "d0" not in kept and "d99" in kept
+    assert kept[:-2] == [f"d{i}" for i in range(100 - len(kept) + 2, 100)]

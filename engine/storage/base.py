@@ -30,9 +30,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Any
 from dataclasses import dataclass, field
 
 from ..errors import EngineError
+from ..search.backend import UNSUPPORTED, SearchStore
 
 __all__ = ["CommitRecord", "Persistence", "Snapshot", "Row", "FIRST_PAGE", "MAX_PAGE", "after", "resume_key", "scan_now"]
 
@@ -51,6 +53,9 @@ class CommitRecord:
     entry_deletes: list[tuple[int, bytes]] = field(default_factory=list)  # (index id, key)
     entry_puts: list[tuple[int, bytes, str]] = field(default_factory=list)  # (index id, key, doc id)
     mutation_results: list[tuple[str, int, bytes]] = field(default_factory=list)  # (session, request, json)
+    # Search and vector index entries (engine.search.backend.SearchOp / StateOp), written in the same
+    # transaction by the store's search backend.
+    search: list[Any] = field(default_factory=list)
 
 
 def after(key: bytes) -> bytes:
@@ -129,6 +134,11 @@ class Persistence(ABC):
     inline_reads: bool = False
     # Several engine processes may serve this store at once (engine.cluster commits on it).
     shared: bool = False
+    # The backend's search storage (engine.search.backend.SearchStore): full-text and vector indexes
+    # written inside the same transactions as the documents. A store without one keeps this default:
+    # the deployment serves, and queries on search or vector indexes fail with
+    # SearchIndexesUnavailable.
+    search: SearchStore = UNSUPPORTED
 
     @abstractmethod
     async def open(self) -> None: ...

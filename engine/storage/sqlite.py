@@ -20,13 +20,16 @@ import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from ..errors import EngineError
 from .base import CommitRecord, Persistence, Row, Snapshot, after, resume_key
 from .sql import render
+
+if TYPE_CHECKING:
+    from ..search.sqlite_store import SqliteSearchStore
 
 __all__ = ["DatabaseLock", "DocCache", "SqlitePersistence", "database_holder", "read_only_dump"]
 
@@ -88,12 +91,21 @@ class DocCache:
             self.size -= len(old[1]) + self.ENTRY_OVERHEAD
 
     def _evict(self) -> None:
+        # One pass from the oldest entry. (Popping `next(iter(rows))` in a loop is quadratic: each
+        # `iter` walks the slots the previous pops left empty; with ~200 000 entries one eviction
+        # stalled the event loop for a second, past a query's time limit.)
         rows = self.rows
         target = self.max_bytes * 3 // 4
-        while self.size > target and rows:
-            doc_id = next(iter(rows))
-            old = rows.pop(doc_id)
-            self.size -= len(old[1]) + self.ENTRY_OVERHEAD
+        size = self.size
+        gone = []
+        for doc_id, row in rows.items():
+            if size <= target:
+                break
+            size -= len(row[1]) + self.ENTRY_OVERHEAD
+            gone.append(doc_id)
+        for doc_id in gone:
+            del rows[doc_id]
+        self.size = size
 
     def apply(self, batch: list[CommitRecord]) -> None:
         """A group commit landed: the documents it wrote, at its last ts."""
@@ -330,6 +342,10 @@ class SqlitePersistence(Persistence):
         self._writes_since_checkpoint = 0
         self.lock = DatabaseLock(self.path)
         self._purpose = purpose
+        from ..search.sqlite_store import SqliteSearchStore  # (engine.search imports storage types)
+
+        self.sqlite_search: SqliteSearchStore = SqliteSearchStore(self)
+        self.search = self.sqlite_search
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -349,8 +365,10 @@ class SqlitePersistence(Persistence):
             await self._writer.execute(f"PRAGMA {pragma}")
         for ddl in self._schema:
             await self._writer.execute(ddl)
+        await self.search.open()
 
     async def close(self) -> None:
+        self.search.close()
         self._shared = None
         for conn in self._all:
             conn.close()
@@ -448,8 +466,10 @@ class SqlitePersistence(Persistence):
             try:
                 await self._write_locked(batch)
                 self.cache.apply(batch)
+                self.search.committed(batch)  # vector graphs and index states follow, before readers
             except BaseException:
                 self.cache.reset(-1)  # we cannot tell what the store holds now: trust nothing cached
+                self.search.rolled_back()
                 raise
             finally:
                 self._stale()
@@ -489,7 +509,9 @@ class SqlitePersistence(Persistence):
         # is one function run on aiosqlite's connection thread (one round trip per group;
         # aiosqlite's `execute` queues a function the same way, `_execute` is that mechanism,
         # pinned by our version range). Checkpoints, which fsync, always run there too.
-        if sum(_rows(rec) for rec in batch) <= INLINE_WRITE_ROWS:
+        rows = sum(_rows(rec) for rec in batch)
+        rows += sum(self.sqlite_search.write_rows(rec.search) for rec in batch if rec.search)
+        if rows <= INLINE_WRITE_ROWS:
             self._write_batch(w._conn, batch)
         else:
             await w._execute(self._write_batch, w._conn, batch)
@@ -511,6 +533,8 @@ class SqlitePersistence(Persistence):
                 if rec.mutation_results:
                     conn.executemany(st["mutation_result_put"],
                                      [(sid, r, rec.ts, v) for sid, r, v in rec.mutation_results])
+                if rec.search:
+                    self.search.write(conn, rec.search)
             conn.execute(st["meta_put"], ("ts", batch[-1].ts))
             conn.execute("COMMIT")
         except BaseException:
@@ -568,6 +592,30 @@ class SqlitePersistence(Persistence):
             await self._writer.execute("COMMIT")
             self._stale()
 
+    async def run_on_writer(self, fn: Any, *args: Any, transaction: bool = True) -> Any:
+        """Run `fn(connection, *args)` on the writer's thread (one trip), inside one transaction
+        unless `transaction=False`; readers opened afterwards see what it wrote."""
+        w = self._writer
+        assert w is not None, "persistence is not open"
+
+        def call(conn: sqlite3.Connection) -> Any:
+            if not transaction:
+                return fn(conn, *args)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn, *args)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return out
+
+        async with self._write_lock:
+            try:
+                return await w._execute(call, w._conn)
+            finally:
+                self._stale()
+
     async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None:
         assert self._writer is not None
         async with self._write_lock:
@@ -593,6 +641,7 @@ class SqlitePersistence(Persistence):
                 await w.executemany(st["index_add"], [(i, t, n, "\x1f".join(f)) for i, t, n, f in indexes])
                 await w.executemany(st["doc_put"], [(i, t, ts, v) for i, t, v in docs])
                 await w.executemany(st["entry_put"], entries)
+                await w._execute(self.sqlite_search.reset, w._conn)  # search indexes are backfilled anew
                 await w.execute(st["meta_put"], ("ts", ts))
                 await w.execute("COMMIT")
                 self.cache.reset(ts)

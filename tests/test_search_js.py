@@ -1,0 +1,53 @@
+"""The official npm client (convex 1.48, `ConvexClient`) subscribed to search queries of a real server
+process (tests/apps/search), driven by tests/js/search_client.mjs: matching inserts arrive in
+relevance order, unrelated writes re-run nothing, a filter-field change and an edit take a message
+out, and a paginated search subscription stays equal to the one-shot search under writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import TEST_ADMIN_KEY
+
+APP = Path(__file__).resolve().parent / "apps" / "search"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def out(shared_server_factory: Any, run_node: Any) -> dict[str, Any]:
+    server = shared_server_factory(APP)
+    result = run_node("search_client", server.url, env={"ENGINE_ADMIN_KEY": TEST_ADMIN_KEY}, timeout=120)
+    assert result["ok"], result.get("error")
+    return result["value"]
+
+
+def test_matching_inserts_arrive_in_relevance_order(out: dict[str, Any]) -> None:
+    live = out["live"]
+    assert live["initial"] == []
+    assert live["afterFirst"] == ["please deploy the service before the weekend"]
+    assert live["inRelevanceOrder"] == ["deploy deploy", "please deploy the service before the weekend"]
+    assert live["withCompletion"][0:1] == ["deploy deploy"] and "deploying soon" in live["withCompletion"]
+
+
+def test_unrelated_writes_re_run_nothing(out: dict[str, Any]) -> None:
+    live = out["live"]
+    # A message without the word, and one with it in another channel: no re-run, no update.
+    assert live["reRunsForUnrelatedWrites"] == 0 and live["updatesForUnrelatedWrites"] == 0
+    assert live["reRunsForMatch"] >= 1  # and a matching write does re-run it
+
+
+def test_a_filter_field_change_and_an_edit_take_a_message_out(out: dict[str, Any]) -> None:
+    live = out["live"]
+    assert "deploy deploy" not in live["afterFilterChange"] and "deploying soon" in live["afterFilterChange"]
+    assert live["afterEdit"] == ["deploying soon"]
+
+
+def test_a_paginated_search_subscription_stays_gapless(out: dict[str, Any]) -> None:
+    pages = out["paginated"]
+    assert pages["problems"] == []
+    assert [c["ok"] for c in pages["comparisons"]] == [True, True, True], pages["comparisons"]
+    assert pages["pages"] == 8

@@ -1,0 +1,75 @@
+"""A storage backend without search (engine.search.backend.UnsupportedSearchStore, every
+Persistence's default — the PostgreSQL store until its half of issue 12 is built): the deployment
+opens and serves an app whose schema declares search and vector indexes, writes to those tables
+commit, and a search or vector query fails with the engine error `SearchIndexesUnavailable` saying
+why, while the next call works. The documents live in a real SQLite store whose search storage is
+replaced by the unsupported one, which is exactly what a store without a search implementation
+offers the engine."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+import pytest
+
+from engine.deployment import Auth, Deployment
+from engine.errors import EngineError
+from engine.search.backend import UNSUPPORTED, SearchStore, UnsupportedSearchStore
+from engine.storage import Persistence, SqlitePersistence
+
+APP = Path(__file__).resolve().parent / "apps" / "search"
+ADMIN = Auth(admin=True)
+WHY = "search and vector indexes are not available on PostgreSQL yet; they work on the embedded SQLite store."
+
+
+def test_a_persistence_without_search_gets_the_unsupported_store(tmp_path: Path) -> None:
+    assert Persistence.search is UNSUPPORTED and UNSUPPORTED.unavailable is not None
+    assert isinstance(UNSUPPORTED, SearchStore)
+    assert SqlitePersistence(tmp_path / "db.sqlite3").search.unavailable is None
+
+
+async def test_search_on_a_store_without_search_is_a_clear_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="engine.search")
+    store = SqlitePersistence(tmp_path / "nosearch.sqlite3")
+    store.search = UnsupportedSearchStore("PostgreSQL")  # type: ignore[assignment]
+    dep = await Deployment.open(APP, tmp_path / "nosearch.sqlite3", admin_key="k", persistence=store)
+    try:
+        await dep.search_indexes.wait_ready()
+        assert all(not t.search for t in dep.catalog.by_name.values())  # nothing registered or maintained
+        warned = [r.getMessage() for r in caplog.records if "declared but not built" in r.getMessage()]
+        assert warned and "messages.search_body" in warned[0] and "foods.by_embedding" in warned[0]
+
+        sent = await dep.call("messages:send", {"body": "hello world", "channel": "c"}, kind="mutation", auth=ADMIN)
+        assert sent.success, sent.error_message
+        food = await dep.call("foods:add", {"description": "d", "cuisine": "Thai", "embedding": [1.0, 0.0, 0.0, 0.0]},
+                              kind="mutation", auth=ADMIN)
+        assert food.success, food.error_message
+
+        for path, args, kind, printable in [
+            ("messages:search", {"text": "hello"}, "query", "messages.search_body"),
+            ("messages:searchPage", {"text": "hello", "paginationOpts": {"numItems": 2, "cursor": None}}, "query",
+             "messages.search_body"),
+            ("messages:sendThenSearch", {"text": "hello", "body": "hello again", "channel": "c"}, "mutation",
+             "messages.search_body"),
+            ("foods:similar", {"vector": [1.0, 0.0, 0.0, 0.0]}, "action", "foods.by_embedding"),
+        ]:
+            out = await dep.call(path, args, kind=kind, auth=ADMIN)
+            assert not out.success, path
+            assert f"Index {printable} cannot be queried: {WHY}" in (out.error_message or ""), out.error_message
+
+        # Nothing was lost or left half-done, and the deployment keeps serving.
+        rows = await dep.call("messages:searchAll", {"text": "x"}, kind="query", auth=ADMIN)
+        assert not rows.success
+        listed = await dep.call("foods:fetch", {"ids": [food.value]}, kind="query", auth=ADMIN)
+        assert listed.success and listed.value[0]["cuisine"] == "Thai"
+    finally:
+        await dep.close()
+
+
+async def test_the_error_is_an_engine_error_with_a_stable_code() -> None:
+    from engine.search.backend import unavailable_error
+
+    err = unavailable_error(UnsupportedSearchStore("PostgreSQL"), "messages.search_body")
+    assert isinstance(err, EngineError) and err.code == "SearchIndexesUnavailable"
+    assert err.message == f"Index messages.search_body cannot be queried: {WHY}"

@@ -12,34 +12,16 @@
 
 import { ConvexClient } from "convex/browser";
 import WebSocket from "ws";
+import { changed, waitFor as waitForChange } from "./waiting.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const options = { webSocketConstructor: WebSocket, unsavedChangesWarning: false };
 const watchUrls = Array.isArray(cfg.watch) ? cfg.watch : [cfg.watch];
 const perUrl = cfg.subscribers ?? 1;
+const waitFor = (predicate, label, ms = 30000) => waitForChange(predicate, label, ms);
 const rounds = cfg.rounds ?? 5;
 const name = cfg.name;
 
-let waiters = [];
-function changed() {
-  const pending = waiters;
-  waiters = [];
-  for (const w of pending) w();
-}
-function waitFor(predicate, label, ms = 30000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for: ${label}`)), ms);
-    const check = () => {
-      if (predicate()) {
-        clearTimeout(timer);
-        resolve();
-      } else {
-        waiters.push(check);
-      }
-    };
-    check();
-  });
-}
 
 const subs = [];
 for (const url of watchUrls) {

@@ -16,6 +16,7 @@ import { ConvexProvider, ConvexReactClient, usePaginatedQuery } from "convex/rea
 import { ConvexError } from "convex/values";
 import { anyApi } from "convex/server";
 import WebSocket from "ws";
+import { changed, waitFor } from "./waiting.mjs";
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = false; // updates arrive from the socket, outside act()
 
@@ -37,34 +38,6 @@ const logger = {
   error: (...a) => logs.push(["error", a.map(String).join(" ")]),
 };
 
-let waiters = [];
-function changed() {
-  const pending = waiters;
-  waiters = [];
-  for (const w of pending) w();
-}
-function waitFor(predicate, label, ms = 20000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for: ${label}`)), ms);
-    const check = () => {
-      let ok = false;
-      try {
-        ok = predicate();
-      } catch (e) {
-        clearTimeout(timer);
-        reject(e);
-        return;
-      }
-      if (ok) {
-        clearTimeout(timer);
-        resolve();
-      } else {
-        waiters.push(check);
-      }
-    };
-    check();
-  });
-}
 function withTimeout(promise, label, ms = 20000) {
   let timer;
   return Promise.race([

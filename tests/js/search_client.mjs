@@ -10,40 +10,13 @@
 
 import { ConvexClient } from "convex/browser";
 import { anyApi } from "convex/server";
+import { changed, waitFor } from "./waiting.mjs";
 
 const [url] = process.argv.slice(2);
 const adminKey = process.env.ENGINE_ADMIN_KEY;
 const api = anyApi;
 const RUN = `s${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 
-let waiters = [];
-function changed() {
-  const pending = waiters;
-  waiters = [];
-  for (const w of pending) w();
-}
-function waitFor(predicate, label, ms = 20000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for: ${label}`)), ms);
-    const check = () => {
-      let ok = false;
-      try {
-        ok = predicate();
-      } catch (e) {
-        clearTimeout(timer);
-        reject(e);
-        return;
-      }
-      if (ok) {
-        clearTimeout(timer);
-        resolve();
-      } else {
-        waiters.push(check);
-      }
-    };
-    check();
-  });
-}
 
 async function executions(fn) {
   const resp = await fetch(`${url}/metrics`, { headers: { Authorization: `Convex ${adminKey}` } });

@@ -13,6 +13,7 @@ import { ConvexClient, BaseConvexClient } from "convex/browser";
 import { ConvexError } from "convex/values";
 import { anyApi } from "convex/server";
 import WebSocket from "ws";
+import { changed, waitFor } from "./waiting.mjs";
 
 const [url, scenario] = process.argv.slice(2);
 if (!url || !scenario) {
@@ -33,34 +34,6 @@ const logger = {
 };
 
 // -- event-driven waiting ----------------------------------------------------------------------
-let waiters = [];
-function changed() {
-  const pending = waiters;
-  waiters = [];
-  for (const w of pending) w();
-}
-function waitFor(predicate, label, ms = 20000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for: ${label}`)), ms);
-    const check = () => {
-      let ok = false;
-      try {
-        ok = predicate();
-      } catch (e) {
-        clearTimeout(timer);
-        reject(e);
-        return;
-      }
-      if (ok) {
-        clearTimeout(timer);
-        resolve();
-      } else {
-        waiters.push(check);
-      }
-    };
-    check();
-  });
-}
 function withTimeout(promise, label, ms = 20000) {
   let timer;
   return Promise.race([

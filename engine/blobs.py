@@ -8,8 +8,10 @@
 
 The interface knows nothing about the database: file storage (engine.file_storage) decides the
 keys, records each file's row in the same database as everything else, and deletes blobs whose
-row is gone. A deployment can back it with an S3-compatible service by implementing the same five
-methods; `LocalBlobStore` (the default) keeps one file per blob in a folder beside the database.
+row is gone. A deployment can back it with an S3-compatible service by implementing the same methods;
+`LocalBlobStore` (the default on SQLite) keeps one file per blob in a folder beside the database;
+on PostgreSQL the blobs live in the database itself (engine.storage.postgres.PostgresBlobStore),
+so every node serves every file.
 
 `LocalBlobStore` invariants:
 - `put` writes to a temporary file in the store's `.tmp/` folder, fsyncs it, renames it into place
@@ -30,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["BlobStore", "LocalBlobStore"]
+__all__ = ["BlobStore", "LocalBlobStore", "check_blob_key"]
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -57,11 +59,13 @@ class BlobStore(ABC):
         """Remove the blob (its bytes are freed); False if there was none."""
 
     @abstractmethod
-    def keys(self) -> Iterator[str]:
-        """Every stored key (for reconciling with the database after a crash)."""
+    async def orphan_candidates(self) -> list[str]:
+        """Keys that may have no row (reconciling with the database after a crash): every key of a
+        store one process uses; of a store several nodes share, only keys older than any upload
+        in progress can be (another node may be between its `put` and its commit)."""
 
 
-def _check_key(key: str) -> str:
+def check_blob_key(key: str) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ValueError(f"invalid blob key {key!r}")
     return key
@@ -83,7 +87,7 @@ class LocalBlobStore(BlobStore):
         self._tmp = self.root / ".tmp"
 
     def path(self, key: str) -> Path:
-        key = _check_key(key)
+        key = check_blob_key(key)
         return self.root / key[:2] / key
 
     async def start(self) -> None:
@@ -138,7 +142,11 @@ class LocalBlobStore(BlobStore):
         _fsync_dir(path.parent)
         return True
 
+    async def orphan_candidates(self) -> list[str]:
+        return list(self.keys())  # one process owns the folder; this runs before it serves
+
     def keys(self) -> Iterator[str]:
+        """Every stored key."""
         if not self.root.is_dir():
             return
         for folder in self.root.iterdir():

@@ -137,6 +137,8 @@ class Deployment:
             raise
         metrics.attach(dep)
         if blobs is None:
+            blobs = dep.persistence.blob_store()  # PostgreSQL: in the database, shared by every node
+        if blobs is None:
             folder = blob_dir_for(db_path) if not is_url(db_path) else None
             if folder is None:
                 folder = dep._temp_blob_dir = tempfile.mkdtemp(prefix="engine-storage-")

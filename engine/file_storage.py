@@ -142,7 +142,7 @@ class FileStorage:
         replaced import). They can never be reached; free them."""
         referenced = {row["uuid"] for row in await self._all_keys()}
         removed = 0
-        for key in list(self.blobs.keys()):
+        for key in await self.blobs.orphan_candidates():
             if key not in referenced:
                 await self.blobs.delete(key)
                 removed += 1

@@ -332,3 +332,32 @@ async def test_a_transaction_refused_at_commit_for_another_nodes_write_settles(p
     finally:
         await a.close()
         await asyncio.wait_for(b.close(), 10)
+
+
+async def test_a_file_stored_through_one_node_is_served_by_another(pg_url: str) -> None:
+    """On PostgreSQL a file's bytes live in the database (PostgresBlobStore): node B reads what
+    node A stored, a delete on B frees it for both, and a node starting up never takes another
+    node's fresh upload (bytes stored, row not committed yet) for an orphan."""
+    from engine.storage.postgres import PostgresBlobStore
+    from test_core_support import CORE_APP
+
+    a = await Deployment.open(CORE_APP, pg_url)
+    b = await Deployment.open(CORE_APP, pg_url)
+    try:
+        assert isinstance(a.file_storage.blobs, PostgresBlobStore)
+        data = bytes(range(256)) * 4096  # 1 MiB
+        storage_id = await a.file_storage.store(data, "application/octet-stream")
+        assert await b.file_storage.read(storage_id) == data
+        in_flight = str(uuid.uuid4())
+        await a.file_storage.blobs.put(in_flight, b"an upload between its put and its commit")
+        c = await Deployment.open(CORE_APP, pg_url)  # its start-up removes orphans
+        try:
+            assert await c.file_storage.read(storage_id) == data
+            assert await c.file_storage.blobs.get(in_flight) is not None
+        finally:
+            await c.close()
+        assert await b.file_storage.blobs.delete(in_flight) is True
+        assert await a.file_storage.blobs.get(in_flight) is None
+    finally:
+        await a.close()
+        await b.close()

@@ -33,6 +33,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 from dataclasses import dataclass, field
 
+from ..blobs import BlobStore
 from ..errors import EngineError
 from ..search.backend import UNSUPPORTED, SearchStore
 
@@ -197,6 +198,11 @@ class Persistence(ABC):
     async def live_peers(self) -> int:
         """How many other engine processes serve this store right now (a shared store)."""
         return 0
+
+    def blob_store(self) -> BlobStore | None:
+        """Where file storage keeps its bytes when the store has a place for them (None: a folder
+        beside the database)."""
+        return None
 
     def describe_holder(self, **info: str) -> None:
         """Record who serves this store (e.g. `url=`), where the store keeps such a thing."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from ..blobs import BlobStore, check_blob_key
 from ..errors import EngineError
 from .base import CommitRecord, Persistence, Row, Snapshot, resume_key
 
@@ -58,6 +60,8 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS mutation_results (session_id TEXT COLLATE \"C\" NOT NULL, request_id BIGINT NOT NULL,"
     " ts BIGINT NOT NULL, result BYTEA NOT NULL, PRIMARY KEY (session_id, request_id))",
     "CREATE TABLE IF NOT EXISTS commits (ts BIGINT PRIMARY KEY, node TEXT NOT NULL, payload BYTEA NOT NULL)",
+    # File storage's bytes (PostgresBlobStore); `created` in ns since the epoch.
+    "CREATE TABLE IF NOT EXISTS blobs (key TEXT COLLATE \"C\" PRIMARY KEY, data BYTEA NOT NULL, created BIGINT NOT NULL)",
 ]
 
 SQL = {
@@ -420,6 +424,9 @@ class PostgresPersistence(Persistence):
         return await conn.fetchval(SQL["clock_get"])
 
     # -- commits -------------------------------------------------------------------------------
+    def blob_store(self) -> BlobStore:
+        return PostgresBlobStore(self)
+
     async def connect(self) -> Any:
         """A connection of its own (a node's committer and listener keep one each)."""
         return await asyncpg.connect(self.url, server_settings={"application_name": self.application_name},
@@ -556,3 +563,33 @@ def listen_forever(store: PostgresPersistence, on_notify: Callable[[str | None],
     store._listener = task
     return task
 
+
+# A blob older than this with no row is an orphan (an upload cut off before its commit): no upload
+# takes this long between storing its bytes and committing its row.
+BLOB_ORPHAN_AGE_NS = 3600 * 10**9
+
+
+class PostgresBlobStore(BlobStore):
+    """File storage's bytes in the `blobs` table, so a file stored through one node is served by
+    every node. A `put` is its own committed statement (durable when it returns), as the blob
+    store contract asks: the `_storage` row follows in a commit of its own."""
+
+    def __init__(self, persistence: PostgresPersistence) -> None:
+        self._store = persistence
+
+    async def put(self, key: str, data: bytes) -> None:
+        await self._store.pool.execute(
+            "INSERT INTO blobs (key, data, created) VALUES ($1, $2, $3) "
+            "ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data", check_blob_key(key), data, time.time_ns())
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._store.pool.fetchval("SELECT data FROM blobs WHERE key = $1", check_blob_key(key))
+
+    async def delete(self, key: str) -> bool:
+        done = await self._store.pool.execute("DELETE FROM blobs WHERE key = $1", check_blob_key(key))
+        return done.endswith(" 1")
+
+    async def orphan_candidates(self) -> list[str]:
+        rows = await self._store.pool.fetch("SELECT key FROM blobs WHERE created < $1",
+                                            time.time_ns() - BLOB_ORPHAN_AGE_NS)
+        return [row[0] for row in rows]

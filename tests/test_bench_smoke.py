@@ -34,3 +34,12 @@ def test_bench_cluster_quick_completes_and_writes_json(tmp_path: Path) -> None:
     assert {"commits", "hot_counter", "invalidation", "machine"} <= report.keys()
     assert {"cross_node_a_to_b", "same_node_postgres", "fan_out_3_nodes", "hot_counter_3_nodes"} <= \
         report["invalidation"].keys()
+
+
+@pytest.mark.slow
+def test_bench_transfer_inprocess_ab_runs_both_checkouts() -> None:
+    # The same checkout on both sides: the A/B machinery end to end, with tiny runs.
+    done = subprocess.run([sys.executable, "-m", "bench.transfer_inprocess", "--ab", str(REPO_ROOT), "--rounds", "1",
+                           "--per-client", "2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "this/other = " in done.stdout

@@ -1,0 +1,144 @@
+"""The transfer workload in one process: CPU per transfer of the engine alone, for A/B comparisons.
+
+    python -m bench.transfer_inprocess                    # this checkout
+    python -m bench.transfer_inprocess --ab OTHER_DIR     # alternate with another checkout, 4 rounds each
+
+The deployment is opened in-process on bench/transfer_app (100 000 accounts in a temporary SQLite
+file); 50 concurrent clients send `POST /api/mutation` requests as raw HTTP/1.1 bytes into
+engine.http_server's protocol through an in-memory transport (no sockets, no load generator), so
+the figure is the engine's own CPU per transfer: parsing, routing, the mutation, the commit. Noise
+from a shared machine is far smaller than over real sockets; a change to the commit path shows here
+first. `--ab` runs each checkout in a fresh interpreter, alternating, and prints both means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ACCOUNTS = 100_000
+CLIENTS = 50
+
+
+class _Transport(asyncio.Transport):
+    """Collects what the server writes; wakes the client when a response arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self._closing = False
+
+    def write(self, data: Any) -> None:
+        self.out.append(bytes(data))
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _measure(per_client: int, repo: Path) -> dict[str, float]:
+    sys.path.insert(0, str(repo))  # the checkout measured (its engine, its transfer app)
+    from engine.deployment import Auth, Deployment
+    from engine.http_server import HttpServer, _Connection
+    from engine.server import ApiEndpoint
+
+    app = repo / "bench" / "transfer_app"
+    with tempfile.TemporaryDirectory(prefix="bench-inproc-") as tmp:
+        dep = await Deployment.open(app, Path(tmp) / "db.sqlite3", admin_key="bench")
+        try:
+            admin = Auth(admin=True)
+            for start in range(0, ACCOUNTS, 5000):
+                outcome = await dep.call("accounts:seed", {"start": float(start), "count": 5000.0, "balance": 1e9},
+                                         kind="mutation", auth=admin)
+                assert outcome.success, outcome
+            server = HttpServer(ApiEndpoint(dep))
+            rnd = random.Random(1)
+            loop = asyncio.get_running_loop()
+
+            async def client(n: int) -> None:
+                conn = _Connection(server)
+                transport = _Transport()
+                conn.connection_made(transport)
+                for _ in range(n):
+                    body = json.dumps({"path": "transfer:transfer", "args": {
+                        "amount": 1, "from_id": rnd.randrange(ACCOUNTS), "to_id": rnd.randrange(ACCOUNTS)}}).encode()
+                    request = (b"POST /api/mutation?format=json HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                               b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                    transport.waiter = loop.create_future()
+                    transport.out.clear()
+                    conn.data_received(request)
+                    await transport.waiter
+                    if b'"success"' not in transport.out[-1]:
+                        raise RuntimeError(transport.out[-1][:300])
+
+            await asyncio.gather(*[client(20) for _ in range(CLIENTS)])  # warm-up
+            wall, cpu = time.perf_counter(), time.process_time()
+            await asyncio.gather(*[client(per_client) for _ in range(CLIENTS)])
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            await dep.close()
+    n = CLIENTS * per_client
+    return {"transfers": n, "tps": n / wall, "cpu_ms_per_transfer": 1000 * cpu / n}
+
+
+def _run_in(checkout: Path, per_client: int) -> dict[str, float]:
+    done = subprocess.run([sys.executable, __file__, "--per-client", str(per_client), "--json", "--repo", str(checkout)],
+                          cwd=checkout, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{checkout}: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-client", type=int, default=100, help="transfers per client (50 clients)")
+    parser.add_argument("--ab", type=Path, metavar="OTHER_DIR", help="another checkout to alternate with")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.ab is None:
+        result = asyncio.run(_measure(args.per_client, args.repo.resolve()))
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{result['transfers']} transfers in-process: {result['tps']:.0f}/s, "
+                  f"{result['cpu_ms_per_transfer']:.3f} CPU-ms each")
+        return 0
+    here = Path(__file__).resolve().parent.parent
+    runs: dict[str, list[float]] = {"this": [], "other": []}
+    for _ in range(args.rounds):
+        for name, checkout in (("other", args.ab.resolve()), ("this", here)):
+            runs[name].append(_run_in(checkout, args.per_client)["cpu_ms_per_transfer"])
+            print(f"{name:5} {runs[name][-1]:.3f} CPU-ms per transfer", flush=True)
+    this, other = statistics.mean(runs["this"]), statistics.mean(runs["other"])
+    print(f"mean: this {this:.3f}, other {other:.3f} CPU-ms per transfer: this/other = {this / other:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

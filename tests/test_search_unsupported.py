@@ -73,3 +73,20 @@ async def test_the_error_is_an_engine_error_with_a_stable_code() -> None:
     err = unavailable_error(UnsupportedSearchStore("PostgreSQL"), "messages.search_body")
     assert isinstance(err, EngineError) and err.code == "SearchIndexesUnavailable"
     assert err.message == f"Index messages.search_body cannot be queried: {WHY}"
+
+
+async def test_the_search_app_on_a_real_postgres_serves_and_refuses_searches_clearly(pg_url: str) -> None:
+    """The same, on the PostgreSQL store itself (which has no search storage yet)."""
+    dep = await Deployment.open(APP, pg_url, admin_key="k")
+    try:
+        await dep.search_indexes.wait_ready()
+        sent = await dep.call("messages:send", {"body": "hello world", "channel": "c"}, kind="mutation", auth=ADMIN)
+        assert sent.success, sent.error_message
+        out = await dep.call("messages:search", {"text": "hello"}, kind="query", auth=ADMIN)
+        assert not out.success
+        assert "Index messages.search_body cannot be queried: " in (out.error_message or ""), out.error_message
+        assert "PostgreSQL" in (out.error_message or "")
+        again = await dep.call("messages:send", {"body": "still serving", "channel": "c"}, kind="mutation", auth=ADMIN)
+        assert again.success, again.error_message
+    finally:
+        await dep.close()

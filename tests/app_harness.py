@@ -13,6 +13,8 @@ the engine's own clock (creation times, commit timestamps) is never touched.
 
 from __future__ import annotations
 
+import os
+
 import sys
 import time
 from pathlib import Path
@@ -68,6 +70,10 @@ class Nova:
 
     async def error_code(self, kind: str, path: str, args: dict | None = None, auth: Auth = ALICE) -> str:
         """The `code` of the ConvexError the call fails with; asserts that nothing was written."""
+        # Work scheduled by earlier calls (e.g. the embedding action a memory write schedules) runs
+        # in the background and commits when it is done: let it finish first, so the check below
+        # sees only what this call wrote (it raced on both stores; PostgreSQL lost it more often).
+        await self.dep.scheduler.drain()
         before = self.dep.latest_ts()
         outcome = await self.dep.call(path, args or {}, kind=kind, auth=auth)
         assert not outcome.success, f"{path} unexpectedly succeeded: {outcome.value!r}"
@@ -98,11 +104,21 @@ def app_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-@pytest.fixture
-async def nova(app_env: pytest.MonkeyPatch):
+@pytest.fixture(params=["sqlite", "postgres"])
+async def nova(app_env: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """The Nova app on a fresh store: an embedded SQLite file, and a real PostgreSQL database (the
+    same tests, the same app). Search and vector indexes are not built on PostgreSQL yet (issue
+    12): tests marked `needs_search` run there too and must fail (strict xfail)."""
+    if request.param == "postgres":
+        db = request.getfixturevalue("pg_url")
+        if request.node.get_closest_marker("needs_search"):
+            request.node.add_marker(pytest.mark.xfail(
+                strict=True, reason="search and vector indexes are not built on PostgreSQL yet (issue 12)"))
+    else:
+        db = ":memory:"
     # A manual clock: the app's crons (heartbeats, delivery) must not fire on their own in the
     # middle of a test that checks "nothing was written"; tests that want them advance it.
-    dep = await Deployment.open(REPO_ROOT, ":memory:", clock=ManualClock(time.time() * 1000))
+    dep = await Deployment.open(REPO_ROOT, db, clock=ManualClock(time.time() * 1000))
     try:
         yield Nova(dep)
     finally:

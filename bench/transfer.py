@@ -1,13 +1,23 @@
-"""Bank transfers (SpacetimeDB's "keynote-2" workload) against the engine and the raw-SQLite limit.
+"""Bank transfers (SpacetimeDB's "keynote-2" workload) against the engine and the raw-database limit.
 
-    python -m bench.transfer            # full run: 100 000 accounts, 50 connections, 5 s warm-up + 20 s
+    python -m bench.transfer            # full run: 100 000 accounts, 50 connections, 5 s warm-up + 20 s,
+                                        # on SQLite, then on PostgreSQL (when installed)
     python -m bench.transfer --quick    # seconds; what tests/test_bench_smoke.py runs
+    python -m bench.transfer --backends sqlite           # one column only (sqlite, postgres)
+    python -m bench.transfer --seconds 10                # a shorter measured window
 
-Two servers run side by side for the whole run:
-- the engine: `python -m engine serve` on bench/transfer_app (keynote-2's Convex app translated:
-  `transfer:transfer` reads both accounts through `by_account_id` and patches both balances);
-- the baseline: bench/transfer_baseline.py, the same transfer in raw SQLite (WAL,
-  synchronous=NORMAL, one connection used inline) behind a minimal asyncio HTTP server.
+Each column runs two servers side by side:
+- SQLite: the engine, `python -m engine serve` on bench/transfer_app (keynote-2's Convex app
+  translated: `transfer:transfer` reads both accounts through `by_account_id` and patches both
+  balances), beside bench/transfer_baseline.py, the same transfer in raw SQLite (WAL,
+  synchronous=NORMAL, one connection used inline) behind a minimal asyncio HTTP server;
+- PostgreSQL: a PostgreSQL started for the run (tests/pg_harness.py: initdb in a temp folder,
+  loopback, fsync on, as bench/cluster.py does), the engine served on one database
+  (`engine serve --db postgresql://...`) beside bench/transfer_baseline_pg.py on another: raw
+  asyncpg, one transaction per transfer (`SELECT ... ORDER BY id FOR UPDATE` of both accounts,
+  `UPDATE`, COMMIT) on a small pool, behind the same kind of HTTP server.
+The SQLite column runs first and exactly as before; the PostgreSQL server exists only during its
+own column.
 
 The load is tests/js/transfer_load.mjs (Node, the official npm client): 50 connections, one transfer
 in flight each, accounts drawn from Zipf(alpha) over 100 000 ids (alpha 0 = uniform; 1.5 puts ~80%
@@ -137,14 +147,30 @@ def _check_conservation(server: Server, sizes: Sizes, expected_delta: dict[int, 
             "accounts_off": len(wrong), "first_off": wrong[:5]}
 
 
-def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+def _start_servers(backend: str, sizes: Sizes, workdir: Path, pg: Any) -> tuple[Server, Server]:
     env = {"CONVEX_ADMIN_KEY": ADMIN_KEY, "PYTHONUNBUFFERED": "1"}
-    engine = Server("engine", [sys.executable, "-m", "engine", "serve", "--app", str(APP), "--db",
-                               str(workdir / "engine.sqlite3"), "--port", "0", "--site-port", "0"], env,
-                    workdir / "engine.log")
-    baseline = Server("baseline", [sys.executable, "-m", "bench.transfer_baseline", "--db",
-                                   str(workdir / "baseline.sqlite3"), "--accounts", str(sizes.accounts),
-                                   "--balance", str(BALANCE)], env, workdir / "baseline.log")
+    if backend == "sqlite":
+        engine_db, base_cmd = str(workdir / "engine.sqlite3"), ["-m", "bench.transfer_baseline", "--db",
+                                                                  str(workdir / "baseline.sqlite3")]
+    else:
+        engine_db = pg.create_database("transfer_engine")
+        base_cmd = ["-m", "bench.transfer_baseline_pg", "--url", pg.create_database("transfer_baseline")]
+    suffix = "" if backend == "sqlite" else "_pg"
+    engine = Server("engine" + suffix, [sys.executable, "-m", "engine", "serve", "--app", str(APP), "--db",
+                                        engine_db, "--port", "0", "--site-port", "0"], env,
+                    workdir / f"engine{suffix}.log")
+    try:
+        baseline = Server("baseline" + suffix, [sys.executable, *base_cmd, "--accounts", str(sizes.accounts),
+                                                "--balance", str(BALANCE)], env, workdir / f"baseline{suffix}.log")
+    except BaseException:
+        engine.stop()
+        raise
+    return engine, baseline
+
+
+def run(sizes: Sizes, workdir: Path, backend: str = "sqlite", pg: Any = None) -> dict[str, Any]:
+    """One backend's column: its engine and its raw baseline side by side, runs alternating."""
+    engine, baseline = _start_servers(backend, sizes, workdir, pg)
     results: dict[str, Any] = {"runs": []}
     try:
         t0 = time.monotonic()
@@ -152,7 +178,7 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
             _post(engine.url, "/api/function", {"path": "accounts:seed", "args": {
                 "start": start, "count": min(5000, sizes.accounts - start), "balance": BALANCE}}, admin=True)
         results["seed_s"] = time.monotonic() - t0
-        deltas = {"engine": {}, "baseline": {}}
+        deltas: dict[str, dict[int, int]] = {"engine": {}, "baseline": {}}
         plan = []
         for alpha in (0.0, 1.5):
             plan += [("engine", "http", alpha, sizes.connections), ("baseline", "http", alpha, sizes.connections),
@@ -165,9 +191,9 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
             for account, moved in out.pop("moved"):
                 delta[account] = delta.get(account, 0) + moved
             out["conservation"] = _check_conservation(server, sizes, delta, who == "baseline")
-            out.update(server=who, transport=transport, alpha=alpha, connections=connections)
+            out.update(server=server.name, backend=backend, transport=transport, alpha=alpha, connections=connections)
             results["runs"].append(out)
-            print(f"{who:8} {transport:4} alpha={alpha:<3} conns={connections:<3} {out['tps']:8.0f} TPS "
+            print(f"{server.name:11} {transport:4} alpha={alpha:<3} conns={connections:<3} {out['tps']:8.0f} TPS "
                   f"p50 {out['p50_ms'] or 0:6.2f} ms  p99 {out['p99_ms'] or 0:6.2f} ms  failed {out['failed']}  "
                   f"cpu {out['server_cpu_ms_per_transfer']:.3f} ms/transfer  "
                   f"conserved {out['conservation']['ok']}", flush=True)
@@ -185,37 +211,75 @@ def _summary(results: dict[str, Any]) -> list[dict[str, Any]]:
         return None
 
     rows = []
-    for transport, alpha, conns in (("http", 0.0, None), ("http", 1.5, None), ("ws", 0.0, None),
-                                    ("ws", 1.5, None), ("http", 0.0, 1), ("ws", 0.0, 1)):
-        conns = conns or max(r["connections"] for r in results["runs"])
-        eng, base = find("engine", transport, alpha, conns), find("baseline", "http", alpha, conns)
-        if eng and base:
-            rows.append({"transport": transport, "alpha": alpha, "connections": conns, "engine_tps": eng["tps"],
-                         "baseline_tps": base["tps"], "ratio": eng["tps"] / base["tps"] if base["tps"] else None,
-                         "engine_failed": eng["failed"], "engine_p50_ms": eng["p50_ms"], "baseline_p50_ms": base["p50_ms"]})
+    for backend in ("sqlite", "postgres"):
+        suffix = "" if backend == "sqlite" else "_pg"
+        runs = [r for r in results["runs"] if r.get("backend", "sqlite") == backend]
+        if not runs:
+            continue
+        for transport, alpha, conns in (("http", 0.0, None), ("http", 1.5, None), ("ws", 0.0, None),
+                                        ("ws", 1.5, None), ("http", 0.0, 1), ("ws", 0.0, 1)):
+            conns = conns or max(r["connections"] for r in runs)
+            eng, base = find("engine" + suffix, transport, alpha, conns), find("baseline" + suffix, "http", alpha, conns)
+            if eng and base:
+                rows.append({"backend": backend, "transport": transport, "alpha": alpha, "connections": conns,
+                             "engine_tps": eng["tps"], "baseline_tps": base["tps"],
+                             "ratio": eng["tps"] / base["tps"] if base["tps"] else None,
+                             "engine_failed": eng["failed"], "engine_p50_ms": eng["p50_ms"],
+                             "baseline_p50_ms": base["p50_ms"]})
     return rows
+
+
+def _default_backends() -> str:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pg_harness import postgres_bin_dir
+
+    return "sqlite,postgres" if postgres_bin_dir() is not None else "sqlite"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated: sqlite, postgres (default: both when PostgreSQL is installed)")
+    parser.add_argument("--seconds", type=float, default=None, help="measured window per run (default: 20; quick 1.5)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.seconds is not None:
+        sizes = Sizes(sizes.accounts, sizes.connections, sizes.warmup_s, args.seconds)
+    backends = [b.strip() for b in (args.backends or _default_backends()).split(",") if b.strip()]
+    unknown = set(backends) - {"sqlite", "postgres"}
+    if unknown:
+        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))} (known: sqlite, postgres)")
     out = args.out or (RESULTS.with_suffix(".quick.json") if args.quick else RESULTS)
     load_before = os.getloadavg()
+    results: dict[str, Any] = {"runs": [], "seed_s": {}}
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
-        results = run(sizes, Path(tmp))
+        for backend in backends:
+            pg = None
+            if backend == "postgres":
+                sys.path.insert(0, str(ROOT / "tests"))
+                from pg_harness import PostgresServer
+
+                pg = PostgresServer().start()
+            try:
+                part = run(sizes, Path(tmp), backend, pg)
+            finally:
+                if pg is not None:
+                    pg.close()
+            results["runs"] += part["runs"]
+            results["seed_s"][backend] = part["seed_s"]
     results["summary"] = _summary(results)
-    results.update(sizes=sizes.__dict__, python=platform.python_version(), cpus=os.cpu_count(),
+    results.update(sizes=sizes.__dict__, backends=backends, python=platform.python_version(), cpus=os.cpu_count(),
                    load_before=load_before, load_after=os.getloadavg(),
                    all_conserved=all(r["conservation"]["ok"] for r in results["runs"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print()
     for row in results["summary"]:
-        print(f"{row['transport']:4} alpha {row['alpha']:<3} x{row['connections']:<3} engine {row['engine_tps']:7.0f} "
-              f"vs baseline {row['baseline_tps']:7.0f} TPS = {row['ratio']:.2f}x  (engine failed {row['engine_failed']})")
+        print(f"{row['backend']:8} {row['transport']:4} alpha {row['alpha']:<3} x{row['connections']:<3} "
+              f"engine {row['engine_tps']:7.0f} vs baseline {row['baseline_tps']:7.0f} TPS = {row['ratio']:.2f}x  "
+              f"(engine failed {row['engine_failed']})")
     print(f"conservation held in every run: {results['all_conserved']}   -> {out}")
 
 

@@ -43,3 +43,20 @@ def test_bench_transfer_inprocess_ab_runs_both_checkouts() -> None:
                            "--per-client", "2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "this/other = " in done.stdout
+
+def test_bench_transfer_quick_completes_conserves_and_writes_json(tmp_path: Path) -> None:
+    """Both columns (SQLite, and PostgreSQL when installed): every run's conservation check held."""
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from pg_harness import postgres_bin_dir
+
+    out = tmp_path / "transfer.json"
+    done = subprocess.run([sys.executable, "-m", "bench.transfer", "--quick", "--out", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    expected = {"sqlite", "postgres"} if postgres_bin_dir() is not None else {"sqlite"}
+    assert set(report["backends"]) == expected
+    assert {r["backend"] for r in report["summary"]} == expected
+    assert {r["server"] for r in report["runs"]} >= {"engine", "baseline"}
+    assert report["all_conserved"] is True
+    assert all(r["acknowledged"] > 0 for r in report["runs"])

@@ -15,6 +15,7 @@ Concurrency model:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import tempfile
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from ..search.sqlite_store import SqliteSearchStore
 
 __all__ = ["DatabaseLock", "DocCache", "SqlitePersistence", "database_holder", "read_only_dump"]
+
+log = logging.getLogger("engine.storage")
 
 
 # A checkpoint after every this many group commits (see SqlitePersistence._checkpoint); SQLite's
@@ -476,7 +479,10 @@ class SqlitePersistence(Persistence):
             self._writes_since_checkpoint += 1
             if self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES:
                 self._writes_since_checkpoint = 0
-                await self._checkpoint()
+                try:
+                    await self._checkpoint()
+                except sqlite3.Error:  # the group above is committed: a failed copy must not fail it
+                    log.warning("WAL checkpoint failed; the next one retries", exc_info=True)
 
     def _drop_idle_shared(self) -> None:
         """End the shared read transaction if no snapshot uses it: SQLite restarts the WAL from its

@@ -35,5 +35,17 @@ if (cfg.transport === "ws") {
   }));
 }
 const reader = new ConvexHttpClient(cfg.readFrom ?? cfg.url);
-const final = await reader.query("counters:get", { name: cfg.name });
+// The load may end while the database is still restarting (tests of a PostgreSQL restart): the
+// server then answers DatabaseUnavailable ("try again"), and so does this read, for a bounded time.
+async function readFinal() {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await reader.query("counters:get", { name: cfg.name });
+    } catch (e) {
+      if (attempt >= 100 || !String(e?.message ?? e).includes("DatabaseUnavailable")) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+const final = await readFinal();
 process.stdout.write(JSON.stringify({ ok, failed, errors, final }) + "\n");

@@ -235,9 +235,9 @@ def test_a_postgres_restart_under_load_is_survived(cluster: Cluster, pg_server, 
     name = f"pg-{uuid.uuid4().hex[:8]}"
     clients = 5
 
-    def load(node: ServerProcess) -> dict:
+    def load(node: ServerProcess, per_client: int = 150) -> dict:
         return run_node("contention", f'{{"url": "{node.url}", "transport": "http", "clients": {clients}, '
-                                      f'"perClient": 150, "fn": "counters:increment", "name": "{name}"}}',
+                                      f'"perClient": {per_client}, "fn": "counters:increment", "name": "{name}"}}',
                         timeout=300)
 
     with ThreadPoolExecutor(2) as pool:
@@ -248,6 +248,11 @@ def test_a_postgres_restart_under_load_is_survived(cluster: Cluster, pg_server, 
                 pass
         pg_server.restart()
         outs = [f.result() for f in futures]
+        # The clients above fail fast while the database is down, so they may have used up their
+        # calls inside the window; a second load, after the restart, shows both nodes serve again.
+        after = list(pool.map(lambda node: load(node, 20), (a, b)))
+    assert all(o["ok"] >= 50 for o in after), after  # 100 calls a node; the first may meet a dead connection
+    outs += after
     acknowledged = sum(o["ok"] for o in outs)
     final = query(c, "counters:get", {"name": name})
     assert isinstance(final, float)
@@ -256,7 +261,6 @@ def test_a_postgres_restart_under_load_is_survived(cluster: Cluster, pg_server, 
     for o in outs:
         for message in o["errors"]:
             assert "The database is unavailable right now" in message or "fetch failed" in message, message
-    assert acknowledged > 300  # the load went on after the restart
     # Reactivity across nodes works again (every node's LISTEN connection is back).
     out = run_node("cluster_watch", f'{{"write": "{c.url}", "watch": ["{a.url}", "{b.url}"], '
                                     f'"name": "{name}-w", "rounds": 3}}', timeout=60)

@@ -18,6 +18,7 @@ import asyncio
 import socket
 import sqlite3
 import sys
+from typing import Any
 
 import msgspec
 
@@ -61,6 +62,52 @@ class Bank:
         return [list(r) for r in rows]
 
 
+def split_requests(buf: bytes) -> tuple[list[bytes], bytes]:
+    """The complete HTTP/1.1 requests' bodies in `buf` (Content-Length bodies only), and the rest."""
+    bodies: list[bytes] = []
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return bodies, buf
+        length = 0
+        for line in buf[:end].decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        if len(buf) < end + 4 + length:
+            return bodies, buf
+        bodies.append(buf[end + 4:end + 4 + length])
+        buf = buf[end + 4 + length:]
+
+
+def http_response(status: bytes, out: bytes) -> bytes:
+    return b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (status, len(out), out)
+
+
+def error_body(e: Exception) -> bytes:
+    return _encode({"code": "Error", "message": str(e)})
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def run(main: Any) -> None:
+    """Run a baseline server on the same event loop as `engine serve --loop auto`, so the two differ
+    only in what they do."""
+    try:
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(main)
+        else:
+            uvloop.run(main)
+    except KeyboardInterrupt:
+        pass
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, bank: Bank) -> None:
         self.bank = bank
@@ -69,26 +116,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            body = self.buf[end + 4:end + 4 + length]
-            self.buf = self.buf[end + 4 + length:]
+        bodies, self.buf = split_requests(self.buf + data)
+        for body in bodies:
             self.respond(body)
 
     def respond(self, body: bytes) -> None:
@@ -102,11 +134,9 @@ class HttpProtocol(asyncio.Protocol):
                 out = OK_NULL
             status = b"200 OK"
         except Exception as e:  # noqa: BLE001 - a baseline: report and keep serving
-            out = _encode({"code": "Error", "message": str(e)})
-            status = b"400 Bad Request"
+            out, status = error_body(e), b"400 Bad Request"
         assert self.transport is not None
-        self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                             % (status, len(out), out))
+        self.transport.write(http_response(status, out))
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -127,13 +157,4 @@ async def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        # The same event loop as `engine serve --loop auto`, so the two differ only in what they do.
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(main(sys.argv[1:]))
-        else:
-            uvloop.run(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        pass
+    run(main(sys.argv[1:]))

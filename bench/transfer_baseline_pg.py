@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 from typing import Any
 
 import asyncpg
-import msgspec
 
-_decode = msgspec.json.decode
-_encode = msgspec.json.encode
-OK_NULL = b'{"status":"success","value":null}'
+from bench.transfer_baseline import OK_NULL, _decode, _encode, error_body, http_response, run, set_nodelay, split_requests
 
 LOCK = "SELECT id, balance FROM accounts WHERE id = $1 OR id = $2 ORDER BY id FOR UPDATE"
 UPDATE = ("UPDATE accounts AS a SET balance = v.balance FROM (VALUES ($1::int, $2::bigint), ($3::int, $4::bigint)) "
@@ -81,29 +77,14 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                break
-            head = self.buf[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                break
-            self.queue.append(self.buf[end + 4:end + 4 + length])
-            self.buf = self.buf[end + 4 + length:]
+        bodies, self.buf = split_requests(self.buf + data)
+        self.queue.extend(bodies)
         if self.queue and not self.busy:
             self.busy = True
             asyncio.ensure_future(self.drain())
@@ -115,8 +96,7 @@ class HttpProtocol(asyncio.Protocol):
                 status, out = await self.respond(self.queue.pop(0))
                 if self.transport is None:
                     return
-                self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                                     % (status, len(out), out))
+                self.transport.write(http_response(status, out))
         finally:
             self.busy = False
 
@@ -130,7 +110,7 @@ class HttpProtocol(asyncio.Protocol):
             await self.bank.transfer(int(args["amount"]), int(args["from_id"]), int(args["to_id"]))
             return b"200 OK", OK_NULL
         except Exception as e:  # noqa: BLE001 - a baseline: report and keep serving
-            return b"400 Bad Request", _encode({"code": "Error", "message": str(e)})
+            return b"400 Bad Request", error_body(e)
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -152,13 +132,4 @@ async def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        # The same event loop as `engine serve --loop auto`, so the two differ only in what they do.
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(main(sys.argv[1:]))
-        else:
-            uvloop.run(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        pass
+    run(main(sys.argv[1:]))

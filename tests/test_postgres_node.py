@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT
 from engine.deployment import Auth, Deployment
 from test_core_support import CORE_APP
@@ -65,3 +67,36 @@ async def test_export_and_import_through_a_postgres_deployment(pg_server, tmp_pa
         assert [d["rank"] for d in ranks] == [0.0, 1.0, 2.0, 3.0, 4.0]
     finally:
         await target.close()
+
+
+async def test_a_connection_lost_while_catching_up_is_database_unavailable(pg_url: str) -> None:
+    """A snapshot that must first read other nodes' commits, on a connection the server drops
+    meanwhile (a restart): the caller sees DatabaseUnavailable (503, retry later), not a crash."""
+    import asyncpg
+
+    from engine.errors import EngineError
+    from engine.storage import CommitRecord, open_persistence
+
+    store = open_persistence(pg_url)
+    await store.open()
+    killer = await asyncpg.connect(pg_url)
+    try:
+        await store.write([CommitRecord(10, doc_puts=[("d1", 10001, b'{"n":1}')])])
+
+        async def catch_up(ts: int, read) -> None:
+            await killer.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                                 "AND state = 'idle in transaction'")
+            await read(0)
+
+        store.catch_up, store.caught_up_ts = catch_up, 0
+        with pytest.raises(EngineError) as raised:
+            await store.snapshot()
+        assert raised.value.code == "DatabaseUnavailable" and raised.value.status == 503
+        store.catch_up = None
+        snap = await store.snapshot()  # the pool hands out a live connection again
+        assert snap.ts == 10 and await snap.get("d1") == (10001, b'{"n":1}')
+        snap.close()
+    finally:
+        await killer.close()
+        await store.close()

@@ -27,7 +27,7 @@ import logging
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -157,6 +157,15 @@ def unavailable(error: BaseException) -> EngineError:
     """The error a caller sees while the database cannot be reached (a 503; retrying later works)."""
     return EngineError("DatabaseUnavailable", "The database is unavailable right now (the engine is reconnecting);"
                        f" try again. ({type(error).__name__})", status=503)
+
+
+@contextlib.contextmanager
+def reachable() -> Iterator[None]:
+    """Statements inside report a lost connection as DatabaseUnavailable (a 503), not a crash."""
+    try:
+        yield
+    except CONNECTION_ERRORS as e:
+        raise unavailable(e) from None
 
 
 class _PgSnapshot(Snapshot):
@@ -413,8 +422,10 @@ class PostgresPersistence(Persistence):
         if ts > self.caught_up_ts and self.catch_up is not None:
             try:
                 await self.catch_up(ts, lambda after: _commits_after(conn, after))
-            except BaseException:
+            except BaseException as e:
                 await self._end_read(conn)
+                if isinstance(e, CONNECTION_ERRORS):
+                    raise unavailable(e) from None
                 raise
         return _PgSnapshot(self, conn, ts)
 
@@ -582,18 +593,22 @@ class PostgresBlobStore(BlobStore):
         self._store = persistence
 
     async def put(self, key: str, data: bytes) -> None:
-        await self._store.pool.execute(
-            "INSERT INTO blobs (key, data, created) VALUES ($1, $2, $3) "
-            "ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data", check_blob_key(key), data, time.time_ns())
+        with reachable():
+            await self._store.pool.execute(
+                "INSERT INTO blobs (key, data, created) VALUES ($1, $2, $3) "
+                "ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data", check_blob_key(key), data, time.time_ns())
 
     async def get(self, key: str) -> bytes | None:
-        return await self._store.pool.fetchval("SELECT data FROM blobs WHERE key = $1", check_blob_key(key))
+        with reachable():
+            return await self._store.pool.fetchval("SELECT data FROM blobs WHERE key = $1", check_blob_key(key))
 
     async def delete(self, key: str) -> bool:
-        done = await self._store.pool.execute("DELETE FROM blobs WHERE key = $1", check_blob_key(key))
+        with reachable():
+            done = await self._store.pool.execute("DELETE FROM blobs WHERE key = $1", check_blob_key(key))
         return done.endswith(" 1")
 
     async def orphan_candidates(self) -> list[str]:
-        rows = await self._store.pool.fetch("SELECT key FROM blobs WHERE created < $1",
-                                            time.time_ns() - BLOB_ORPHAN_AGE_NS)
+        with reachable():
+            rows = await self._store.pool.fetch("SELECT key FROM blobs WHERE created < $1",
+                                                time.time_ns() - BLOB_ORPHAN_AGE_NS)
         return [row[0] for row in rows]

@@ -2,6 +2,7 @@
 
     python -m bench.transfer_inprocess                    # this checkout
     python -m bench.transfer_inprocess --ab OTHER_DIR     # alternate with another checkout, 4 rounds each
+    python -m bench.transfer_inprocess --profile F.prof   # cProfile of the measured transfers only
 
 The deployment is opened in-process on bench/transfer_app (100 000 accounts in a temporary SQLite
 file); 50 concurrent clients send `POST /api/mutation` requests as raw HTTP/1.1 bytes into
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import random
@@ -60,7 +62,7 @@ class _Transport(asyncio.Transport):
         pass
 
 
-async def _measure(per_client: int, repo: Path) -> dict[str, float]:
+async def _measure(per_client: int, repo: Path, profile: Path | None = None) -> dict[str, float]:
     sys.path.insert(0, str(repo))  # the checkout measured (its engine, its transfer app)
     from engine.deployment import Auth, Deployment
     from engine.http_server import HttpServer, _Connection
@@ -96,8 +98,14 @@ async def _measure(per_client: int, repo: Path) -> dict[str, float]:
                         raise RuntimeError(transport.out[-1][:300])
 
             await asyncio.gather(*[client(20) for _ in range(CLIENTS)])  # warm-up
+            profiler = cProfile.Profile() if profile is not None else None
             wall, cpu = time.perf_counter(), time.process_time()
+            if profiler is not None:
+                profiler.enable()
             await asyncio.gather(*[client(per_client) for _ in range(CLIENTS)])
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         finally:
             await dep.close()
@@ -118,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-client", type=int, default=100, help="transfers per client (50 clients)")
     parser.add_argument("--ab", type=Path, metavar="OTHER_DIR", help="another checkout to alternate with")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="write a cProfile of the measured transfers (not the seeding) to FILE")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ab is None:
-        result = asyncio.run(_measure(args.per_client, args.repo.resolve()))
+        result = asyncio.run(_measure(args.per_client, args.repo.resolve(), args.profile))
         if args.json:
             print(json.dumps(result))
         else:

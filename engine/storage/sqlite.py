@@ -312,7 +312,7 @@ class SqlitePersistence(Persistence):
     snapshot isolation between the writer and readers needs WAL, which needs a file."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
-                 mmap_bytes: int = 1 << 30, cache_bytes: int = 32 << 20, writer_cache_bytes: int = 2 << 20,
+                 mmap_bytes: int = 0, cache_bytes: int = 32 << 20, writer_cache_bytes: int = 2 << 20,
                  purpose: str = "open") -> None:
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         if str(path) == ":memory:":
@@ -322,10 +322,13 @@ class SqlitePersistence(Persistence):
         # NORMAL in WAL mode survives a process crash (kill -9): a commit is in the OS page cache
         # before write() returns. FULL also survives power loss, at an fsync per group commit.
         self._synchronous = synchronous
-        # Snapshot readers map the first `mmap_bytes` of the file instead of read()ing each page
-        # their private cache misses: a 10-row query on 1 000 000 rows went from 1.54x to 1.33x of
-        # the same query on 1 000 rows (bench/core.py). Address space, not memory: the pages are the
-        # OS page cache's, shared by every reader. 0 turns it off.
+        # Snapshot readers may map the first `mmap_bytes` of the file instead of read()ing each page
+        # their private cache misses. Off by default: a read transaction that begins after any
+        # commit drops the connection's mapping with its page cache, so under steady writes every
+        # page is a fresh page fault: an index point lookup after a commit took 28-31 us mapped vs
+        # 6 us read() (bench/transfer_inprocess.py: 0.20 -> 0.18 CPU-ms per transfer without it).
+        # It pays only on a read-mostly database (a 10-row query on 1 000 000 rows: 1.33x of the
+        # same query on 1 000 rows mapped, 1.54x not; bench/core.py).
         self._mmap_bytes = mmap_bytes
         # The writer's page cache keeps every page it wrote until the cache is full, and writes keep
         # adding pages (each idempotent mutation stores its result): a 64 MiB cache grew the

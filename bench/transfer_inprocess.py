@@ -66,7 +66,7 @@ async def _measure(per_client: int, repo: Path, profile: Path | None = None) -> 
     sys.path.insert(0, str(repo))  # the checkout measured (its engine, its transfer app)
     from engine.deployment import Auth, Deployment
     from engine.http_server import HttpServer, _Connection
-    from engine.server import ApiEndpoint
+    from engine.server import ApiEndpoint, tune_gc_for_serving
 
     app = repo / "bench" / "transfer_app"
     with tempfile.TemporaryDirectory(prefix="bench-inproc-") as tmp:
@@ -77,6 +77,7 @@ async def _measure(per_client: int, repo: Path, profile: Path | None = None) -> 
                 outcome = await dep.call("accounts:seed", {"start": float(start), "count": 5000.0, "balance": 1e9},
                                          kind="mutation", auth=admin)
                 assert outcome.success, outcome
+            tune_gc_for_serving()  # as `engine serve` does
             server = HttpServer(ApiEndpoint(dep))
             rnd = random.Random(1)
             loop = asyncio.get_running_loop()

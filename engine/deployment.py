@@ -33,7 +33,7 @@ from .loader import App, canonicalize_path, load_app
 from .logs import install as install_logs
 from .registration import RegisteredFunction
 from .reload import reload_app
-from .runner import Auth, Runner, request_id
+from .runner import Auth, Idempotency, Runner, request_id
 from .scheduler import Clock, RealClock, Scheduler
 from .search.manager import SearchIndexes
 from .storage import CommitRecord, Persistence, is_url, open_persistence
@@ -235,9 +235,9 @@ class Deployment:
 
     # -- calls ---------------------------------------------------------------------------------
     async def call(self, path: str, args: Any, *, kind: str | None, auth: Auth,
-                   ts: int | None = None, idempotency: tuple[str, int] | None = None) -> Outcome:
-        """Run `path` for a client. `idempotency=(session id, request id)` makes a mutation run at
-        most once per key: its result is stored in the same commit, and a repeat returns it."""
+                   ts: int | None = None, idempotency: Idempotency | None = None) -> Outcome:
+        """Run `path` for a client. `idempotency` (engine.runner.Idempotency) makes a mutation run
+        at most once per key: its result is stored in the same commit, and a repeat returns it."""
         rid = request_id()
         try:
             fn = self.lookup(path, kind=kind, auth=auth)

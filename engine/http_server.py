@@ -163,7 +163,11 @@ class WebSocket:
         transport = self._conn.transport
         if transport is None:
             return
-        for chunk in self._ws.data_to_send():
+        chunks = self._ws.data_to_send()
+        if len(chunks) > 1 and all(chunks):  # several frames: one write
+            transport.write(b"".join(chunks))
+            chunks = []
+        for chunk in chunks:
             if chunk:
                 transport.write(chunk)
             else:  # the protocol is done with the connection (close handshake over)
@@ -179,6 +183,19 @@ class WebSocket:
         if self._conn.transport is None or self._ws.state is not State.OPEN:
             raise ConnectionError("the WebSocket is closed")
         self._ws.send_text(data.encode() if isinstance(data, str) else data)
+        self._flush()
+        await self._conn.drained()
+
+    async def send_buffered(self, data: bytes | str) -> None:
+        """`send` without the write: the frame waits for `flush()`, so a burst is one write."""
+        if self._conn.transport is None or self._ws.state is not State.OPEN:
+            raise ConnectionError("the WebSocket is closed")
+        self._ws.send_text(data.encode() if isinstance(data, str) else data)
+
+    async def flush(self) -> None:
+        """Write every buffered frame at once; waits while the socket's buffer is full."""
+        if self._conn.transport is None:
+            raise ConnectionError("the WebSocket is closed")
         self._flush()
         await self._conn.drained()
 

@@ -66,12 +66,23 @@ _commit_latency = Histogram("convex_commit_latency_seconds",
 _START = time.time()
 
 
+# The labelled series of each (function, type, outcome), looked up once: `labels()` builds and
+# locks on every call, and this runs for every execution. Bounded like the label set itself.
+_series: dict[tuple[str, str, bool], tuple[Any, Any, Any]] = {}
+
+
 def function_finished(kind: str, path: str, success: bool, duration: float) -> None:
-    kind = _TYPES.get(kind, kind)
-    _executions.labels(path, kind, "success" if success else "failure").inc()
-    if not success:
-        _errors.labels(path, kind).inc()
-    _duration.labels(path, kind).observe(duration)
+    series = _series.get((path, kind, success))
+    if series is None:
+        label = _TYPES.get(kind, kind)
+        series = _series[(path, kind, success)] = (
+            _executions.labels(path, label, "success" if success else "failure"),
+            None if success else _errors.labels(path, label), _duration.labels(path, label))
+    executions, errors, duration_series = series
+    executions.inc()
+    if errors is not None:
+        errors.inc()
+    duration_series.observe(duration)
 
 
 def occ_retry(path: str) -> None:

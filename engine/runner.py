@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from msgspec.json import encode as _enc
 
@@ -49,6 +49,17 @@ EXCLUSIVE_AFTER_CONFLICTS = 2
 MAX_MUTATION_ATTEMPTS = 64
 MAX_VALUE_SIZE = 16 * 1024 * 1024
 _OCC_RETRIES: contextvars.ContextVar[int] = contextvars.ContextVar("occ_retries", default=0)
+
+
+class Idempotency(NamedTuple):
+    """A sync-socket mutation's key: it runs at most once per (session, request), its result
+    stored in the same commit and returned to a repeat (a client re-sends after a reconnect).
+    `may_have_run` is False on a session's first connection (`connectionCount` 0): nothing of it
+    can be stored yet, and its mutations run one at a time, so the lookup is skipped."""
+
+    session_id: str
+    request_id: int
+    may_have_run: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +260,7 @@ class Runner:
     async def run_mutation(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
                            extra: Any = None, request_id: str | None = None,
                            before_commit: Any = None,
-                           idempotency: tuple[str, int] | None = None) -> tuple[Any, Any, int, list[str]]:
+                           idempotency: Idempotency | None = None) -> tuple[Any, Any, int, list[str]]:
         """(value, wire, commit ts, log lines). `extra(record)` may add rows to the commit;
         `before_commit(txn)` runs after the handler succeeded, on each attempt, and may read and
         write in the same transaction (the scheduler marks its job done atomically this way).
@@ -274,7 +285,7 @@ class Runner:
     async def _run_mutation(self, fn: RegisteredFunction, args: Any, auth: Auth, *,
                             extra: Any = None, request_id: str | None = None,
                             before_commit: Any = None,
-                            idempotency: tuple[str, int] | None = None) -> tuple[Any, Any, int, list[str]]:
+                            idempotency: Idempotency | None = None) -> tuple[Any, Any, int, list[str]]:
         args = self._check_args(fn, args)
         committer = self.dep.committer
         conflicts = 0
@@ -314,7 +325,7 @@ class Runner:
 
     async def _mutation_attempt(self, fn: RegisteredFunction, args: dict[str, Any], auth: Auth, extra: Any,
                                 request_id: str | None = None, *, before_commit: Any = None,
-                                idempotency: tuple[str, int] | None = None, owner: object | None = None):
+                                idempotency: Idempotency | None = None, owner: object | None = None):
         """One run of the handler on a fresh latest view, sequenced if it wrote. Returns
         (value, wire, ts, awaitable that completes once ts is durable, log lines); raises Conflict."""
         committer = self.dep.committer
@@ -322,14 +333,16 @@ class Runner:
         txn = Transaction(self.dep.catalog, view, writable=True)
         try:
             if idempotency is not None:
-                key = encode_key(list(idempotency))
-                txn.reads.add(IDEMPOTENCY_KEYS, *point(key))
-                stored = await view.mutation_result(*idempotency)
-                if stored is not None:  # ran before (a client re-sent it after a reconnect)
-                    value = decode_json(stored[1])
-                    return value, to_wire(value), stored[0], self._durable_view(view.generation, stored[0]), []
+                session_id, request_no, may_have_run = idempotency
+                key = encode_key([session_id, request_no])
+                if may_have_run:
+                    txn.reads.add(IDEMPOTENCY_KEYS, *point(key))
+                    stored = await view.mutation_result(session_id, request_no)
+                    if stored is not None:  # ran before (a client re-sent it after a reconnect)
+                        value = decode_json(stored[1])
+                        return value, to_wire(value), stored[0], self._durable_view(view.generation, stored[0]), []
                 txn.extra_keys.append((IDEMPOTENCY_KEYS, key))
-                extra = _store_result(idempotency, extra)
+                extra = _store_result(session_id, request_no, extra)
             with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
                 try:
                     ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn),
@@ -449,9 +462,8 @@ def _keep_lines(error: BaseException, lines: list[str]) -> None:
             pass
 
 
-def _store_result(idempotency: tuple[str, int], extra: Any) -> Any:
+def _store_result(session_id: str, request_no: int, extra: Any) -> Any:
     """A commit hook that also records the mutation's result under its (session, request) key."""
-    session_id, request_no = idempotency
 
     def hook(record: Any, wire: Any) -> None:
         record.mutation_results.append((session_id, request_no, _enc(wire)))

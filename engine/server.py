@@ -133,7 +133,7 @@ class ApiEndpoint(_HttpActions):
             async def close(code: int, reason: str) -> None:
                 await ws.close(code, reason)
 
-            await SyncSession(dep, dep.subscriptions, ws.send, npm=npm).run(ws.receive, close)
+            await SyncSession(dep, dep.subscriptions, ws.send_buffered, npm=npm, flush=ws.flush).run(ws.receive, close)
 
         return run
 

@@ -47,7 +47,7 @@ from .protocol import (
     fatal_error,
     mutation_response,
 )
-from .runner import Auth, request_id
+from .runner import Auth, Idempotency, request_id
 from .values import from_wire, to_wire
 
 if TYPE_CHECKING:
@@ -93,15 +93,24 @@ def _removed(query_id: int) -> bytes:
     return b'{"type":"QueryRemoved","queryId":%d}' % query_id
 
 
+# With a buffering `send`, frames queued together go out in one write, at most this many at a time
+# (a slow reader still applies backpressure between bursts).
+FLUSH_EVERY_FRAMES = 64
+
+
 class SyncSession:
     def __init__(self, dep: Deployment, manager: SubscriptionManager, send: Callable[[bytes], Awaitable[None]], *,
-                 npm: bool) -> None:
+                 npm: bool, flush: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`send(frame)` sends one message; with `flush`, `send` only buffers and `flush()` writes
+        what was buffered (one write for a burst of frames) and waits while the socket is full."""
         self.dep = dep
         self.manager = manager
         self._send = send
+        self._write_out = flush
         self.npm = npm
         self.closed = False
         self.session_id: str | None = None
+        self._reconnected = True  # set by Connect: False on a session's first connection
         self.clock_skew: float | None = None
         # Versions: what the client sent (received_*), what a Transition has applied (applied_*).
         self.version = StateVersion(0, 0, 0)
@@ -182,12 +191,13 @@ class SyncSession:
         """Send whatever is queued (used right before closing)."""
         if self._sender is not None:
             await asyncio.wait({self._sender})  # it owns the write side until it is done
-        while self._outbox:
-            item = self._outbox.popleft()
-            try:
-                await self._send_item(item)
-            except Exception:
-                return
+        try:
+            while self._outbox:
+                await self._send_item(self._outbox.popleft())
+            if self._write_out is not None:
+                await self._write_out()
+        except Exception:
+            return
 
     # -- incoming ---------------------------------------------------------------------------------
     async def handle(self, msg: ClientMessage) -> None:
@@ -216,6 +226,9 @@ class SyncSession:
 
     def _connect(self, msg: Connect) -> None:
         self.session_id = msg.sessionId
+        # A client's first open of its session (the npm client keeps one session id across
+        # reconnects and counts them): none of its mutations can have run yet.
+        self._reconnected = msg.connectionCount != 0
         if msg.clientTs:
             self.clock_skew = msg.clientTs - time.time() * 1000
         if msg.maxObservedTimestamp:
@@ -364,6 +377,8 @@ class SyncSession:
     def push_transition(self, ts: int, frags: dict[int, bytes]) -> None:
         end = StateVersion(self.applied_qs, self.applied_identity, max(ts, self.version.ts))
         if not frags and not self._force and end == self.version:
+            if self._outbox:
+                self._kick_sender()  # a mutation's response waiting for this round
             return
         self._force = False
         start, self.version = self.version, end
@@ -400,7 +415,12 @@ class SyncSession:
     async def _send_all(self) -> None:
         try:
             while self._outbox:
-                await self._send_item(self._outbox.popleft())
+                burst = 0
+                while self._outbox and burst < FLUSH_EVERY_FRAMES:
+                    await self._send_item(self._outbox.popleft())
+                    burst += 1
+                if self._write_out is not None:
+                    await self._write_out()
         except Exception as e:  # the socket is gone; the receive loop ends on its own
             log.debug("sync send failed: %s", e)
             self._send_failed = True
@@ -446,12 +466,13 @@ class SyncSession:
 
     async def _run_mutation(self, msg: Mutation, auth: Auth) -> None:
         outcome = await self._call(msg.udfPath, msg.args, "mutation", auth,
-                                   idempotency=(self.session_id, msg.requestId) if self.session_id else None)
-        if outcome.success:
-            self.enqueue(mutation_response(msg.requestId, True, outcome.wire, outcome.ts, outcome.log_lines))
-        else:
-            self.enqueue(self._failure(mutation_response, msg.requestId, outcome))
-        # Convex schedules a Transition after every mutation: the JS promise resolves on it.
+                                   idempotency=Idempotency(self.session_id, msg.requestId, self._reconnected)
+                                   if self.session_id else None)
+        response = (mutation_response(msg.requestId, True, outcome.wire, outcome.ts, outcome.log_lines)
+                    if outcome.success else self._failure(mutation_response, msg.requestId, outcome))
+        # Convex schedules a Transition after every mutation (the JS promise resolves on it). The
+        # response waits in the outbox for it: the next round's push_transition sends both at once.
+        self._outbox.append(response)
         self.manager.request(self)
 
     async def _run_action(self, msg: Action, auth: Auth) -> None:
@@ -463,7 +484,7 @@ class SyncSession:
         self.manager.request(self)
 
     async def _call(self, path: str, raw_args: list[Any], kind: str, auth: Auth,
-                    idempotency: tuple[str, int] | None = None) -> Outcome:
+                    idempotency: Idempotency | None = None) -> Outcome:
         from .deployment import Outcome
 
         try:

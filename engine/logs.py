@@ -23,8 +23,6 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,26 +131,36 @@ def install() -> None:
     logging.getLogger().addHandler(_SinkHandler(level=logging.DEBUG))
 
 
-@contextmanager
-def capture(path: str = "", *, kind: str = "", request_id: str | None = None) -> Iterator[list[str]]:
-    """Collect the log lines of the code run inside into a fresh list (callers of nested
-    functions merge them into their own on success).
+class capture:
+    """`with capture(path, kind=..., request_id=...) as lines:` collects the log lines of the code
+    run inside into a fresh list (callers of nested functions merge them into their own on success).
 
     `path`/`kind` name the function for the server log and the feed; a nested scope without its own
-    `request_id` keeps the enclosing one (a whole call tree shares one id, as in Convex)."""
-    lines: list[str] = []
-    outer = _scope.get()
-    if request_id is None:
-        request_id = outer.request_id if outer is not None else new_request_id()
-    if not path and outer is not None:
-        path, kind = outer.path, outer.kind
-    token = _sink.set(lines)
-    scope_token = _scope.set(_Scope(kind, path, request_id))
-    try:
-        yield lines
-    finally:
+    `request_id` keeps the enclosing one (a whole call tree shares one id, as in Convex). A class,
+    not a generator: every function execution enters one."""
+
+    __slots__ = ("_path", "_kind", "_request_id", "_tokens")
+
+    def __init__(self, path: str = "", *, kind: str = "", request_id: str | None = None) -> None:
+        self._path = path
+        self._kind = kind
+        self._request_id = request_id
+
+    def __enter__(self) -> list[str]:
+        lines: list[str] = []
+        path, kind, request_id = self._path, self._kind, self._request_id
+        outer = _scope.get()
+        if request_id is None:
+            request_id = outer.request_id if outer is not None else new_request_id()
+        if not path and outer is not None:
+            path, kind = outer.path, outer.kind
+        self._tokens = (_sink.set(lines), _scope.set(_Scope(kind, path, request_id)))
+        return lines
+
+    def __exit__(self, *exc: Any) -> None:
+        sink_token, scope_token = self._tokens
         _scope.reset(scope_token)
-        _sink.reset(token)
+        _sink.reset(sink_token)
 
 
 _rid_random = random.Random()

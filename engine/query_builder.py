@@ -276,7 +276,12 @@ class Query:
 
     # -- execution -----------------------------------------------------------------------------
     async def _open(self) -> Any:  # RangeScan, or engine.search.text.SearchScan for a search
-        txn, table = await self._db._reader(self._table)
+        db = self._db
+        table = db._txn.catalog.by_name.get(self._table) if type(self._table) is str else None
+        if table is not None and not table.private and table.system == db._system_tables:
+            txn = db._txn  # a table that exists, on this reader's side: nothing to check or create
+        else:
+            txn, table = await db._reader(self._table)
         if table is None:
             return None
         if self._search is not None:

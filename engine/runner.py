@@ -15,7 +15,8 @@ import contextvars
 import inspect
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from msgspec.json import encode as _enc
@@ -108,12 +109,25 @@ class QueryCtx:
     storage: Any = None  # engine.file_storage.StorageReader
 
 
-@dataclass(slots=True)
 class MutationCtx:
-    db: DatabaseWriter
-    auth: AuthView
-    scheduler: Any = field(default_factory=_SchedulerStub)
-    storage: Any = None  # engine.file_storage.StorageWriter
+    """`ctx` of a mutation. `scheduler` is made on first use (most mutations never schedule)."""
+
+    __slots__ = ("db", "auth", "storage", "_scheduler", "_make_scheduler")
+
+    def __init__(self, db: DatabaseWriter, auth: AuthView, scheduler: Any = None, storage: Any = None, *,
+                 make_scheduler: Callable[[], Any] | None = None) -> None:
+        self.db = db
+        self.auth = auth
+        self.storage = storage  # engine.file_storage.StorageWriter
+        self._scheduler = scheduler
+        self._make_scheduler = make_scheduler
+
+    @property
+    def scheduler(self) -> Any:
+        if self._scheduler is None:
+            make = self._make_scheduler
+            self._scheduler = make() if make is not None else _SchedulerStub()
+        return self._scheduler
 
 
 class ActionCtx:
@@ -345,8 +359,8 @@ class Runner:
                 extra = _store_result(session_id, request_no, extra)
             with capture(fn.path, kind=fn.kind, request_id=request_id) as lines:
                 try:
-                    ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), self.scheduler_for(txn),
-                                      self._storage(txn, True))
+                    ctx = MutationCtx(DatabaseWriter(txn), AuthView(auth), None, self._storage(txn, True),
+                                      make_scheduler=lambda: self.scheduler_for(txn))
                     value = await run_user_code(fn.handler(ctx, _copy_args(args)), limit=QUERY_MUTATION_LIMIT_S,
                                                 wall_limit=QUERY_MUTATION_WALL_S, on_suspend=view.freeze)
                     txn.flush_scans()

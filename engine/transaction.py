@@ -459,11 +459,19 @@ class RangeScan:
 
 def _copy(value: Any) -> Any:
     """A deep copy of a document, so application code cannot mutate pending writes in place."""
+    t = type(value)
+    if t is dict:
+        return {k: v if type(v) in _ATOMIC else _copy(v) for k, v in value.items()}
+    if t is list:
+        return [v if type(v) in _ATOMIC else _copy(v) for v in value]
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+_ATOMIC = frozenset((str, float, int, bool, type(None), bytes))
 
 
 def _check_shape(value: Any, table: str, limits: Limits, depth: int = 0) -> None:

@@ -152,6 +152,11 @@ class Transaction:
     def _table_of(self, doc_id: Any) -> TableInfo | None:
         if not isinstance(doc_id, str):
             raise EngineError("InvalidId", f"Expected a document id string, got {type(doc_id).__name__}.")
+        row = self._rows.get(doc_id)
+        if row is not None:  # read in this transaction: stored with its table's number (no id decoding)
+            info = self.catalog.by_number.get(row[0])
+            if info is not None:
+                return info
         name = self.catalog.table_of_id(doc_id)
         return self.catalog.by_name[name] if name is not None else None
 

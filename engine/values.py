@@ -122,9 +122,12 @@ def check_field_name(name: str, *, document: bool) -> None:
     document=True additionally reserves names starting with "_" for system fields (only `_id` and
     `_creationTime` exist); nested objects and function arguments may use them.
     """
-    reason = _field_name_error(name)
-    if reason is not None:
-        raise ValueError(reason)
+    if name not in _GOOD_KEYS:  # (the valid names seen so far: every write checks every field)
+        reason = _field_name_error(name)
+        if reason is not None:
+            raise ValueError(reason)
+        if len(_GOOD_KEYS) < _GOOD_KEYS_MAX:
+            _GOOD_KEYS.add(name)
     if document and name.startswith("_") and name not in ("_id", "_creationTime"):
         raise ValueError(f"Field name {name} starts with '_', which is reserved for system fields.")
 

@@ -102,9 +102,15 @@ class SearchIndexes:
 
     # -- start ---------------------------------------------------------------------------------
     async def open(self) -> None:
-        catalog = self.dep.catalog
         if self._unserved(declared(self.dep.app.schema)):
             return
+        # A shared store: nodes starting together take turns, so an index is registered once and
+        # the others attach it.
+        async with self.dep.persistence.startup_lock():
+            await self._open()
+
+    async def _open(self) -> None:
+        catalog = self.dep.catalog
         stored = await self.store.load()
         if stored:
             catalog.reserve_index_ids(max(s.id for s in stored))
@@ -136,7 +142,16 @@ class SearchIndexes:
             table = await catalog.ensure_table(table_name)
             if name in table.search:
                 continue
+            if f"{table_name}.{name}" in self.store.unbuilt:
+                continue
             info = _make(catalog.allocate_index_id(), table_name, name, kind, conf)
+            reason = self.store.cannot_build(info)
+            if reason is not None:  # e.g. PostgreSQL without pgvector: the other indexes still work
+                unbuilt = dict(self.store.unbuilt)
+                unbuilt[info.printable] = reason
+                self.store.unbuilt = unbuilt
+                log.warning('%s index "%s" is not built: %s', kind.capitalize(), info.printable, reason)
+                continue
             await self.store.register(info)
             table.search[name] = info  # from the next commit on, writes maintain it
             log.info('%s index "%s" added: backfilling it in the background.', kind.capitalize(), info.printable)
@@ -190,7 +205,14 @@ class SearchIndexes:
 
     async def _backfill(self, info: IndexSpec, cursor: bytes | None) -> None:
         try:
-            await self._fill(info, cursor)
+            # A shared store: one process at a time backfills an index (the others wait, and take
+            # over from the stored cursor if it stops).
+            async with self.store.backfill_lease(info, cursor) as (go, cursor):
+                if go:
+                    await self._fill(info, cursor)
+                elif info.ready:
+                    log.info('%s index "%s" is ready (backfilled by another node).', info.kind.capitalize(),
+                             info.printable)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -246,6 +268,8 @@ class SearchIndexes:
                 txn.close()
             try:
                 await durable
+            except Conflict:  # a store whose commits validate late (several nodes): read the chunk again
+                continue
             except Exception:
                 failures += 1
                 if failures > 5:

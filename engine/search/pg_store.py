@@ -503,10 +503,10 @@ class PgVectorReader(VectorReader):
     async def search(self, vector: Any, limit: int, filters: dict[int, list[bytes]]) -> list[tuple[str, float]]:
         query = np.asarray(vector, dtype=np.float32)
         qlist = query.tolist()
-        where, args = self._where(filters, 2)
+        where, args = self._where(filters, 2)  # after the query vector ($1)
+        counted, _ = self._where(filters, 1)
         candidates = await self._snap.fetchval(
-            f"SELECT count(*) FROM (SELECT 1 FROM {self._table}{where} LIMIT {self._exact_max + 1}) AS c",
-            *self._where(filters, 1)[1])
+            f"SELECT count(*) FROM (SELECT 1 FROM {self._table}{counted} LIMIT {self._exact_max + 1}) AS c", *args)
         if candidates <= self._exact_max or not self._indexed:
             return await self._exact(query, qlist, limit, where, args)
         ef = min(HNSW_EF_SEARCH_MAX, max(HNSW_EF_SEARCH, 2 * limit))

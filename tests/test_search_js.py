@@ -1,7 +1,8 @@
 """The official npm client (convex 1.48, `ConvexClient`) subscribed to search queries of a real server
-process (tests/apps/search; on SQLite and on PostgreSQL), driven by tests/js/search_client.mjs: matching inserts arrive in
-relevance order, unrelated writes re-run nothing, a filter-field change and an edit take a message
-out, and a paginated search subscription stays equal to the one-shot search under writes."""
+process (tests/apps/search), on SQLite and on PostgreSQL, driven by tests/js/search_client.mjs:
+matching inserts arrive in relevance order, unrelated writes re-run nothing, a filter-field change
+and an edit take a message out, and a paginated search subscription stays equal to the one-shot
+search under writes."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -160,7 +160,7 @@ class PostgresSearchStore(SearchStore):
         self._awaiting_ready = 0  # attached indexes not ready yet (ingested() looks for READY keys)
         self.vector_reason: str | None = None  # why vector indexes cannot be built here, if so
         self.exact_max = EXACT_MAX
-        self.unbuilt: dict[str, str] = {}
+        self.unbuilt: Mapping[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:

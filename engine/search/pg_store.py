@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from ..storage import CommitRecord
     from ..storage.postgres import PostgresPersistence
 
-__all__ = ["PostgresSearchStore", "EXACT_MAX", "HNSW_MAX_DIMENSIONS"]
+__all__ = ["PostgresSearchStore", "PgTextReader", "PgVectorReader", "vectors_from_send", "EXACT_MAX", "HNSW_EF_SEARCH", "HNSW_MAX_DIMENSIONS"]
 
 log = logging.getLogger("engine.search")
 
@@ -138,13 +138,16 @@ def _vec_write_sql(index_id: int, dims: int, filters: int) -> str:
     d = int(dims)
     return f"""
 WITH inp AS (SELECT * FROM unnest($1::text[], $2::bool[], $3::int[]{fargs}) AS i(doc_id, present, ord{fcols})),
-del AS (DELETE FROM {t} AS e USING inp WHERE e.doc_id = inp.doc_id AND NOT inp.present)
+old AS (SELECT e.doc_id FROM {t} AS e JOIN inp ON e.doc_id = inp.doc_id),
+del AS (DELETE FROM {t} AS e USING inp WHERE e.doc_id = inp.doc_id AND NOT inp.present),
+st AS (UPDATE search_stats SET docs = docs + (SELECT count(*) FROM inp WHERE present) - (SELECT count(*) FROM old)
+       WHERE index_id = {int(index_id)})
 INSERT INTO {t} (doc_id, embedding{fcols})
 SELECT doc_id, (($4::real[])[ord * {d} + 1 : ord * {d} + {d}])::vector({d}){fcols} FROM inp WHERE present
 ON CONFLICT (doc_id) DO UPDATE SET embedding = EXCLUDED.embedding{fsets}"""
 
 
-def _vectors_of(rows: list[Any], dims: int) -> np.ndarray:
+def vectors_from_send(rows: list[Any], dims: int) -> np.ndarray:
     """float32 vectors from pgvector's binary form (`vector_send`: int16 dims, int16 unused, then
     big-endian float32s), one per row (column 1)."""
     if not rows:
@@ -248,6 +251,8 @@ class PostgresSearchStore(SearchStore):
                         "searches are exact scans.", info.printable, info.dimensions, HNSW_MAX_DIMENSIONS)
         for i in range(len(info.filter_fields)):
             await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_f{i} ON {t} (f{i})")
+        await conn.execute("INSERT INTO search_stats (index_id, docs, tokens) VALUES ($1, 0, 0)"
+                           " ON CONFLICT (index_id) DO UPDATE SET docs = 0, tokens = 0", info.id)
 
     @staticmethod
     async def _drop_tables(conn: Any, index_id: int) -> None:
@@ -469,13 +474,15 @@ class PgVectorReader(VectorReader):
 
     def __init__(self, snapshot: Any, info: VectorIndexInfo, exact_max: int) -> None:
         self._snap = snapshot
+        self._id = info.id
         self._table = _vec(info.id)
         self._dims = info.dimensions
         self._indexed = info.dimensions <= HNSW_MAX_DIMENSIONS
         self._exact_max = exact_max
 
     async def count(self) -> int:
-        return int(await self._snap.fetchval(f"SELECT count(*) FROM {self._table}"))
+        """(Kept in `search_stats` by the same statements that write the entries.)"""
+        return int(await self._snap.fetchval("SELECT docs FROM search_stats WHERE index_id = $1", self._id) or 0)
 
     @staticmethod
     def _where(filters: dict[int, list[bytes]], first_arg: int) -> tuple[str, list[Any]]:
@@ -488,7 +495,7 @@ class PgVectorReader(VectorReader):
     def _rescored(self, query: np.ndarray, rows: list[Any], limit: int) -> list[tuple[str, float]]:
         from .sqlite_vectors import exact_top
 
-        return exact_top(query, [r[0] for r in rows], _vectors_of(rows, self._dims), limit)
+        return exact_top(query, [r[0] for r in rows], vectors_from_send(rows, self._dims), limit)
 
     async def _exact(self, query: np.ndarray, qlist: list[float], limit: int, where: str,
                      args: list[Any]) -> list[tuple[str, float]]:
@@ -504,15 +511,19 @@ class PgVectorReader(VectorReader):
         query = np.asarray(vector, dtype=np.float32)
         qlist = query.tolist()
         where, args = self._where(filters, 2)  # after the query vector ($1)
-        counted, _ = self._where(filters, 1)
-        candidates = await self._snap.fetchval(
-            f"SELECT count(*) FROM (SELECT 1 FROM {self._table}{counted} LIMIT {self._exact_max + 1}) AS c", *args)
+        if filters:  # the candidates passing the filters, counted up to exact_max + 1 (B-trees)
+            counted, _ = self._where(filters, 1)
+            candidates = await self._snap.fetchval(
+                f"SELECT count(*) FROM (SELECT 1 FROM {self._table}{counted} LIMIT {self._exact_max + 1}) AS c", *args)
+        else:
+            candidates = await self.count()
         if candidates <= self._exact_max or not self._indexed:
             return await self._exact(query, qlist, limit, where, args)
         ef = min(HNSW_EF_SEARCH_MAX, max(HNSW_EF_SEARCH, 2 * limit))
         if filters:
             ef = HNSW_EF_SEARCH_MAX  # pgvector filters after the walk: let it walk as far as it can
-        await self._snap.fetchval("SELECT set_config('hnsw.ef_search', $1, true)", str(ef))
+        if ef != HNSW_EF_SEARCH:  # (the pool's connections start with HNSW_EF_SEARCH: PostgresPersistence)
+            await self._snap.fetchval("SELECT set_config('hnsw.ef_search', $1, true)", str(ef))
         sql = (f"SELECT doc_id, vector_send(embedding) FROM {self._table}{where} "
                f"ORDER BY embedding <=> $1::real[]::vector LIMIT {int(limit)}")
         rows = await self._snap.fetch(sql, qlist, *args)

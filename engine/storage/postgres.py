@@ -35,7 +35,7 @@ import asyncpg
 from ..blobs import BlobStore, check_blob_key
 from ..errors import EngineError
 from ..search.backend import SearchStore
-from ..search.pg_store import PostgresSearchStore
+from ..search.pg_store import HNSW_EF_SEARCH, PostgresSearchStore
 from .base import CommitRecord, Persistence, Row, Snapshot, resume_key
 
 __all__ = ["PostgresPersistence", "CommitSession", "describe_url", "NOTIFY_CHANNEL"]
@@ -392,7 +392,11 @@ class PostgresPersistence(Persistence):
         try:
             self.pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self._pool_size, command_timeout=60,
-                server_settings={"application_name": self.application_name}, timeout=10, reset=_reset)
+                server_settings={"application_name": self.application_name,
+                                 # pgvector's HNSW search breadth for vector searches (engine.search.pg_store;
+                                 # a placeholder until the extension loads, harmless without it)
+                                 "hnsw.ef_search": str(HNSW_EF_SEARCH)},
+                timeout=10, reset=_reset)
             async with self.pool.acquire() as conn:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_SCHEMA)

@@ -415,3 +415,31 @@ async def test_errors_are_4xx(sdep: Deployment) -> None:
     with pytest.raises(EngineError) as info:
         await read(sdep, lambda db: db.query("messages").with_search_index("search_body", lambda q: q.eq("x", 1)).take(1))
     assert info.value.status == 400
+
+
+def _base36(i: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    return digits[i // 1296] + digits[i // 36 % 36] + digits[i % 36]
+
+
+async def test_a_document_with_more_distinct_words_than_a_tsvector_holds(sdep: Deployment) -> None:
+    """A document under the 1 MiB limit whose distinct words take 1.37 MB once lowercased ("Ⱥ" is 2
+    bytes, its lowercase "ⱥ" 3), over PostgreSQL's 1 MiB of lexemes per tsvector: it is indexed
+    whole on both stores (on PostgreSQL the words that do not fit go to the entry's overflow
+    array), found by any of its words, with and without a filter, and leaves nothing behind."""
+    words = ["Ⱥ" * 12 + _base36(i) for i in range(35_000)]
+    lowered = [w.lower() for w in words]
+    assert sum(len(w.encode()) for w in lowered) > 1_048_576
+    big = await send(sdep, " ".join(words), "ops")
+    await send(sdep, f"{words[-1]} also here", "ops")
+    # (Queries use the words as written: a query token too is dropped at 32 bytes before lowercasing.)
+    for word in (words[0], words[17_500], words[-1]):  # the first, the middle, the last (in the overflow)
+        found = await bodies(sdep, word, 10, channel="ops")
+        assert len(found) == (2 if word == words[-1] else 1) and any(len(b.encode()) > 900_000 for b in found)
+    assert await bodies(sdep, words[-1], 10, channel="random") == []
+    # Word starts: completions only in the overflow ("q.."), and the last completion before it.
+    assert len(await bodies(sdep, "Ⱥ" * 12 + "q", 10)) == 1
+    assert len(await bodies(sdep, "Ⱥ" * 12 + "rzz", 10)) == 0 and len(await bodies(sdep, "Ⱥ" * 12 + "r0", 10)) == 2
+    await call(sdep, "messages:remove", {"id": big}, "mutation")
+    assert await bodies(sdep, words[-1]) == [f"{words[-1]} also here"]
+    assert await bodies(sdep, words[0]) == []

@@ -9,12 +9,13 @@ and retrieves, exactly as engine.search.sqlite_store does for SQLite, so both st
 
 Layout (per index id N; every name is the engine's own):
 - `search_indexes_` — registrations: id, table, name, spec JSON, state, backfill cursor.
-- `search_text_N (doc_id, tokens tsvector, body, ntok, ctime)` with a GIN index on `tokens`:
+- `search_text_N (doc_id, tokens tsvector, overflow, body, ntok, ctime)` with a GIN index on `tokens`:
   `tokens` holds the document's distinct word tokens plus one token per filter field
   (engine.search.tokens.filter_token), made with `array_to_tsvector` from tokens the engine already
   produced with Convex's tokenizer (PostgreSQL's parser and dictionaries never see the text);
   `body` keeps the word tokens in order (their counts are BM25's term frequencies), `ntok` their
-  number (BM25's length).
+  number (BM25's length). A tsvector holds at most 1 MiB of lexemes: the words of a larger document
+  that do not fit go to `overflow` (text[], GIN-indexed too), searched alongside.
 - `search_terms_N (term, df)` — the term dictionary a tsvector does not have: how many documents
   hold each term (filter tokens included), for BM25's idf and for listing completions of a prefix
   in order (a B-tree in the "C" collation: code-point order, as SQLite's fts5vocab). Kept by
@@ -82,6 +83,7 @@ DDL = [
 ]
 
 _MAX_TERM = "\U0010ffff"  # sorts after every character a token can hold
+TSVECTOR_LEXEME_BYTES = 1_000_000  # below PostgreSQL's 1 MiB of lexeme text per tsvector
 
 
 def _text(index_id: int) -> str:
@@ -106,18 +108,19 @@ def _text_write_sql(index_id: int) -> str:
     # Every sub-statement sees the state before the statement: `old` is each document's entry as it
     # was, so the statistics and document frequencies move by (new - old) in one round trip.
     return f"""
-WITH inp AS (SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::int[], $6::float8[])
-             AS i(doc_id, present, body, lex, ntok, ctime)),
-old AS (SELECT e.doc_id, e.tokens, e.ntok FROM {t} AS e JOIN inp ON e.doc_id = inp.doc_id),
+WITH inp AS (SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::int[], $6::float8[],
+                                  $7::text[]) AS i(doc_id, present, body, lex, ntok, ctime, over)),
+old AS (SELECT e.doc_id, e.tokens, e.overflow, e.ntok FROM {t} AS e JOIN inp ON e.doc_id = inp.doc_id),
 del AS (DELETE FROM {t} AS e USING inp WHERE e.doc_id = inp.doc_id AND NOT inp.present),
-ups AS (INSERT INTO {t} (doc_id, tokens, body, ntok, ctime)
-        SELECT doc_id, array_to_tsvector(string_to_array(lex, ' ')), body, ntok, ctime FROM inp WHERE present
-        ON CONFLICT (doc_id) DO UPDATE SET tokens = EXCLUDED.tokens, body = EXCLUDED.body, ntok = EXCLUDED.ntok,
-        ctime = EXCLUDED.ctime),
+ups AS (INSERT INTO {t} (doc_id, tokens, overflow, body, ntok, ctime)
+        SELECT doc_id, array_to_tsvector(string_to_array(lex, ' ')), string_to_array(nullif(over, ''), ' '), body,
+               ntok, ctime FROM inp WHERE present
+        ON CONFLICT (doc_id) DO UPDATE SET tokens = EXCLUDED.tokens, overflow = EXCLUDED.overflow,
+        body = EXCLUDED.body, ntok = EXCLUDED.ntok, ctime = EXCLUDED.ctime),
 d AS (SELECT term, sum(n)::bigint AS n FROM (
-        SELECT unnest(tsvector_to_array(tokens)) AS term, -1 AS n FROM old
-        UNION ALL SELECT unnest(string_to_array(lex, ' ')), 1 FROM inp WHERE present) AS x
-      GROUP BY term HAVING sum(n) <> 0),
+        SELECT unnest(tsvector_to_array(tokens) || coalesce(overflow, '{{}}'::text[])) AS term, -1 AS n FROM old
+        UNION ALL SELECT unnest(string_to_array(lex || ' ' || over, ' ')), 1 FROM inp WHERE present) AS x
+      WHERE term <> '' GROUP BY term HAVING sum(n) <> 0),
 cur AS (SELECT d.term, d.n, coalesce(w.df, 0) AS df FROM d LEFT JOIN {terms} AS w ON w.term = d.term),
 tz AS (DELETE FROM {terms} AS w USING cur WHERE w.term = cur.term AND cur.df + cur.n <= 0),
 tu AS (INSERT INTO {terms} (term, df) SELECT term, n FROM cur WHERE cur.df + cur.n > 0
@@ -128,6 +131,28 @@ st AS (UPDATE search_stats SET
                          - (SELECT coalesce(sum(ntok), 0) FROM old)
        WHERE index_id = {int(index_id)})
 SELECT 1"""
+
+
+def _split_lexemes(entry: TextDoc) -> tuple[str, str]:
+    """(the tsvector's lexemes, the overflow's), space-joined. A tsvector holds at most 1 MiB of
+    lexeme text; a document with more distinct words keeps the rest in `overflow` (a text[] with
+    a GIN index of its own, searched alongside), so no document is too large to index. The filter
+    tokens always go into the tsvector (every match must hold them there)."""
+    words = set(entry.tokens)
+    size = sum(len(t) for t in words)  # a cheap bound first: characters <= bytes
+    if size * 4 < TSVECTOR_LEXEME_BYTES:
+        return " ".join(words | set(entry.filter_tokens)), ""
+    kept = list(entry.filter_tokens)
+    used = sum(len(t) for t in kept)
+    spill = []
+    for t in sorted(words):
+        n = len(t.encode())
+        if used + n <= TSVECTOR_LEXEME_BYTES:
+            kept.append(t)
+            used += n
+        else:
+            spill.append(t)
+    return " ".join(kept), " ".join(spill)
 
 
 def _vec_write_sql(index_id: int, dims: int, filters: int) -> str:
@@ -230,8 +255,10 @@ class PostgresSearchStore(SearchStore):
     async def _create_text_index(conn: Any, index_id: int) -> None:
         t, terms = _text(index_id), _terms(index_id)
         await conn.execute(f"CREATE TABLE IF NOT EXISTS {t} (doc_id TEXT COLLATE \"C\" PRIMARY KEY, tokens tsvector"
-                           " NOT NULL, body TEXT NOT NULL, ntok INT NOT NULL, ctime DOUBLE PRECISION NOT NULL)")
+                           " NOT NULL, overflow TEXT[], body TEXT NOT NULL, ntok INT NOT NULL,"
+                           " ctime DOUBLE PRECISION NOT NULL)")
         await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_tokens ON {t} USING gin (tokens)")
+        await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_overflow ON {t} USING gin (overflow)")
         await conn.execute(f"CREATE TABLE IF NOT EXISTS {terms} (term TEXT COLLATE \"C\" PRIMARY KEY,"
                            " df BIGINT NOT NULL)")
         await conn.execute("INSERT INTO search_stats (index_id, docs, tokens) VALUES ($1, 0, 0)"
@@ -303,7 +330,7 @@ class PostgresSearchStore(SearchStore):
 
     @staticmethod
     def _text_statement(index_id: int, docs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        ids, present, bodies, lexes, ntoks, ctimes = [], [], [], [], [], []
+        ids, present, bodies, lexes, ntoks, ctimes, overs = [], [], [], [], [], [], []
         for doc_id, entry in docs.items():
             ids.append(doc_id)
             if entry is None:
@@ -312,13 +339,16 @@ class PostgresSearchStore(SearchStore):
                 lexes.append("")
                 ntoks.append(0)
                 ctimes.append(0.0)
+                overs.append("")
                 continue
             present.append(True)
             bodies.append(" ".join(entry.tokens))
-            lexes.append(" ".join(set(entry.tokens) | set(entry.filter_tokens)))
+            lex, over = _split_lexemes(entry)
+            lexes.append(lex)
+            overs.append(over)
             ntoks.append(len(entry.tokens))
             ctimes.append(entry.creation_time)
-        return _text_write_sql(index_id), (ids, present, bodies, lexes, ntoks, ctimes)
+        return _text_write_sql(index_id), (ids, present, bodies, lexes, ntoks, ctimes, overs)
 
     @staticmethod
     def _vector_statement(info: VectorIndexInfo, docs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
@@ -452,11 +482,14 @@ class PgTextReader(TextReader):
         if not terms:
             return iter(())
         query = "(" + " | ".join(_lexeme(t) for t in terms) + ")"
-        query += "".join(" & " + _lexeme(t) for t in filter_tokens)
+        filters = " & ".join(_lexeme(t) for t in filter_tokens)
         # One GIN lookup either way (PostgreSQL intersects the posting lists itself), so the
-        # `filters_after` hint changes nothing here.
-        rows = await self._snap.fetch(f"SELECT doc_id, ctime, ntok, body FROM {self._text} WHERE tokens @@ $1::tsquery",
-                                      query)
+        # `filters_after` hint changes nothing here. The second arm: words of very large documents
+        # (`overflow`, _split_lexemes).
+        overflow = "overflow && $2::text[]" + (" AND tokens @@ $3::tsquery" if filters else "")
+        args: list[Any] = [query + (" & " + filters if filters else ""), list(terms)] + ([filters] if filters else [])
+        rows = await self._snap.fetch(f"SELECT doc_id, ctime, ntok, body FROM {self._text} WHERE tokens @@ $1::tsquery"
+                                      f" OR ({overflow})", *args)
         return ((r[0], r[1], r[3].split(" ") if r[2] else []) for r in rows)
 
 

@@ -138,6 +138,9 @@ class SearchIndexes:
 
     async def _add_missing(self, wanted: dict[tuple[str, str], tuple[str, dict[str, Any]]]) -> None:
         catalog = self.dep.catalog
+        if self.store.unbuilt:  # a schema that no longer declares an index the store could not build
+            declared_now = {f"{t}.{n}" for t, n in wanted}
+            self.store.unbuilt = {k: v for k, v in self.store.unbuilt.items() if k in declared_now}
         for (table_name, name), (kind, conf) in wanted.items():
             table = await catalog.ensure_table(table_name)
             if name in table.search:

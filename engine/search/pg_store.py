@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,8 @@ __all__ = ["PostgresSearchStore", "PgTextReader", "PgVectorReader", "vectors_fro
 
 log = logging.getLogger("engine.search")
 
-EXACT_MAX = 10_000  # as engine.search.sqlite_vectors: exact search up to this many candidates
+# As engine.search.sqlite_vectors: exact search up to this many candidates.
+EXACT_MAX = int(os.environ.get("ENGINE_VECTOR_EXACT_MAX", "10000"))
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
 HNSW_EF_SEARCH = 128

@@ -147,14 +147,14 @@ class SearchIndexes:
                 continue
             if f"{table_name}.{name}" in self.store.unbuilt:
                 continue
-            info = _make(catalog.allocate_index_id(), table_name, name, kind, conf)
-            reason = self.store.cannot_build(info)
+            reason = self.store.cannot_build(_make(0, table_name, name, kind, conf))
             if reason is not None:  # e.g. PostgreSQL without pgvector: the other indexes still work
                 unbuilt = dict(self.store.unbuilt)
-                unbuilt[info.printable] = reason
+                unbuilt[f"{table_name}.{name}"] = reason
                 self.store.unbuilt = unbuilt
-                log.warning('%s index "%s" is not built: %s', kind.capitalize(), info.printable, reason)
+                log.warning('%s index "%s.%s" is not built: %s', kind.capitalize(), table_name, name, reason)
                 continue
+            info = _make(catalog.allocate_index_id(), table_name, name, kind, conf)
             await self.store.register(info)
             table.search[name] = info  # from the next commit on, writes maintain it
             log.info('%s index "%s" added: backfilling it in the background.', kind.capitalize(), info.printable)

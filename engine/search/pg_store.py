@@ -75,6 +75,7 @@ HNSW_EF_SEARCH = 128
 HNSW_EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
 HNSW_MAX_DIMENSIONS = 2000  # pgvector's HNSW indexes take vectors up to 2 000 dimensions
 LEASE_POLL_S = 2.0  # how often a node waiting for another node's backfill looks again
+_LOCK_SCHEMA = 0x636F6E76  # engine.storage.postgres's schema-creation lock ("conv")
 _LOCK_BACKFILL = 0x636F6E78  # advisory lock class ("conx") of backfills, with the index id
 
 DDL = [
@@ -174,6 +175,34 @@ SELECT doc_id, (($4::real[])[ord * {d} + 1 : ord * {d} + {d}])::vector({d}){fcol
 ON CONFLICT (doc_id) DO UPDATE SET embedding = EXCLUDED.embedding{fsets}"""
 
 
+def _text_ddl(index_id: int) -> str:
+    t, terms, i = _text(index_id), _terms(index_id), int(index_id)
+    return (f"CREATE TABLE IF NOT EXISTS {t} (doc_id TEXT COLLATE \"C\" PRIMARY KEY, tokens tsvector NOT NULL,"
+            " overflow TEXT[], body TEXT NOT NULL, ntok INT NOT NULL, ctime DOUBLE PRECISION NOT NULL);"
+            f" CREATE INDEX IF NOT EXISTS {t}_tokens ON {t} USING gin (tokens);"
+            f" CREATE INDEX IF NOT EXISTS {t}_overflow ON {t} USING gin (overflow);"
+            f" CREATE TABLE IF NOT EXISTS {terms} (term TEXT COLLATE \"C\" PRIMARY KEY, df BIGINT NOT NULL);"
+            f" INSERT INTO search_stats (index_id, docs, tokens) VALUES ({i}, 0, 0)"
+            " ON CONFLICT (index_id) DO UPDATE SET docs = 0, tokens = 0")
+
+
+def _vector_ddl(info: VectorIndexInfo) -> str:
+    t, i = _vec(info.id), int(info.id)
+    cols = "".join(f", f{k} BYTEA NOT NULL" for k in range(len(info.filter_fields)))
+    out = [f"CREATE TABLE IF NOT EXISTS {t} (doc_id TEXT COLLATE \"C\" PRIMARY KEY,"
+           f" embedding vector({int(info.dimensions)}) NOT NULL{cols})"]
+    if info.dimensions <= HNSW_MAX_DIMENSIONS:
+        out.append(f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops)"
+                   f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
+    else:
+        log.warning('Vector index "%s" has %d dimensions: pgvector\'s HNSW index takes at most %d, so its '
+                    "searches are exact scans.", info.printable, info.dimensions, HNSW_MAX_DIMENSIONS)
+    out += [f"CREATE INDEX IF NOT EXISTS {t}_f{k} ON {t} (f{k})" for k in range(len(info.filter_fields))]
+    out.append(f"INSERT INTO search_stats (index_id, docs, tokens) VALUES ({i}, 0, 0)"
+               " ON CONFLICT (index_id) DO UPDATE SET docs = 0, tokens = 0")
+    return "; ".join(out)
+
+
 def vectors_from_send(rows: list[Any], dims: int) -> np.ndarray:
     """float32 vectors from pgvector's binary form (`vector_send`: int16 dims, int16 unused, then
     big-endian float32s), one per row (column 1)."""
@@ -201,14 +230,14 @@ class PostgresSearchStore(SearchStore):
         pool = self._persistence.pool
         async with pool.acquire() as conn:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", 0x636F6E76)
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_SCHEMA)
                 for ddl in DDL:
                     await conn.execute(ddl)
             self.vector_reason = None
             if await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'vector'") is None:
                 try:
                     async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock($1)", 0x636F6E76)
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_SCHEMA)
                         await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 except asyncpg.PostgresError as e:
                     self.vector_reason = (
@@ -240,6 +269,7 @@ class PostgresSearchStore(SearchStore):
         self._track(info)
 
     async def register(self, info: IndexSpec) -> None:
+        ddl = _vector_ddl(info) if isinstance(info, VectorIndexInfo) else _text_ddl(info.id)
         async with self._persistence.pool.acquire() as conn:
             async with conn.transaction():
                 await conn.execute("DELETE FROM search_indexes_ WHERE table_name = $1 AND name = $2",
@@ -247,47 +277,14 @@ class PostgresSearchStore(SearchStore):
                 await conn.execute("INSERT INTO search_indexes_ (id, table_name, name, spec, state, cursor)"
                                    " VALUES ($1, $2, $3, $4, $5, NULL)",
                                    info.id, info.table, info.name, info.to_json(), info.state)
-                if isinstance(info, VectorIndexInfo):
-                    await self._create_vector_index(conn, info)
-                else:
-                    await self._create_text_index(conn, info.id)
+                await conn.execute(ddl)  # (one round trip: statements without arguments)
         self._track(info)
 
     @staticmethod
-    async def _create_text_index(conn: Any, index_id: int) -> None:
-        t, terms = _text(index_id), _terms(index_id)
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {t} (doc_id TEXT COLLATE \"C\" PRIMARY KEY, tokens tsvector"
-                           " NOT NULL, overflow TEXT[], body TEXT NOT NULL, ntok INT NOT NULL,"
-                           " ctime DOUBLE PRECISION NOT NULL)")
-        await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_tokens ON {t} USING gin (tokens)")
-        await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_overflow ON {t} USING gin (overflow)")
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {terms} (term TEXT COLLATE \"C\" PRIMARY KEY,"
-                           " df BIGINT NOT NULL)")
-        await conn.execute("INSERT INTO search_stats (index_id, docs, tokens) VALUES ($1, 0, 0)"
-                           " ON CONFLICT (index_id) DO UPDATE SET docs = 0, tokens = 0", index_id)
-
-    @staticmethod
-    async def _create_vector_index(conn: Any, info: VectorIndexInfo) -> None:
-        t = _vec(info.id)
-        cols = "".join(f", f{i} BYTEA NOT NULL" for i in range(len(info.filter_fields)))
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {t} (doc_id TEXT COLLATE \"C\" PRIMARY KEY,"
-                           f" embedding vector({int(info.dimensions)}) NOT NULL{cols})")
-        if info.dimensions <= HNSW_MAX_DIMENSIONS:
-            await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops)"
-                               f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
-        else:
-            log.warning('Vector index "%s" has %d dimensions: pgvector\'s HNSW index takes at most %d, so its '
-                        "searches are exact scans.", info.printable, info.dimensions, HNSW_MAX_DIMENSIONS)
-        for i in range(len(info.filter_fields)):
-            await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_f{i} ON {t} (f{i})")
-        await conn.execute("INSERT INTO search_stats (index_id, docs, tokens) VALUES ($1, 0, 0)"
-                           " ON CONFLICT (index_id) DO UPDATE SET docs = 0, tokens = 0", info.id)
-
-    @staticmethod
     async def _drop_tables(conn: Any, index_id: int) -> None:
-        for table in (_text(index_id), _terms(index_id), _vec(index_id)):
-            await conn.execute(f"DROP TABLE IF EXISTS {table}")
-        await conn.execute("DELETE FROM search_stats WHERE index_id = $1", index_id)
+        await conn.execute("; ".join(f"DROP TABLE IF EXISTS {table}" for table in
+                                     (_text(index_id), _terms(index_id), _vec(index_id)))
+                           + f"; DELETE FROM search_stats WHERE index_id = {int(index_id)}")
 
     async def drop(self, index_id: int) -> None:
         info = self._infos.pop(index_id, None)
@@ -405,34 +402,49 @@ class PostgresSearchStore(SearchStore):
 
     @contextlib.asynccontextmanager
     async def backfill_lease(self, info: IndexSpec, cursor: bytes | None) -> AsyncIterator[tuple[bool, bytes | None]]:
-        """One node at a time backfills an index: a session advisory lock on a connection of its
-        own, held while the backfill runs (a node that stops releases it with its connection).
-        Waiting nodes look again every few seconds; yields (go, cursor to resume from) where go is
-        False once the index is ready (another node finished it) or gone."""
-        conn = await self._persistence.connect()
-        try:
-            said = False
-            while True:
+        """One node at a time backfills an index: a session advisory lock, held on a pooled
+        connection for as long as the backfill runs (a node that stops releases it with its
+        connection). Waiting nodes look again every few seconds (holding no connection between
+        looks); yields (go, cursor to resume from) where go is False once the index is ready
+        (another node finished it) or gone."""
+        pool = self._persistence.pool
+        said = False
+        while True:
+            conn = await pool.acquire()
+            try:
                 got = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _LOCK_BACKFILL, info.id)
                 row = await conn.fetchrow("SELECT state, cursor FROM search_indexes_ WHERE id = $1", info.id)
+            except BaseException:
+                conn.terminate()  # (a lock it may hold goes with it)
+                with contextlib.suppress(Exception):
+                    await pool.release(conn)
+                raise
+            if got and (row is None or row[0] == READY):
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_BACKFILL, info.id)
+            if not got or row is None or row[0] == READY:
+                await pool.release(conn)
                 if row is None or row[0] == READY:
                     if row is not None:
                         self._set_state(info, READY)
-                    result: tuple[bool, bytes | None] = (False, None)
-                    break
-                if got:
-                    result = (True, row[1])
-                    break
+                    yield False, None
+                    return
                 if not said:
                     said = True
                     log.info('Another node is backfilling %s index "%s"; this node waits (and takes over from '
                              "its last chunk if that node stops).", info.kind, info.printable)
                 await asyncio.sleep(LEASE_POLL_S)
-            yield result
+                continue
+            break
+        try:
+            yield True, row[1]
         finally:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=5)
-            conn.terminate()
+            try:
+                await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_BACKFILL, info.id))
+                await pool.release(conn)
+            except BaseException:
+                conn.terminate()
+                with contextlib.suppress(Exception):
+                    await pool.release(conn)
 
     # -- reads ---------------------------------------------------------------------------------
     def text_reader(self, snapshot: Any, info: IndexSpec) -> TextReader:

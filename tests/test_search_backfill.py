@@ -280,3 +280,32 @@ async def find(ctx, args):
 
 def test_engine_error_status_for_backfilling_is_4xx() -> None:
     assert EngineError("IndexBackfillingError", "x").status == 400
+
+
+async def test_a_backfill_on_postgres_outlives_a_database_restart(tmp_path: Path, pg_server: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL goes away in the middle of a backfill (a fast shutdown cuts every connection,
+    the lease's with them) and comes back: the backfill waits for it and goes on from the stored
+    cursor, and the index ends up complete."""
+    monkeypatch.setattr(manager, "CHUNK", 50)
+    url = pg_server.create_database()
+    app = make_app(tmp_path / "app", SCHEMA_PLAIN)
+    dep = await Deployment.open(app, url, admin_key="k")
+    await call(dep, "notes:fill", {"count": 2000.0, "start": 0.0}, "mutation")
+    await dep.close()
+    make_app(app, SCHEMA_SEARCH)
+    dep = await Deployment.open(app, url, admin_key="k")
+    try:
+        info = dep.catalog.table("notes").search["search_text"]
+        await until(lambda: info.progress[0] >= 200)
+        caplog.set_level(logging.WARNING, logger="engine.search")
+        pg_server.restart()  # (blocks this event loop: the backfill meets the restarted server)
+        await dep.search_indexes.wait_ready()
+        assert info.ready
+        assert any("the database is unavailable" in r.getMessage() for r in caplog.records)
+        assert not any("stays unavailable" in r.getMessage() for r in caplog.records)
+        assert len(await texts(dep, "odd")) == 1000
+        assert len(await texts(dep, "even", tag="t0")) == len([i for i in range(0, 2000, 2) if i % 3 == 0])
+    finally:
+        await dep.close()

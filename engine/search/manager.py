@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog import BY_CREATION_TIME
 from ..committer import Busy, Conflict
+from ..errors import EngineError
 from ..reads import successor
 from ..storage.base import after
 from ..transaction import Transaction
@@ -208,14 +209,27 @@ class SearchIndexes:
 
     async def _backfill(self, info: IndexSpec, cursor: bytes | None) -> None:
         try:
-            # A shared store: one process at a time backfills an index (the others wait, and take
-            # over from the stored cursor if it stops).
-            async with self.store.backfill_lease(info, cursor) as (go, cursor):
-                if go:
-                    await self._fill(info, cursor)
-                elif info.ready:
-                    log.info('%s index "%s" is ready (backfilled by another node).', info.kind.capitalize(),
-                             info.printable)
+            delay = 0.2
+            while True:
+                try:
+                    # A shared store: one process at a time backfills an index (the others wait, and
+                    # take over from the stored cursor if it stops).
+                    async with self.store.backfill_lease(info, cursor) as (go, cursor):
+                        if go:
+                            await self._fill(info, cursor)
+                        elif info.ready:
+                            log.info('%s index "%s" is ready (backfilled by another node).', info.kind.capitalize(),
+                                     info.printable)
+                    return
+                except EngineError as e:
+                    # A networked store's database away (a restart): wait for it, then go on from
+                    # the stored cursor (the lease reads it again).
+                    if e.code != "DatabaseUnavailable":
+                        raise
+                    log.warning('Backfilling index "%s": the database is unavailable (%s); retrying.',
+                                info.printable, type(e).__name__)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -272,6 +286,15 @@ class SearchIndexes:
             try:
                 await durable
             except Conflict:  # a store whose commits validate late (several nodes): read the chunk again
+                continue
+            except EngineError as e:
+                if e.code == "DatabaseUnavailable":
+                    raise  # (_backfill waits for the database)
+                failures += 1
+                if failures > 5:
+                    raise
+                log.warning('Backfilling index "%s": a commit failed; retrying.', info.printable)
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** failures))
                 continue
             except Exception:
                 failures += 1

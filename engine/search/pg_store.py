@@ -407,20 +407,26 @@ class PostgresSearchStore(SearchStore):
         connection). Waiting nodes look again every few seconds (holding no connection between
         looks); yields (go, cursor to resume from) where go is False once the index is ready
         (another node finished it) or gone."""
+        from ..storage.postgres import reachable  # (that module imports this one)
+
         pool = self._persistence.pool
         said = False
         while True:
-            conn = await pool.acquire()
+            with reachable():  # a lost database is DatabaseUnavailable (the manager waits for it)
+                conn = await pool.acquire()
             try:
-                got = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _LOCK_BACKFILL, info.id)
-                row = await conn.fetchrow("SELECT state, cursor FROM search_indexes_ WHERE id = $1", info.id)
+                with reachable():
+                    got = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _LOCK_BACKFILL, info.id)
+                    row = await conn.fetchrow("SELECT state, cursor FROM search_indexes_ WHERE id = $1", info.id)
             except BaseException:
-                conn.terminate()  # (a lock it may hold goes with it)
+                with contextlib.suppress(Exception):
+                    conn.terminate()  # (a lock it may hold goes with it)
                 with contextlib.suppress(Exception):
                     await pool.release(conn)
                 raise
             if got and (row is None or row[0] == READY):
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_BACKFILL, info.id)
+                with contextlib.suppress(Exception):
+                    await conn.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_BACKFILL, info.id)
             if not got or row is None or row[0] == READY:
                 await pool.release(conn)
                 if row is None or row[0] == READY:
@@ -438,13 +444,15 @@ class PostgresSearchStore(SearchStore):
         try:
             yield True, row[1]
         finally:
+            # Never raise from here: the backfill's own outcome (done, cancelled, the database
+            # gone) is what propagates. A lock that cannot be released goes with its connection.
             try:
                 await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_BACKFILL, info.id))
-                await pool.release(conn)
             except BaseException:
-                conn.terminate()
                 with contextlib.suppress(Exception):
-                    await pool.release(conn)
+                    conn.terminate()
+            with contextlib.suppress(Exception):
+                await pool.release(conn)
 
     # -- reads ---------------------------------------------------------------------------------
     def text_reader(self, snapshot: Any, info: IndexSpec) -> TextReader:
@@ -455,8 +463,11 @@ class PostgresSearchStore(SearchStore):
         return PgVectorReader(snapshot, info, self.exact_max)
 
     async def documents_in_table(self, table_number: int) -> int:
-        return await self._persistence.pool.fetchval("SELECT count(*) FROM documents WHERE table_number = $1",
-                                                     table_number)
+        from ..storage.postgres import reachable
+
+        with reachable():
+            return await self._persistence.pool.fetchval("SELECT count(*) FROM documents WHERE table_number = $1",
+                                                         table_number)
 
 
 class PgTextReader(TextReader):

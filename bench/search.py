@@ -20,6 +20,11 @@
     every subscription's read set.
 (d) the cost of keeping a search index at commit: `docs:add` vs `plain:add` (same document, a
     table without search index), sequential commits/s.
+(e) PostgreSQL (`--only postgres`, or in the default run; a server is started for it from
+    tests/pg_harness.py: pgserver's PostgreSQL 16 with pgvector): the queries of (a) at 10 000
+    documents vs the same corpus on SQLite in this run (and whether both answer the same), vector
+    search (limit 10) through pgvector's HNSW index over 20 000 x 128 vs NumPy brute force over the
+    same vectors with recall@10, and the commit cost of (d).
 
 Prints a table and writes bench/results/search.json. Nothing here asserts on time.
 """
@@ -238,6 +243,161 @@ def _vector_ids(dep: Deployment) -> list[str]:
     return [r[0] for r in rows]
 
 
+# -- (e) the same on PostgreSQL ----------------------------------------------------------------------
+
+PG_VECTORS = {False: 20_000, True: 2_000}  # full / quick: every vector goes through pgvector's HNSW insert
+
+
+async def _pg_ids(dep: Deployment, table: str, n: int) -> list[str]:
+    snap: Any = await dep.persistence.snapshot()
+    try:
+        rows = await snap.fetch("SELECT id FROM documents WHERE table_number = $1 ORDER BY random() LIMIT $2",
+                                dep.catalog.table(table).number, n)
+    finally:
+        snap.close()
+    return [r[0] for r in rows]
+
+
+async def _pg_word_count(dep: Deployment, word: str) -> int:
+    info = dep.catalog.table("docs").search["search_body"]
+    snap = await dep.persistence.snapshot()
+    try:
+        return (await dep.persistence.search.text_reader(snap, info).doc_freqs([word]))[word]
+    finally:
+        snap.close()
+
+
+async def _bodies(dep: Deployment, args: dict[str, Any]) -> list[str]:
+    """The bodies `docs:search` finds, best first."""
+    from engine.database import DatabaseReader
+    from engine.transaction import Transaction
+
+    persistence: Any = dep.persistence
+    snap = persistence.snapshot_now() if hasattr(persistence, "snapshot_now") else await persistence.snapshot()
+    txn = Transaction(dep.catalog, snap, writable=False)
+    try:
+        def build(q: Any) -> Any:
+            q = q.search("body", args["text"])
+            return q.eq("tenant", args["tenant"]) if "tenant" in args else q
+        docs = await DatabaseReader(txn).query("docs").with_search_index("search_body", build).take(int(args["limit"]))
+        return [d["body"] for d in docs]
+    finally:
+        txn.close()
+
+
+async def postgres(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """The full-text queries of (a) on PostgreSQL (tsvector + GIN, engine.search.pg_store) against the
+    same corpus on SQLite (FTS5) in this run; vector search through pgvector's HNSW index against
+    NumPy brute force over the same vectors; commits/s into the search-indexed table vs the plain
+    one, on PostgreSQL."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pg_harness import PostgresServer
+
+    from engine.search.pg_store import vectors_from_send
+
+    quick = sizes is QUICK
+    n = sizes.small_docs
+    server = PostgresServer().start()
+    pg = sqlite = None
+    try:
+        version = server.psql("SHOW server_version").strip()
+        extension = server.psql("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").strip()
+        pg = await Deployment.open(APP, server.create_database(), admin_key="k")
+        sqlite = await Deployment.open(APP, workdir / "pg-baseline.sqlite3", admin_key="k")
+        rates = {}
+        for name, dep in (("postgres", pg), ("sqlite", sqlite)):
+            await dep.search_indexes.wait_ready()
+            rates[name] = round(await load(dep, n, sizes.load_batch))
+        ids = {"postgres": await _pg_ids(pg, "docs", 5000), "sqlite": _sample_ids(sqlite, 5000)}
+        rng = random.Random(2)
+        kinds = list(query_kinds(10, rng, ["x"] * 10))
+        deps = {"postgres": pg, "sqlite": sqlite}
+        lat: dict[str, dict[str, list[float]]] = {k: {"postgres": [], "sqlite": []} for k in kinds}
+        for name, dep in deps.items():  # warm-up; both answer the same
+            for kind, (path, args) in query_kinds(n, random.Random(3), ids[name]).items():
+                await ok(dep, "query", path, args)
+        # The same matches on both (bodies: ids differ). Not the same order: the corpora were loaded
+        # by concurrent mutations, so documents with equal scores (ties go to the newer) were
+        # created in another order; equal rankings are what tests/test_search_reference.py checks.
+        same = True
+        for seed in range(4, 14):
+            for kind, (_, args) in query_kinds(n, random.Random(seed), ids["sqlite"]).items():
+                if kind != "get_10_random":
+                    every = dict(args, limit=1024.0)
+                    same = same and sorted(await _bodies(pg, every)) == sorted(await _bodies(sqlite, every))
+        for _ in range(0, sizes.query_rounds, 20):
+            for name, dep in deps.items():
+                for _ in range(20):
+                    for kind, (path, args) in query_kinds(n, rng, ids[name]).items():
+                        t = time.perf_counter()
+                        await ok(dep, "query", path, args)
+                        lat[kind][name].append(time.perf_counter() - t)
+        text: dict[str, Any] = {"docs": n, "load_docs_per_s": rates, "same_matches_as_sqlite": same,
+                                "common_word_matches": await _pg_word_count(pg, COMMON)}
+        for kind, by in lat.items():
+            a, b = summary(by["postgres"]), summary(by["sqlite"])
+            text[kind] = {"postgres": a, "sqlite": b, "ratio_median": round(a["median_ms"] / b["median_ms"], 3)}
+
+        # Vectors: loaded through the commit path; searched on the HNSW path (exact_max lowered below
+        # the count, as (b) does in quick runs).
+        nv = PG_VECTORS[quick]
+        started = time.perf_counter()
+        for s0 in range(0, nv, 1000):
+            await ok(pg, "mutation", "docs:fillVectors", {"start": float(s0), "count": float(min(1000, nv - s0))})
+        load_s = time.perf_counter() - started
+        store: Any = pg.persistence.search
+        store.exact_max = min(store.exact_max, nv // 10)
+        info = pg.catalog.table("vecs").search["by_v"]
+        snap: Any = await pg.persistence.snapshot()
+        try:
+            rows = await snap.fetch(f"SELECT doc_id, vector_send(embedding) FROM search_vec_{info.id}")
+        finally:
+            snap.close()
+        vids = [r[0] for r in rows]
+        normed = vectors_from_send(rows, info.dimensions)
+        normed = normed / np.linalg.norm(normed, axis=1, keepdims=True)
+        queries = corpus.vectors(10_000_000, sizes.vector_queries)
+        ctx = ActionCtx(pg.runner, ADMIN)
+        engine_lat, brute_lat, found = [], [], 0
+        for q in queries:
+            t = time.perf_counter()
+            truth = np.argpartition(-(normed @ (q / np.linalg.norm(q))), 10)[:10]
+            brute_lat.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            got = await ctx.vector_search("vecs", "by_v", {"vector": [float(x) for x in q], "limit": 10})
+            engine_lat.append(time.perf_counter() - t)
+            found += len({r["_id"] for r in got} & {vids[i] for i in truth.tolist()})
+        filtered = []
+        for q in queries[:50]:
+            t = time.perf_counter()
+            await ctx.vector_search("vecs", "by_v", {"vector": [float(x) for x in q], "limit": 10,
+                                                     "filter": lambda f: f.eq("tenant", "t3")})
+            filtered.append(time.perf_counter() - t)
+        e, b = summary(engine_lat), summary(brute_lat)
+        vector = {"vectors": nv, "dimensions": corpus.DIMS, "load_vectors_per_s": round(nv / load_s),
+                  "engine_hnsw": e, "numpy_brute_force": b, "ratio_median": round(e["median_ms"] / b["median_ms"], 3),
+                  "recall_at_10": round(found / (10 * len(queries)), 4), "filtered_one_tenant": summary(filtered),
+                  "exact_max": store.exact_max}
+
+        bodies = [corpus.body(i, 1000) for i in range(min(sizes.commits, 500))]
+        commit_rates = {}
+        for _ in range(2):
+            for path in ("docs:addPlain", "docs:add"):
+                t = time.perf_counter()
+                for body_text in bodies:
+                    await ok(pg, "mutation", path, {"body": body_text})
+                commit_rates[path] = len(bodies) / (time.perf_counter() - t)
+        commits = {"with_search_index_commits_per_s": round(commit_rates["docs:add"]),
+                   "plain_table_commits_per_s": round(commit_rates["docs:addPlain"]),
+                   "ratio": round(commit_rates["docs:add"] / commit_rates["docs:addPlain"], 3)}
+        return {"server_version": version, "pgvector": extension, "text": text, "vector": vector, "commits": commits}
+    finally:
+        for dep in (pg, sqlite):
+            if dep is not None:
+                await dep.close()
+        server.close()
+
+
 # -- (c) invalidation -----------------------------------------------------------------------------
 
 async def invalidation(sizes: Sizes, workdir: Path) -> dict[str, Any]:
@@ -313,7 +473,8 @@ async def commit_cost(sizes: Sizes, workdir: Path) -> dict[str, Any]:
 
 async def run(sizes: Sizes, workdir: Path, only: set[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    steps = {"text": text_search, "vector": vector_search, "invalidation": invalidation, "commits": commit_cost}
+    steps = {"text": text_search, "vector": vector_search, "invalidation": invalidation, "commits": commit_cost,
+             "postgres": postgres}
     for name, step in steps.items():
         if name in only:
             t = time.perf_counter()
@@ -353,6 +514,25 @@ def table(r: dict[str, Any]) -> str:
         c = r["commits"]
         lines.append(f"| commits/s, a document in a search-indexed table | {c['with_search_index_commits_per_s']:,} | "
                      f"same document, no search index {c['plain_table_commits_per_s']:,} | {c['ratio']}x |")
+    if "postgres" in r:
+        p = r["postgres"]
+        t, v, c = p["text"], p["vector"], p["commits"]
+        lines.append(f"| **PostgreSQL {p['server_version']}, pgvector {p['pgvector']}** | | | |")
+        for kind in ("selective", "selective_tenant", "prefix", "common", "get_10_random"):
+            m = t[kind]
+            what = "10 `db.get` of random documents" if kind == "get_10_random" else f"`{kind}` search, take 10"
+            lines.append(f"| {what}, {t['docs']:,} docs, PostgreSQL | {m['postgres']['median_ms']} ms | "
+                         f"SQLite {m['sqlite']['median_ms']} ms | {m['ratio_median']}x |")
+        lines.append(f"| the same matches as SQLite (40 queries, up to 1 024 each) | {t['same_matches_as_sqlite']} | | |")
+        lines.append(f"| load, PostgreSQL (tsvector/GIN written at commit) | {t['load_docs_per_s']['postgres']:,} docs/s | "
+                     f"SQLite {t['load_docs_per_s']['sqlite']:,} docs/s | |")
+        lines.append(f"| vector search, limit 10, {v['vectors']:,} x {v['dimensions']} (pgvector HNSW), median | "
+                     f"{v['engine_hnsw']['median_ms']} ms | NumPy brute force {v['numpy_brute_force']['median_ms']} ms | "
+                     f"{v['ratio_median']}x |")
+        lines.append(f"| recall@10 (pgvector HNSW) | {v['recall_at_10']} | brute force 1.0 | |")
+        lines.append(f"| vector load through commits (HNSW insert) | {v['load_vectors_per_s']:,} vectors/s | | |")
+        lines.append(f"| commits/s, search-indexed table, PostgreSQL | {c['with_search_index_commits_per_s']:,} | "
+                     f"no search index {c['plain_table_commits_per_s']:,} | {c['ratio']}x |")
     return "\n".join(lines)
 
 
@@ -361,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON results path (default {RESULTS})")
     parser.add_argument("--dir", type=Path, default=None, help="where the databases go (default: a temp dir)")
-    parser.add_argument("--only", default="text,vector,invalidation,commits", help="a subset of the figures")
+    parser.add_argument("--only", default="text,vector,invalidation,commits,postgres", help="a subset of the figures")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     only = set(args.only.split(","))

@@ -259,9 +259,9 @@ def main(argv: list[str] | None = None) -> None:
             pg = None
             if backend == "postgres":
                 sys.path.insert(0, str(ROOT / "tests"))
-                from pg_harness import PostgresServer
+                from pg_harness import PostgresServer, debian_bin_dir
 
-                pg = PostgresServer().start()
+                pg = PostgresServer(debian_bin_dir()).start()  # Debian's 15, as published (not pgserver's 16)
             try:
                 part = run(sizes, Path(tmp), backend, pg)
             finally:

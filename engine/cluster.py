@@ -273,6 +273,7 @@ class ClusterCommitter(Committer):
             await session.commit()
         except Exception as e:  # connection lost, server restart: fail this group, keep serving
             log.warning("group commit of %d transactions failed: %s", len(batch), e)
+            self._store.search.rolled_back()
             await self._abandon(session)
             error = unavailable(e) if isinstance(e, CONNECTION_ERRORS) else e
             for _, fut in batch:
@@ -296,6 +297,7 @@ class ClusterCommitter(Committer):
                 await session.commit()
             except Exception as e:
                 log.warning("exclusive commit failed: %s", e)
+                self._store.search.rolled_back()
                 await self._abandon(session)
                 if not fut.done():
                     fut.set_exception(unavailable(e) if isinstance(e, CONNECTION_ERRORS) else e)
@@ -306,6 +308,7 @@ class ClusterCommitter(Committer):
             self._node_lock.release()
 
     def _committed(self, accepted: list[tuple[_Pending, asyncio.Future[int]]], top: int) -> None:
+        self._store.search.committed([p.record for p, _ in accepted])  # index states, before any reader
         for p, _ in accepted:
             self.write_log.append(p.record.ts, p.keys)
             self.history.append(p.record.ts, p.docs_before, p.entry_changes)
@@ -382,6 +385,7 @@ class ClusterCommitter(Committer):
         """Append commits read from `commits` (in ts order). Every commit up to `at_least` was
         visible to the read that returned `rows`, so the node is caught up to it afterwards."""
         before = self.ingested_ts
+        search = self._store.search
         if horizon > self.ingested_ts:  # rows we never read were trimmed: treat as unknown changes
             log.warning("this node missed commits that were trimmed meanwhile; live queries re-run")
             self.write_log.horizon = max(self.write_log.horizon, horizon)
@@ -390,6 +394,7 @@ class ClusterCommitter(Committer):
             if ts <= self.ingested_ts:
                 continue
             keys, docs_before, entry_changes = _decode(payload)
+            search.ingested(keys)  # e.g. another node's backfill finished: the index is ready here too
             self.write_log.append(ts, keys)
             self.history.append(ts, docs_before, entry_changes)
             self.ingested_ts = ts

@@ -107,13 +107,9 @@ def app_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def nova(app_env: pytest.MonkeyPatch, request: pytest.FixtureRequest):
     """The Nova app on a fresh store: an embedded SQLite file, and a real PostgreSQL database (the
-    same tests, the same app). Search and vector indexes are not built on PostgreSQL yet (issue
-    12): tests marked `needs_search` run there too and must fail (strict xfail)."""
+    same tests, the same app, search and vector indexes included: pgvector is in the test server)."""
     if request.param == "postgres":
         db = request.getfixturevalue("pg_url")
-        if request.node.get_closest_marker("needs_search"):
-            request.node.add_marker(pytest.mark.xfail(
-                strict=True, reason="search and vector indexes are not built on PostgreSQL yet (issue 12)"))
     else:
         db = ":memory:"
     # A manual clock: the app's crons (heartbeats, delivery) must not fire on their own in the

@@ -7,15 +7,17 @@ port, stopped at the end. No mocks: the Postgres store is tested against Postgre
         pg.restart()                       # stop + start on the same port and data (fault tests)
 
 Postgres refuses to run as root, so when the tests run as root the server runs as the `postgres`
-OS user (Debian's package creates it); otherwise as the current user. The binaries come from
-/usr/lib/postgresql/*/bin (Debian's `postgresql` package; tests/run installs it when missing) or
-from PATH. The superuser connects over a Unix socket in the data folder (trust); the role the engine
+OS user (Debian's package creates it); otherwise as the current user. The binaries come from the
+PyPI package `pgserver` (PostgreSQL 16 with pgvector, a test dependency) when it is installed, else
+from /usr/lib/postgresql/*/bin (Debian's `postgresql` package, no pgvector; tests/run installs it
+when missing) or PATH; `PostgresServer(debian_bin_dir())` runs Debian's. The superuser connects over a Unix socket in the data folder (trust); the role the engine
 uses connects over TCP with a password (scram-sha-256), as a deployment would.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import socket
@@ -24,18 +26,35 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PostgresServer", "postgres_bin_dir", "ROLE", "PASSWORD"]
+__all__ = ["PostgresServer", "postgres_bin_dir", "pgserver_bin_dir", "debian_bin_dir", "ROLE", "PASSWORD"]
 
 ROLE = "engine"
 PASSWORD = "engine-test-pw"
 
 
-def postgres_bin_dir() -> Path | None:
+def pgserver_bin_dir() -> Path | None:
+    """The PostgreSQL 16 (with pgvector) that the PyPI package `pgserver` ships (a test dependency,
+    pyproject.toml): found without importing it (its import pulls in things the tests do not need)."""
+    spec = importlib.util.find_spec("pgserver")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        bin_dir = Path(root) / "pginstall" / "bin"
+        if (bin_dir / "initdb").exists() and (bin_dir / "pg_ctl").exists():
+            return bin_dir
+    return None
+
+
+def debian_bin_dir() -> Path | None:
+    """Debian's postgresql package (no pgvector in bookworm), or whatever initdb is on PATH."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).resolve().parent if initdb else None
+
+
+def postgres_bin_dir() -> Path | None:
+    """pgserver's PostgreSQL (it has pgvector: vector indexes are tested) first, else Debian's."""
+    return pgserver_bin_dir() or debian_bin_dir()
 
 
 def _free_port() -> int:
@@ -45,8 +64,8 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
-        bin_dir = postgres_bin_dir()
+    def __init__(self, bin_dir: Path | None = None) -> None:
+        bin_dir = bin_dir or postgres_bin_dir()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed (tests/run installs Debian's postgresql package)")
         self.bin = bin_dir
@@ -110,10 +129,21 @@ class PostgresServer:
     def url(self, db: str, *, password: str = PASSWORD) -> str:
         return f"postgresql://{ROLE}:{password}@127.0.0.1:{self.port}/{db}"
 
-    def create_database(self, name: str | None = None) -> str:
-        """A fresh database owned by the (non-superuser) engine role; its URL."""
+    @property
+    def has_pgvector(self) -> bool:
+        """Whether this server's installation has the pgvector extension."""
+        return any(p.exists() for p in (
+            self.bin.parent / "share" / "postgresql" / "extension" / "vector.control",  # pgserver's layout
+            Path("/usr/share/postgresql") / self.bin.parent.name / "extension" / "vector.control"))  # Debian's
+
+    def create_database(self, name: str | None = None, *, vector: bool = True) -> str:
+        """A fresh database owned by the (non-superuser) engine role; its URL. With `vector` (and
+        pgvector installed) the superuser creates the extension in it, as an operator would: a
+        plain role cannot (pgvector is not a trusted extension)."""
         if name is None:
             self._databases += 1
             name = f"t{os.getpid()}_{self._databases}_{int(time.time() * 1000) % 100000}"
         self.psql(f"CREATE DATABASE {name} OWNER {ROLE}")
+        if vector and self.has_pgvector:
+            self.psql("CREATE EXTENSION vector", db=name)
         return self.url(name)

@@ -39,7 +39,6 @@ async def populate(nova: Any, tenant: str, who: Any) -> dict[str, str]:
     return ids
 
 
-@pytest.mark.needs_search
 async def test_search_all_finds_every_kind_in_the_callers_tenant_only(nova: Any) -> None:
     t1 = await populate(nova, "t1", ALICE)
     t2 = await populate(nova, "t2", BOB)
@@ -57,7 +56,6 @@ async def test_search_all_finds_every_kind_in_the_callers_tenant_only(nova: Any)
     assert not {d["_id"] for kind in theirs.values() for d in kind} & {v for v in t1.values()}
 
 
-@pytest.mark.needs_search
 async def test_per_table_searches_and_their_filters(nova: Any) -> None:
     t1 = await populate(nova, "t1", ALICE)
     t2 = await populate(nova, "t2", BOB)
@@ -80,7 +78,6 @@ async def test_per_table_searches_and_their_filters(nova: Any) -> None:
     assert await nova.error_code("query", "search:all", {"query": "x"}, auth=NOBODY) == "UNAUTHENTICATED"
 
 
-@pytest.mark.needs_search
 async def test_a_subscribed_search_is_touched_by_its_tenants_matching_writes_only(nova: Any) -> None:
     t1 = await populate(nova, "t1", ALICE)
     t2 = await populate(nova, "t2", BOB)
@@ -103,7 +100,6 @@ async def test_a_subscribed_search_is_touched_by_its_tenants_matching_writes_onl
     assert await touched(send(t1["channel"], "deployed tonight", ALICE))      # a completion of "deploy"
 
 
-@pytest.mark.needs_search
 async def test_memory_is_recalled_by_meaning(nova: Any) -> None:
     t1 = await populate(nova, "t1", ALICE)
     await nova.mutation("memory:setLongTerm", {"agentId": t1["Friday"], "content": "Prefers pizza for team lunch"})
@@ -123,7 +119,6 @@ async def test_memory_is_recalled_by_meaning(nova: Any) -> None:
     assert await nova.call("action", "memory:recall", {"query": "auth token refresh problem"}, auth=BOB) == []
 
 
-@pytest.mark.needs_search
 async def test_a_rewritten_memory_drops_its_stale_embedding_until_re_embedded(nova: Any) -> None:
     t1 = await populate(nova, "t1", ALICE)
     await nova.dep.scheduler.drain()
@@ -190,7 +185,6 @@ def embeddings_service(app_env: pytest.MonkeyPatch) -> Any:
     server.server_close()
 
 
-@pytest.mark.needs_search
 async def test_recall_through_an_embeddings_service(embeddings_service: Any, nova: Any) -> None:
     t1 = await populate(nova, "t1", ALICE)
     await nova.dep.scheduler.drain()

@@ -365,3 +365,156 @@ async def test_a_file_stored_through_one_node_is_served_by_another(pg_url: str) 
     finally:
         await a.close()
         await b.close()
+
+
+# -- search and vector indexes across the cluster -----------------------------------------------------
+
+SEARCH_APP = Path(__file__).resolve().parent / "apps" / "search"
+
+
+async def test_a_search_subscription_on_node_b_sees_matching_writes_through_node_a(pg_url: str, tmp_path: Path) -> None:
+    """Two `serve` processes of the search app start together on one database (the indexes are
+    registered once), a client subscribed to a search on node B gets node A's matching writes in
+    relevance order (search reads are in the read set; B ingests A's written keys), never a
+    non-matching one, and a vector search on B finds what A wrote."""
+    import asyncpg
+
+    from test_sync_protocol import Conn
+
+    nodes = [ServerProcess(app_path(SEARCH_APP), pg_url, tmp_path / f"node{i}.log",  # type: ignore[arg-type]
+                           admin_key=TEST_ADMIN_KEY) for i in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda n: n.start(), nodes))
+    a, b = nodes
+    try:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            registered = sorted((r[0], r[1]) for r in await conn.fetch("SELECT table_name, name FROM search_indexes_"))
+        finally:
+            await conn.close()
+        assert registered == [("foods", "by_embedding"), ("messages", "search_body")]
+
+        watcher = await Conn.open(b)
+        try:
+            (q,) = await watcher.add(("messages:search", {"text": "hello", "channel": "ops"}))
+
+            def update_of(msg: dict) -> list | None:
+                for mod in msg.get("modifications", []) if msg["type"] == "Transition" else []:
+                    if mod["queryId"] == q:
+                        assert mod["type"] == "QueryUpdated", mod
+                        return mod["value"]
+                return None
+
+            first, _ = await watcher.until(lambda m: update_of(m) is not None)
+            assert update_of(first) == []
+            mutation(a, "messages:send", {"body": "goodbye everyone", "channel": "ops"})  # no term
+            mutation(a, "messages:send", {"body": "hello there", "channel": "random"})  # another channel
+            mutation(a, "messages:send", {"body": "hello world", "channel": "ops"})
+            msg, before = await watcher.until(lambda m: update_of(m) is not None)
+            assert update_of(msg) == ["hello world"]
+            assert all(update_of(m) is None for m in before)  # the two unrelated writes re-ran nothing visible
+            mutation(a, "messages:send", {"body": "hello hello", "channel": "ops"})
+            msg, _ = await watcher.until(lambda m: update_of(m) is not None)
+            assert update_of(msg) == ["hello hello", "hello world"]  # BM25: two occurrences rank first
+        finally:
+            await watcher.close()
+
+        mutation(a, "foods:add", {"description": "pho", "cuisine": "Vietnamese", "embedding": [1.0, 0.0, 0.0, 0.0]})
+        mutation(a, "foods:add", {"description": "tom yum", "cuisine": "Thai", "embedding": [0.0, 1.0, 0.0, 0.0]})
+        r = httpx.post(f"{b.url}/api/action", json={"path": "foods:similar", "args": {"vector": [0.9, 0.1, 0.0, 0.0]},
+                                                     "format": "json"}, timeout=30).json()
+        assert r["status"] == "success", r
+        assert [f["description"] for f in r["value"]] == ["pho", "tom yum"]
+    finally:
+        for node in nodes:
+            node.stop()
+            if node in _live_servers:
+                _live_servers.remove(node)
+
+
+async def test_one_node_backfills_an_added_index_and_another_takes_over_when_it_stops(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An index added to the schema of a cluster: the first node to start registers it and
+    backfills it, the second attaches the same index and waits (one backfill per cluster); when the
+    first stops part-way, the second takes over from the stored cursor."""
+    import logging
+
+    from engine.search import manager, pg_store
+    from test_search_backfill import SCHEMA_PLAIN, SCHEMA_SEARCH, make_app, texts, until
+
+    monkeypatch.setattr(manager, "CHUNK", 50)
+    monkeypatch.setattr(pg_store, "LEASE_POLL_S", 0.02)
+    seed = await Deployment.open(make_app(tmp_path / "plain", SCHEMA_PLAIN), pg_url)
+    try:
+        assert (await seed.call("notes:fill", {"count": 2000.0, "start": 0.0}, kind="mutation", auth=Auth())).success
+    finally:
+        await seed.close()
+    app = make_app(tmp_path / "app", SCHEMA_SEARCH)
+    caplog.set_level(logging.INFO, logger="engine.search")
+    a = await Deployment.open(app, pg_url)
+    b = await Deployment.open(app, pg_url)
+    a_open = True
+    try:
+        info_a = a.catalog.table("notes").search["search_text"]
+        info_b = b.catalog.table("notes").search["search_text"]
+        assert info_a.id == info_b.id and not info_b.ready
+        await until(lambda: any("Another node is backfilling" in r.getMessage() for r in caplog.records))
+        await until(lambda: info_a.progress[0] >= 200)
+        assert info_b.progress[0] == 0  # b waits
+        a_open = False
+        await a.close()  # part-way: its lease goes with its connection
+        await b.search_indexes.wait_ready()
+        assert info_b.ready and 0 < info_b.progress[0] <= 2000 - 200  # resumed from a's cursor
+        assert len(await texts(b, "note")) == 1024  # (the take(1024) of the helper: all 2 000 match)
+        assert len(await texts(b, "even")) == 1000
+
+        # A third node starting now finds the index ready; the vector index too.
+        c = await Deployment.open(app, pg_url)
+        try:
+            await c.search_indexes.wait_ready()
+            assert c.catalog.table("notes").search["search_text"].ready
+            assert c.catalog.table("notes").search["by_vec"].ready
+        finally:
+            await c.close()
+    finally:
+        await b.close()
+        if a_open:
+            await a.close()
+
+
+async def test_a_node_learns_that_another_nodes_backfill_finished_before_its_subscriptions_re_run(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Node B waits while A backfills. The commit that finishes it writes the index's READY key (what
+    a query that failed with IndexBackfillingError re-runs on) and its "ready" state; B, ingesting
+    that commit, makes its own copy of the index ready before it tells its listeners (the
+    subscriptions) about the commit, so the re-run succeeds. (B's lease never looks again here.)"""
+    import logging
+
+    from engine.search import manager, pg_store
+    from test_search_backfill import SCHEMA_PLAIN, SCHEMA_SEARCH, make_app, texts, until
+
+    monkeypatch.setattr(manager, "CHUNK", 50)
+    monkeypatch.setattr(pg_store, "LEASE_POLL_S", 3600.0)
+    seed = await Deployment.open(make_app(tmp_path / "plain", SCHEMA_PLAIN), pg_url)
+    try:
+        assert (await seed.call("notes:fill", {"count": 2000.0, "start": 0.0}, kind="mutation", auth=Auth())).success
+    finally:
+        await seed.close()
+    app = make_app(tmp_path / "app", SCHEMA_SEARCH)
+    caplog.set_level(logging.INFO, logger="engine.search")
+    a = await Deployment.open(app, pg_url)
+    b = await Deployment.open(app, pg_url)
+    try:
+        info_b = b.catalog.table("notes").search["search_text"]
+        seen: list[tuple[int, bool]] = []
+        b.committer.listeners.insert(0, lambda ts: seen.append((ts, info_b.ready)))
+        await until(lambda: any("Another node is backfilling" in r.getMessage() for r in caplog.records))
+        await a.search_indexes.wait_ready()
+        finished = a.committer.durable_ts  # the commit of the last chunks (text and vector)
+        await until(lambda: any(ts >= finished for ts, _ in seen))  # B ingests it (NOTIFY)
+        assert False in [ready for ts, ready in seen if ts < finished]  # B saw the chunks before it
+        assert [ready for ts, ready in seen if ts >= finished][0] is True
+        assert len(await texts(b, "odd")) == 1000
+    finally:
+        await b.close()
+        await a.close()

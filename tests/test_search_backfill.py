@@ -1,6 +1,7 @@
 """Search and vector indexes added, changed and dropped by a schema: backfilled in the background in
 chunks (progress in the log) while writes go on, resumed after a restart, reactive when they become
-ready, rebuilt after an offline snapshot import."""
+ready, rebuilt after an offline snapshot import. On SQLite and on PostgreSQL (`db` fixture); the
+cluster's side (one backfill per cluster, a node taking over) is in tests/test_cluster.py."""
 
 from __future__ import annotations
 
@@ -87,6 +88,17 @@ def texts(dep: Deployment, words: str, **eqs: Any):
     return read(dep, body)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    """Where the deployment keeps its data: a SQLite file, or a fresh PostgreSQL database."""
+    return request.getfixturevalue("pg_url") if request.param == "postgres" else tmp_path / "db.sqlite3"
+
+
+async def snapshot_of(dep: Deployment) -> Any:
+    persistence: Any = dep.persistence
+    return persistence.snapshot_now() if hasattr(persistence, "snapshot_now") else await persistence.snapshot()
+
+
 async def until(predicate: Any) -> None:
     """Yield to the event loop (no timed sleeps) until `predicate()` holds."""
     for _ in range(1_000_000):
@@ -97,11 +109,11 @@ async def until(predicate: Any) -> None:
 
 
 async def test_an_added_index_backfills_in_the_background_while_writes_go_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(manager, "CHUNK", 50)
     monkeypatch.setattr(manager, "PROGRESS_EVERY_S", 0.0)
     app = make_app(tmp_path / "app", SCHEMA_PLAIN)
-    dep = await Deployment.open(app, tmp_path / "db.sqlite3", admin_key="k")
+    dep = await Deployment.open(app, db, admin_key="k")
     try:
         await call(dep, "notes:fill", {"count": 600.0, "start": 0.0}, "mutation")
         ids = await call(dep, "notes:ids", {}, "query")
@@ -142,11 +154,10 @@ async def test_an_added_index_backfills_in_the_background_while_writes_go_on(
         await dep.close()
 
 
-async def test_a_backfill_resumes_after_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+async def test_a_backfill_resumes_after_a_restart(tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(manager, "CHUNK", 40)
     app = make_app(tmp_path / "app", SCHEMA_PLAIN)
-    db = tmp_path / "db.sqlite3"
     dep = await Deployment.open(app, db, admin_key="k")
     await call(dep, "notes:fill", {"count": 400.0, "start": 0.0}, "mutation")
     await dep.close()
@@ -168,9 +179,9 @@ async def test_a_backfill_resumes_after_a_restart(tmp_path: Path, monkeypatch: p
         await dep.close()
 
 
-async def test_changed_and_dropped_indexes(tmp_path: Path) -> None:
+async def test_changed_and_dropped_indexes(tmp_path: Path, db: Any) -> None:
     app = make_app(tmp_path / "app", SCHEMA_SEARCH)
-    dep = await Deployment.open(app, tmp_path / "db.sqlite3", admin_key="k")
+    dep = await Deployment.open(app, db, admin_key="k")
     try:
         await dep.search_indexes.wait_ready()
         await call(dep, "notes:fill", {"count": 30.0, "start": 0.0}, "mutation")
@@ -187,27 +198,34 @@ async def test_changed_and_dropped_indexes(tmp_path: Path) -> None:
         err = await read_error(dep, lambda db: db.query("notes").with_search_index(
             "search_text", lambda q: q.search("text", "note")).take(1))
         assert err.code == "IndexNotFoundError"
-        snap = dep.persistence.snapshot_now()
+        snap = await snapshot_of(dep)
         try:
-            tables = {r[0] for r in snap._conn.execute("SELECT name FROM sqlite_master")}  # type: ignore[attr-defined]
+            if hasattr(snap, "fetch"):  # PostgreSQL
+                tables = {r[0] for r in await snap.fetch("SELECT tablename FROM pg_tables")}
+                registered = await snap.fetchval("SELECT count(*) FROM search_indexes_")
+            else:
+                tables = {r[0] for r in snap._conn.execute("SELECT name FROM sqlite_master")}  # type: ignore[attr-defined]
+                registered = snap._conn.execute("SELECT count(*) FROM search_indexes_").fetchone()[0]  # type: ignore[attr-defined]
         finally:
             snap.close()
-        assert not any(t.startswith(("search_fts_", "vectors_")) for t in tables)
+        assert registered == 0
+        assert not any(t.startswith(("search_fts_", "vectors_", "search_text_", "search_terms_", "search_vec_"))
+                       for t in tables), tables
     finally:
         await dep.close()
 
 
 async def test_an_offline_snapshot_import_rebuilds_the_indexes(tmp_path: Path) -> None:
+    """(SQLite: the offline `import` writes SQLite files only.)"""
     from engine.snapshot_zip import export_snapshot, import_snapshot
 
     app = make_app(tmp_path / "app", SCHEMA_SEARCH)
-    db = tmp_path / "db.sqlite3"
+    fresh, db = tmp_path / "fresh.sqlite3", tmp_path / "db.sqlite3"
     dep = await Deployment.open(app, db, admin_key="k")
     await dep.search_indexes.wait_ready()
     await call(dep, "notes:fill", {"count": 25.0, "start": 0.0}, "mutation")
     await dep.close()
     await export_snapshot(db, tmp_path / "snap.zip")
-    fresh = tmp_path / "fresh.sqlite3"
     dep = await Deployment.open(app, fresh, admin_key="k")
     await call(dep, "notes:fill", {"count": 3.0, "start": 500.0}, "mutation")  # replaced by the import
     await dep.search_indexes.wait_ready()
@@ -225,11 +243,11 @@ async def test_an_offline_snapshot_import_rebuilds_the_indexes(tmp_path: Path) -
         await dep.close()
 
 
-async def test_a_query_on_a_backfilling_index_fails_with_the_ready_key_in_its_read_set(tmp_path: Path,
-                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_query_on_a_backfilling_index_fails_with_the_ready_key_in_its_read_set(
+        tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manager, "CHUNK", 10)
     app = make_app(tmp_path / "app", SCHEMA_PLAIN)
-    dep = await Deployment.open(app, tmp_path / "db.sqlite3", admin_key="k")
+    dep = await Deployment.open(app, db, admin_key="k")
     try:
         await call(dep, "notes:fill", {"count": 100.0, "start": 0.0}, "mutation")
         (app / "functions" / "find.py").write_text('''
@@ -246,7 +264,7 @@ async def find(ctx, args):
         from engine.reads import point
 
         fn = dep.app.functions["find:find"]
-        snap = dep.persistence.snapshot_now()
+        snap = await snapshot_of(dep)
         try:
             ev = await dep.runner.evaluate_query(fn, {"text": "note"}, ADMIN, snap, None)
         finally:
@@ -262,3 +280,32 @@ async def find(ctx, args):
 
 def test_engine_error_status_for_backfilling_is_4xx() -> None:
     assert EngineError("IndexBackfillingError", "x").status == 400
+
+
+async def test_a_backfill_on_postgres_outlives_a_database_restart(tmp_path: Path, pg_server: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL goes away in the middle of a backfill (a fast shutdown cuts every connection,
+    the lease's with them) and comes back: the backfill waits for it and goes on from the stored
+    cursor, and the index ends up complete."""
+    monkeypatch.setattr(manager, "CHUNK", 50)
+    url = pg_server.create_database()
+    app = make_app(tmp_path / "app", SCHEMA_PLAIN)
+    dep = await Deployment.open(app, url, admin_key="k")
+    await call(dep, "notes:fill", {"count": 2000.0, "start": 0.0}, "mutation")
+    await dep.close()
+    make_app(app, SCHEMA_SEARCH)
+    dep = await Deployment.open(app, url, admin_key="k")
+    try:
+        info = dep.catalog.table("notes").search["search_text"]
+        await until(lambda: info.progress[0] >= 200)
+        caplog.set_level(logging.WARNING, logger="engine.search")
+        pg_server.restart()  # (blocks this event loop: the backfill meets the restarted server)
+        await dep.search_indexes.wait_ready()
+        assert info.ready
+        assert any("the database is unavailable" in r.getMessage() for r in caplog.records)
+        assert not any("stays unavailable" in r.getMessage() for r in caplog.records)
+        assert len(await texts(dep, "odd")) == 1000
+        assert len(await texts(dep, "even", tag="t0")) == len([i for i in range(0, 2000, 2) if i % 3 == 0])
+    finally:
+        await dep.close()

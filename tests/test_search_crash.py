@@ -1,7 +1,8 @@
-"""Search indexes survive a SIGKILL of a real server: the FTS5 index holds exactly the committed
+"""Search indexes survive a SIGKILL of a real server: the index holds exactly the committed
 documents (it is written in their transactions), every acknowledged one included, and the vector
-index, whose in-memory graph died with the process, answers from its table after the restart (the
-graph's rebuild itself is tested in-process, tests/test_search_vector.py)."""
+index, whose in-memory graph died with the process (SQLite), answers from its table after the
+restart (the graph's rebuild itself is tested in-process, tests/test_search_vector.py). On SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -24,8 +25,23 @@ def call(http: httpx.Client, kind: str, path: str, args: dict[str, Any]) -> Any:
     return body["value"]
 
 
-def test_search_and_vector_indexes_after_sigkill(server_factory: Any) -> None:
-    server = server_factory(APP)
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_search_and_vector_indexes_after_sigkill(server_factory: Any, store: str, request: pytest.FixtureRequest,
+                                                 tmp_path: Path) -> None:
+    if store == "postgres":  # entries, term table and vectors are rows of the commit's transaction
+        from conftest import TEST_ADMIN_KEY, ServerProcess, _live_servers, app_path
+
+        server = ServerProcess(app_path(APP), request.getfixturevalue("pg_url"),  # type: ignore[arg-type]
+                               tmp_path / "pg-server.log", admin_key=TEST_ADMIN_KEY).start()
+
+        def stop() -> None:
+            server.stop()
+            if server in _live_servers:
+                _live_servers.remove(server)
+
+        request.addfinalizer(stop)
+    else:
+        server = server_factory(APP)
     acked: list[str] = []
     enough = threading.Event()
 

@@ -1,7 +1,7 @@
 """Search results equal a reference implementation of Convex's matching rules, on random small
 corpora (modulo ranking ties): Hypothesis writes documents (inserts, updates, deletes), then asks a
 random query with random filters, on the durable index and inside a mutation that wrote more
-documents first (the transaction's own writes are searched too).
+documents first (the transaction's own writes are searched too). On SQLite and on PostgreSQL.
 
 The reference below is written from Convex's rules, independently of engine.search: tokens are
 runs of ASCII letters and digits (the generated text has no other letters), lowercased, dropped at
@@ -129,8 +129,8 @@ def doc_fields(d: dict[str, Any]) -> dict[str, Any]:
 
 
 async def scenario(initial: list[dict[str, Any]], ops: list[Any], extra: list[dict[str, Any]],
-                   query: tuple[str, str | None, str | None]) -> None:
-    dep = await Deployment.open(APP, ":memory:", admin_key="k")
+                   query: tuple[str, str | None, str | None], db: str = ":memory:") -> None:
+    dep = await Deployment.open(APP, db, admin_key="k")
     try:
         await dep.search_indexes.wait_ready()
         admin = Auth(admin=True)
@@ -165,7 +165,9 @@ async def scenario(initial: list[dict[str, Any]], ops: list[Any], extra: list[di
             return q
 
         # On the durable index.
-        txn = Transaction(dep.catalog, dep.persistence.snapshot_now(), writable=False)
+        persistence: Any = dep.persistence
+        snapshot = persistence.snapshot_now() if hasattr(persistence, "snapshot_now") else await persistence.snapshot()
+        txn = Transaction(dep.catalog, snapshot, writable=False)
         try:
             stored = {d["_id"]: d for d in await DatabaseReader(txn).query("messages").collect()}
             found = await DatabaseReader(txn).query("messages").with_search_index("search_body", build).take(1024)
@@ -209,3 +211,27 @@ def test_the_completion_budget_equals_the_reference(many: list[str], prefix: str
     docs = [{"body": " ".join(many[i:i + 3]), "channel": "x", "author": "ann" if i % 2 else None}
             for i in range(0, len(many), 3)]
     asyncio.run(scenario(docs, [], [], (" ".join([*whole, prefix]), channel, author)))
+
+
+# -- the same on PostgreSQL (engine.search.pg_store: tsvector + GIN, the term table), a fresh
+# database per example (fewer examples: each costs a database and a deployment start) ---------------
+
+@settings(max_examples=25, deadline=None)
+@given(initial=st.lists(documents, max_size=25), ops=operations, extra=st.lists(documents, max_size=3), query=queries)
+def test_search_on_postgres_equals_the_reference_on_random_corpora(pg_server: Any, initial: list[dict[str, Any]],
+                                                                   ops: list[Any], extra: list[dict[str, Any]],
+                                                                   query: Any) -> None:
+    asyncio.run(scenario(initial, ops, extra, query, pg_server.create_database()))
+
+
+@settings(max_examples=6, deadline=None)
+@given(many=st.sets(st.text(alphabet="ab", min_size=2, max_size=9), min_size=130, max_size=200).map(sorted),
+       prefix=st.sampled_from(["a", "b", "ab", "ba"]), whole=st.lists(st.text(alphabet="ab", min_size=1, max_size=7),
+                                                                       max_size=3),
+       channel=st.sampled_from([None, "x"]), author=st.sampled_from([None, "ann"]))
+def test_the_completion_budget_on_postgres_equals_the_reference(pg_server: Any, many: list[str], prefix: str,
+                                                                whole: list[str], channel: str | None,
+                                                                author: str | None) -> None:
+    docs = [{"body": " ".join(many[i:i + 3]), "channel": "x", "author": "ann" if i % 2 else None}
+            for i in range(0, len(many), 3)]
+    asyncio.run(scenario(docs, [], [], (" ".join([*whole, prefix]), channel, author), pg_server.create_database()))

@@ -1,6 +1,7 @@
 """Full-text search (engine.search): Convex's tokenizer, matching, ranking, limits and errors, the
 read set a search records (for OCC and subscriptions), searches inside mutations and at a past
-timestamp, and the FTS5 index kept in step with commits. In-process, on real SQLite."""
+timestamp, and the index kept in step with commits. In-process, on real SQLite (FTS5) and on a real
+PostgreSQL (tsvector + GIN, engine.search.pg_store): every test runs on both."""
 
 from __future__ import annotations
 
@@ -26,12 +27,20 @@ APP = Path(__file__).resolve().parent / "apps" / "search"
 ADMIN = Auth(admin=True)
 
 
-@pytest.fixture
-async def sdep(tmp_path: Path) -> AsyncIterator[Deployment]:
-    d = await Deployment.open(APP, tmp_path / "search.sqlite3", admin_key="k")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def sdep(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Deployment]:
+    """The search app on the embedded SQLite store (FTS5) and on a real PostgreSQL (tsvector + GIN):
+    the same tests, the same answers."""
+    db = request.getfixturevalue("pg_url") if request.param == "postgres" else tmp_path / "search.sqlite3"
+    d = await Deployment.open(APP, db, admin_key="k")
     await d.search_indexes.wait_ready()
     yield d
     await d.close()
+
+
+async def durable_snapshot(dep: Deployment) -> Any:
+    persistence: Any = dep.persistence
+    return persistence.snapshot_now() if hasattr(persistence, "snapshot_now") else await persistence.snapshot()
 
 
 async def call(dep: Deployment, path: str, args: dict[str, Any], kind: str) -> Any:
@@ -285,7 +294,7 @@ async def search_reads(dep: Deployment, text: str, channel: str | None = None):
 
 
 async def written_keys(dep: Deployment, action: Any) -> list[tuple[int, bytes]]:
-    before = dep.committer.sequenced_ts
+    before = dep.committer.durable_ts  # (on a cluster committer sequenced_ts is provisional)
     await action()
     return [k for _, keys in dep.committer.write_log.since(before) for k in keys]
 
@@ -323,7 +332,7 @@ async def test_the_read_set_is_touched_exactly_by_writes_that_could_change_the_r
 
 async def test_a_search_in_a_mutation_conflicts_with_a_write_it_would_have_seen(sdep: Deployment) -> None:
     table = sdep.catalog.table("messages")
-    txn = Transaction(sdep.catalog, sdep.persistence.snapshot_now(), writable=True)
+    txn = Transaction(sdep.catalog, await durable_snapshot(sdep), writable=True)
     try:
         from engine.database import DatabaseWriter
 
@@ -359,14 +368,24 @@ async def test_query_at_a_past_timestamp_searches_the_past(sdep: Deployment) -> 
 async def test_the_index_follows_commits_in_the_same_transaction(sdep: Deployment) -> None:
     for i in range(20):
         await send(sdep, f"entry {i}")
-    snap = sdep.persistence.snapshot_now()
+    doomed = await send(sdep, "entry doomed")
+    await call(sdep, "messages:remove", {"id": doomed}, "mutation")
+    info = sdep.catalog.table("messages").search["search_body"]
+    number = sdep.catalog.table("messages").number
+    snap = await durable_snapshot(sdep)
     try:
-        conn = snap._conn  # type: ignore[attr-defined]
-        info = sdep.catalog.table("messages").search["search_body"]
-        count = conn.execute(f"SELECT COUNT(*) FROM search_fts_{info.id}").fetchone()[0]
-        docs = conn.execute("SELECT COUNT(*) FROM documents WHERE table_number = ?",
-                            (sdep.catalog.table("messages").number,)).fetchone()[0]
-        stats = conn.execute("SELECT docs, tokens FROM search_stats WHERE index_id = ?", (info.id,)).fetchone()
+        if hasattr(snap, "fetchval"):  # PostgreSQL: the entries, the term dictionary, the statistics
+            count = await snap.fetchval(f"SELECT count(*) FROM search_text_{info.id}")
+            docs = await snap.fetchval("SELECT count(*) FROM documents WHERE table_number = $1", number)
+            row = await snap.fetchrow("SELECT docs, tokens FROM search_stats WHERE index_id = $1", info.id)
+            stats = (row[0], row[1])
+            terms = {r[0]: r[1] for r in await snap.fetch(f"SELECT term, df FROM search_terms_{info.id}")}
+            assert terms["entry"] == 20 and terms["7"] == 1 and "doomed" not in terms
+        else:
+            conn = snap._conn  # type: ignore[attr-defined]
+            count = conn.execute(f"SELECT COUNT(*) FROM search_fts_{info.id}").fetchone()[0]
+            docs = conn.execute("SELECT COUNT(*) FROM documents WHERE table_number = ?", (number,)).fetchone()[0]
+            stats = conn.execute("SELECT docs, tokens FROM search_stats WHERE index_id = ?", (info.id,)).fetchone()
     finally:
         snap.close()
     assert count == docs == 20 and stats == (20, 40)
@@ -396,3 +415,31 @@ async def test_errors_are_4xx(sdep: Deployment) -> None:
     with pytest.raises(EngineError) as info:
         await read(sdep, lambda db: db.query("messages").with_search_index("search_body", lambda q: q.eq("x", 1)).take(1))
     assert info.value.status == 400
+
+
+def _base36(i: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    return digits[i // 1296] + digits[i // 36 % 36] + digits[i % 36]
+
+
+async def test_a_document_with_more_distinct_words_than_a_tsvector_holds(sdep: Deployment) -> None:
+    """A document under the 1 MiB limit whose distinct words take 1.37 MB once lowercased ("Ⱥ" is 2
+    bytes, its lowercase "ⱥ" 3), over PostgreSQL's 1 MiB of lexemes per tsvector: it is indexed
+    whole on both stores (on PostgreSQL the words that do not fit go to the entry's overflow
+    array), found by any of its words, with and without a filter, and leaves nothing behind."""
+    words = ["Ⱥ" * 12 + _base36(i) for i in range(35_000)]
+    lowered = [w.lower() for w in words]
+    assert sum(len(w.encode()) for w in lowered) > 1_048_576
+    big = await send(sdep, " ".join(words), "ops")
+    await send(sdep, f"{words[-1]} also here", "ops")
+    # (Queries use the words as written: a query token too is dropped at 32 bytes before lowercasing.)
+    for word in (words[0], words[17_500], words[-1]):  # the first, the middle, the last (in the overflow)
+        found = await bodies(sdep, word, 10, channel="ops")
+        assert len(found) == (2 if word == words[-1] else 1) and any(len(b.encode()) > 900_000 for b in found)
+    assert await bodies(sdep, words[-1], 10, channel="random") == []
+    # Word starts: completions only in the overflow ("q.."), and the last completion before it.
+    assert len(await bodies(sdep, "Ⱥ" * 12 + "q", 10)) == 1
+    assert len(await bodies(sdep, "Ⱥ" * 12 + "rzz", 10)) == 0 and len(await bodies(sdep, "Ⱥ" * 12 + "r0", 10)) == 2
+    await call(sdep, "messages:remove", {"id": big}, "mutation")
+    assert await bodies(sdep, words[-1]) == [f"{words[-1]} also here"]
+    assert await bodies(sdep, words[0]) == []

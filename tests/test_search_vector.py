@@ -1,6 +1,7 @@
-"""Vector search (engine.search.vector, engine.search.sqlite_vectors): `ctx.vector_search` equals
-brute-force cosine similarity for exact-mode sizes, Convex's limits and errors, the index following
-commits, the approximate (HNSW) path and its recall, and the graph rebuilt after a crash."""
+"""Vector search (engine.search.vector, engine.search.sqlite_vectors, engine.search.pg_store):
+`ctx.vector_search` equals brute-force cosine similarity for exact-mode sizes, Convex's limits and
+errors, the index following commits, the approximate (HNSW) path and its recall, and the graph
+rebuilt after a crash. The `vdep` tests run on SQLite and on PostgreSQL with pgvector."""
 
 from __future__ import annotations
 
@@ -22,12 +23,23 @@ ADMIN = Auth(admin=True)
 CUISINES = ["French", "Thai", "Greek", "Mexican"]
 
 
-@pytest.fixture
-async def vdep(tmp_path: Path) -> AsyncIterator[Deployment]:
-    d = await Deployment.open(APP, tmp_path / "vectors.sqlite3", admin_key="k")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def vdep(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Deployment]:
+    """The search app on SQLite (a vector table + usearch) and on a real PostgreSQL with pgvector."""
+    db = request.getfixturevalue("pg_url") if request.param == "postgres" else tmp_path / "vectors.sqlite3"
+    d = await Deployment.open(APP, db, admin_key="k")
     await d.search_indexes.wait_ready()
     yield d
     await d.close()
+
+
+def set_exact_max(dep: Deployment, n: int) -> None:
+    """Above `n` candidates a search uses the approximate index (usearch's graph; pgvector's HNSW)."""
+    store: Any = dep.persistence.search
+    if hasattr(store, "vectors"):
+        store.vectors.exact_max = n
+    else:
+        store.exact_max = n
 
 
 async def call(dep: Deployment, path: str, args: dict[str, Any], kind: str) -> Any:
@@ -148,8 +160,7 @@ def embedding_like(n: int, dims: int, seed: int, latent: int = 16) -> np.ndarray
 
 
 async def test_the_graph_answers_large_indexes_and_filters(vdep: Deployment) -> None:
-    store = vdep.persistence.search
-    store.vectors.exact_max = 100  # the graph from 100 vectors on
+    set_exact_max(vdep, 100)  # the graph from 100 vectors on
     vectors = embedding_like(1200, 4, seed=3, latent=3)
     cuisines = [CUISINES[i % 4] for i in range(1200)]
     ids = await add_foods(vdep, vectors, cuisines)
@@ -260,4 +271,57 @@ async def test_recall_at_10_on_100_000_vectors_of_128_dimensions(tmp_path: Path)
     finally:
         conn.execute("COMMIT")
         conn.close()
+    assert found / (10 * len(queries)) >= 0.95
+
+
+@pytest.mark.slow
+async def test_recall_at_10_of_pgvectors_hnsw_index(pg_url: str) -> None:
+    """PostgreSQL's approximate path on its own: 20 000 embedding-like vectors of 128 dimensions
+    written through the store's commit statements into a registered index (pgvector's HNSW index
+    is filled as they land), 200 queries on the HNSW path, recall@10 against brute force >= 0.95,
+    each result's score exact."""
+    from engine.search.pg_store import PgVectorReader
+    from engine.search.spec import VectorIndexInfo
+    from engine.search.backend import SearchOp, VectorRow
+    from engine.storage.postgres import PostgresPersistence
+
+    n, dims = 20_000, 128
+    vectors = embedding_like(n + 200, dims, seed=1)
+    data, queries = vectors[:n], vectors[n:]
+    store = PostgresPersistence(pg_url)
+    await store.open()
+    try:
+        info = VectorIndexInfo(1, "t", "v", "embedding", dims, ("tenant",))
+        await store.pg_search.register(info)
+        tenant = filter_bytes("all")
+        for start in range(0, n, 2000):
+            statements: list[Any] = []
+            store.pg_search.write(statements, [SearchOp(1, f"doc{i}", VectorRow(data[i].astype("<f4").tobytes(), (tenant,)))
+                                               for i in range(start, min(n, start + 2000))])
+            async with store.pool.acquire() as conn:
+                async with conn.transaction():
+                    for sql, args in statements:
+                        await conn.execute(sql, *args)
+        snap: Any = await store.snapshot()
+        try:
+            reader = PgVectorReader(snap, info, exact_max=1000)  # the HNSW path from 1 000 candidates on
+            plan = "\n".join(r[0] for r in await snap.fetch(
+                "EXPLAIN SELECT doc_id FROM search_vec_1 ORDER BY embedding <=> $1::real[]::vector LIMIT 10",
+                queries[0].tolist()))
+            assert "search_vec_1_hnsw" in plan, plan
+            normed = data / np.linalg.norm(data, axis=1, keepdims=True)
+            found = 0
+            for q in queries:
+                sims = normed @ (q / np.linalg.norm(q))
+                truth = set(np.argsort(-sims)[:10].tolist())
+                got = await reader.search(q, 10, {})
+                assert len(got) == 10
+                assert all(score == pytest.approx(float(sims[int(d[3:])]), abs=1e-5) for d, score in got)
+                found += len({int(doc_id[3:]) for doc_id, _ in got} & truth)
+            filtered = await reader.search(queries[0], 10, {0: [tenant]})  # a filter every row passes
+            assert len(filtered) == 10
+        finally:
+            snap.close()
+    finally:
+        await store.close()
     assert found / (10 * len(queries)) >= 0.95

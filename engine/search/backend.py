@@ -17,32 +17,35 @@ awaits its database; SQLite's readers answer without suspending. `write` is the 
 call: the persistence that owns the store calls it inside its own write transaction, with its own
 connection, so its shape is between the two of them (a store whose driver is async adapts it).
 
-A store without search (`UnsupportedSearchStore`, the default of every `Persistence`: the
-PostgreSQL store until its half of issue 12 exists) keeps the deployment serving: the schema's
-search and vector indexes are not registered, nothing is written for them, and each query on one
-fails with the engine error `SearchIndexesUnavailable`, which says why.
+A store without search (`UnsupportedSearchStore`, the default of every `Persistence`) keeps the
+deployment serving: the schema's search and vector indexes are not registered, nothing is written
+for them, and each query on one fails with the engine error `SearchIndexesUnavailable`, which says
+why. A store can also refuse single indexes (`cannot_build`: PostgreSQL without pgvector has no
+vector indexes but full-text ones): those are left out the same way, the others work.
 
 Commit records carry `SearchOp`s (`CommitRecord.search`): each says "this document's entry in this
 index is now X (or gone)". Writing an op is idempotent (an upsert or delete by document id), which
 is what lets a background backfill and live commits both write entries of the same index.
 
 Implementations: `engine.search.sqlite_store` (FTS5 + a vector table with a usearch HNSW index)
-for SQLite. A PostgreSQL one (tsvector/GIN, pgvector) implements the same classes (README, "For
-the PostgreSQL store").
+for SQLite; `engine.search.pg_store` (tsvector + GIN, a term table, pgvector's HNSW) for
+PostgreSQL, shared by several engine nodes (`backfill_lease`, `ingested`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import EngineError
 from .spec import IndexSpec, StoredIndex
 
 __all__ = ["TextDoc", "VectorRow", "SearchOp", "StateOp", "SearchStore", "TextReader", "VectorReader",
-           "UnsupportedSearchStore", "UNSUPPORTED"]
+           "UnsupportedSearchStore", "UNSUPPORTED", "unavailable_error", "check_available"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -140,7 +143,8 @@ class SearchStore(ABC):
     @abstractmethod
     def write(self, handle: Any, ops: list[SearchOp | StateOp]) -> None:
         """Apply a commit's ops inside the persistence's write transaction (`handle` is the
-        backend's connection or transaction object)."""
+        backend's connection or transaction object; a store whose driver is async receives a list
+        and appends the statements the persistence then executes in that transaction, in order)."""
 
     @abstractmethod
     def committed(self, batch: list[Any]) -> None:
@@ -163,6 +167,24 @@ class SearchStore(ABC):
 
     # A store that cannot hold search indexes says why here (see UnsupportedSearchStore).
     unavailable: str | None = None
+    # Declared indexes this store cannot build (`cannot_build`), by "table.index": why. Set by
+    # engine.search.manager; queries on them fail with SearchIndexesUnavailable saying why.
+    unbuilt: Mapping[str, str] = MappingProxyType({})
+
+    def cannot_build(self, info: IndexSpec) -> str | None:
+        """Why this store cannot build this index (e.g. a missing database extension), or None."""
+        return None
+
+    def ingested(self, keys: Iterable[tuple[int, bytes]]) -> None:
+        """A shared store: the written keys of a commit another process made were read (before
+        subscriptions re-run on them)."""
+
+    @contextlib.asynccontextmanager
+    async def backfill_lease(self, info: IndexSpec, cursor: bytes | None) -> AsyncIterator[tuple[bool, bytes | None]]:
+        """Held while this process backfills `info`: yields (go, cursor to resume from); go is
+        False when there is nothing to do (a shared store: another process finished it). A store
+        one process owns has nothing to coordinate."""
+        yield True, cursor
 
     def attach(self, info: IndexSpec, stamp: int) -> None:
         """A registered index is in use again after a start (`stamp`: the durable timestamp)."""
@@ -179,7 +201,13 @@ class SearchStore(ABC):
 
 def unavailable_error(store: SearchStore, printable: str) -> EngineError:
     return EngineError("SearchIndexesUnavailable",
-                       f"Index {printable} cannot be queried: {store.unavailable}")
+                       f"Index {printable} cannot be queried: {store.unbuilt.get(printable) or store.unavailable}")
+
+
+def check_available(store: SearchStore, printable: str) -> None:
+    """SearchIndexesUnavailable when the store has no search at all, or cannot build this index."""
+    if store.unavailable is not None or printable in store.unbuilt:
+        raise unavailable_error(store, printable)
 
 
 class UnsupportedSearchStore(SearchStore):

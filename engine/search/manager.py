@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog import BY_CREATION_TIME
 from ..committer import Busy, Conflict
+from ..errors import EngineError
 from ..reads import successor
 from ..storage.base import after
 from ..transaction import Transaction
@@ -102,9 +103,15 @@ class SearchIndexes:
 
     # -- start ---------------------------------------------------------------------------------
     async def open(self) -> None:
-        catalog = self.dep.catalog
         if self._unserved(declared(self.dep.app.schema)):
             return
+        # A shared store: nodes starting together take turns, so an index is registered once and
+        # the others attach it.
+        async with self.dep.persistence.startup_lock():
+            await self._open()
+
+    async def _open(self) -> None:
+        catalog = self.dep.catalog
         stored = await self.store.load()
         if stored:
             catalog.reserve_index_ids(max(s.id for s in stored))
@@ -132,9 +139,21 @@ class SearchIndexes:
 
     async def _add_missing(self, wanted: dict[tuple[str, str], tuple[str, dict[str, Any]]]) -> None:
         catalog = self.dep.catalog
+        if self.store.unbuilt:  # a schema that no longer declares an index the store could not build
+            declared_now = {f"{t}.{n}" for t, n in wanted}
+            self.store.unbuilt = {k: v for k, v in self.store.unbuilt.items() if k in declared_now}
         for (table_name, name), (kind, conf) in wanted.items():
             table = await catalog.ensure_table(table_name)
             if name in table.search:
+                continue
+            if f"{table_name}.{name}" in self.store.unbuilt:
+                continue
+            reason = self.store.cannot_build(_make(0, table_name, name, kind, conf))
+            if reason is not None:  # e.g. PostgreSQL without pgvector: the other indexes still work
+                unbuilt = dict(self.store.unbuilt)
+                unbuilt[f"{table_name}.{name}"] = reason
+                self.store.unbuilt = unbuilt
+                log.warning('%s index "%s.%s" is not built: %s', kind.capitalize(), table_name, name, reason)
                 continue
             info = _make(catalog.allocate_index_id(), table_name, name, kind, conf)
             await self.store.register(info)
@@ -190,7 +209,27 @@ class SearchIndexes:
 
     async def _backfill(self, info: IndexSpec, cursor: bytes | None) -> None:
         try:
-            await self._fill(info, cursor)
+            delay = 0.2
+            while True:
+                try:
+                    # A shared store: one process at a time backfills an index (the others wait, and
+                    # take over from the stored cursor if it stops).
+                    async with self.store.backfill_lease(info, cursor) as (go, cursor):
+                        if go:
+                            await self._fill(info, cursor)
+                        elif info.ready:
+                            log.info('%s index "%s" is ready (backfilled by another node).', info.kind.capitalize(),
+                                     info.printable)
+                    return
+                except EngineError as e:
+                    # A networked store's database away (a restart): wait for it, then go on from
+                    # the stored cursor (the lease reads it again).
+                    if e.code != "DatabaseUnavailable":
+                        raise
+                    log.warning('Backfilling index "%s": the database is unavailable (%s); retrying.',
+                                info.printable, type(e).__name__)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -246,6 +285,17 @@ class SearchIndexes:
                 txn.close()
             try:
                 await durable
+            except Conflict:  # a store whose commits validate late (several nodes): read the chunk again
+                continue
+            except EngineError as e:
+                if e.code == "DatabaseUnavailable":
+                    raise  # (_backfill waits for the database)
+                failures += 1
+                if failures > 5:
+                    raise
+                log.warning('Backfilling index "%s": a commit failed; retrying.', info.printable)
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** failures))
+                continue
             except Exception:
                 failures += 1
                 if failures > 5:

@@ -45,7 +45,7 @@ from ..errors import EngineError
 from ..index_keys import UNDEFINED, encode_key, encode_value
 from ..reads import point
 from ..values import decode_json
-from .backend import SearchStore, unavailable_error
+from .backend import SearchStore, check_available
 from .maintenance import text_entry
 from .spec import SearchIndexInfo
 from .tokens import (MAX_CANDIDATES, MAX_FILTER_CONDITIONS, MAX_UNIQUE_QUERY_TERMS, NO_FILTER, filter_bytes,
@@ -408,8 +408,8 @@ class SearchScan:
 async def open_search(txn: Transaction, table: TableInfo, index_name: str,
                       search_filter: Callable[[SearchFilterBuilder], Any], store: SearchStore) -> SearchScan:
     info = table.search.get(index_name)
-    if store.unavailable is not None:  # a storage backend without search (engine.search.backend)
-        raise unavailable_error(store, f"{table.name}.{index_name}")
+    # A storage backend without search, or one that could not build this index (engine.search.backend).
+    check_available(store, f"{table.name}.{index_name}")
     if not isinstance(info, SearchIndexInfo):
         if info is None:
             raise EngineError("IndexNotFoundError", f"Index {table.name}.{index_name} not found.")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError
 from ..index_keys import UNDEFINED, encode_value
-from .backend import unavailable_error
+from .backend import check_available
 from .spec import VectorIndexInfo
 from .tokens import filter_bytes
 
@@ -118,8 +118,8 @@ async def vector_search(dep: Deployment, table_name: str, index_name: str, query
         raise EngineError("VectorDimensionsMismatch",
                           f"Expected a vector with dimensions {MAX_QUERY_DIMENSIONS}, received {len(vector)}.")
     store = dep.persistence.search
-    if store.unavailable is not None:  # a storage backend without search (engine.search.backend)
-        raise unavailable_error(store, printable)
+    # A storage backend without search, or one that could not build this index (engine.search.backend).
+    check_available(store, printable)
     table = dep.catalog.table(table_name)
     if table is None:
         return []

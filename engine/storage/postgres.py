@@ -34,7 +34,8 @@ import asyncpg
 
 from ..blobs import BlobStore, check_blob_key
 from ..errors import EngineError
-from ..search.backend import UnsupportedSearchStore
+from ..search.backend import SearchStore
+from ..search.pg_store import HNSW_EF_SEARCH, PostgresSearchStore
 from .base import CommitRecord, Persistence, Row, Snapshot, resume_key
 
 __all__ = ["PostgresPersistence", "CommitSession", "describe_url", "NOTIFY_CHANNEL"]
@@ -200,6 +201,28 @@ class _PgSnapshot(Snapshot):
         out: list[Row] = [(r[0], r[1], r[2]) for r in rows]
         return out, resume_key(out, limit)
 
+    # Reads of the search store (engine.search.pg_store) in this snapshot's transaction.
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        async with self._lock:
+            try:
+                return await self._conn.fetch(sql, *args)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        async with self._lock:
+            try:
+                return await self._conn.fetchrow(sql, *args)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._lock:
+            try:
+                return await self._conn.fetchval(sql, *args)
+            except CONNECTION_ERRORS as e:
+                raise unavailable(e) from None
+
     async def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
         async with self._lock:
             try:
@@ -263,7 +286,7 @@ class CommitSession:
         return _LockedSnapshot(self.store, self.conn, ts)
 
     async def apply(self, records: list[CommitRecord], payloads: list[bytes], node: str) -> None:
-        await _apply(self.conn, records, payloads, node)
+        await _apply(self.conn, records, payloads, node, self.store.search)
 
     async def trim(self, up_to_ts: int) -> None:
         await self.conn.execute(SQL["trim_commits"], up_to_ts)
@@ -287,9 +310,11 @@ async def _commits_after(conn: Any, ts: int) -> tuple[int, list[tuple[int, bytes
     return horizon, [(r[0], r[1]) for r in rows]
 
 
-async def _apply(conn: Any, records: list[CommitRecord], payloads: list[bytes], node: str) -> None:
+async def _apply(conn: Any, records: list[CommitRecord], payloads: list[bytes], node: str,
+                 search: SearchStore) -> None:
     """Write a group of commits (in order) as one statement: their net effect on each document,
-    index key and result key, the commit rows, the clock, and the notification."""
+    index key and result key, the commit rows, the clock, and the notification; then the search
+    and vector index entries (`search.write` renders them: one statement per index touched)."""
     docs: dict[str, tuple[int, int, bytes] | None] = {}
     entries: dict[tuple[int, bytes], str | None] = {}
     results: dict[tuple[str, int], tuple[int, bytes]] = {}
@@ -318,6 +343,12 @@ async def _apply(conn: Any, records: list[CommitRecord], payloads: list[bytes], 
         [v[1] for v in results.values()],
         [r.ts for r in records] if payloads else [], [node] * len(payloads), payloads,
         last, str(last))
+    ops = [op for rec in records for op in rec.search]
+    if ops:
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        search.write(statements, ops)
+        for sql, args in statements:
+            await conn.execute(sql, *args)
 
 
 async def _reset(conn: Any) -> None:
@@ -330,9 +361,6 @@ class PostgresPersistence(Persistence):
 
     inline_reads = False
     shared = True
-    # Search and vector indexes on PostgreSQL are not built yet (issue 12): queries on them fail
-    # with SearchIndexesUnavailable naming this backend; everything else serves.
-    search = UnsupportedSearchStore("PostgreSQL")
 
     def __init__(self, url: str, *, pool_size: int = 24, node_id: str | None = None, **_: object) -> None:
         self.url = url
@@ -349,6 +377,9 @@ class PostgresPersistence(Persistence):
         self.catch_up: Callable[[int, Callable[[int], Awaitable[Any]]], Awaitable[None]] | None = None
         self._listener: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
+        # Full-text indexes as tsvector + GIN, vector indexes with pgvector (engine.search.pg_store).
+        self.pg_search = PostgresSearchStore(self)
+        self.search: SearchStore = self.pg_search
 
     def __repr__(self) -> str:
         return f"PostgresPersistence({describe_url(self.url)})"
@@ -361,12 +392,17 @@ class PostgresPersistence(Persistence):
         try:
             self.pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self._pool_size, command_timeout=60,
-                server_settings={"application_name": self.application_name}, timeout=10, reset=_reset)
+                server_settings={"application_name": self.application_name,
+                                 # pgvector's HNSW search breadth for vector searches (engine.search.pg_store;
+                                 # a placeholder until the extension loads, harmless without it)
+                                 "hnsw.ef_search": str(HNSW_EF_SEARCH)},
+                timeout=10, reset=_reset)
             async with self.pool.acquire() as conn:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_SCHEMA)
                     for ddl in SCHEMA:
                         await conn.execute(ddl)
+            await self.search.open()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError, asyncio.TimeoutError) as e:
             if self.pool is not None:
                 self.pool.terminate()
@@ -454,7 +490,8 @@ class PostgresPersistence(Persistence):
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 await conn.fetchval(SQL["clock_lock"])
-                await _apply(conn, batch, [], self.node_id)
+                await _apply(conn, batch, [], self.node_id, self.search)
+        self.search.committed(batch)
 
     # -- catalog -------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -538,6 +575,7 @@ class PostgresPersistence(Persistence):
                 await conn.executemany(SQL["index_add"], [(i, t, n, "\x1f".join(f)) for i, t, n, f in indexes])
                 await conn.executemany(SQL["doc_put"], [(i, t, ts, v) for i, t, v in docs])
                 await conn.executemany(SQL["entry_put"], entries)
+                await self.pg_search.reset(conn)  # search indexes are backfilled anew at the next start
                 await conn.execute("UPDATE clock SET ts = $1 WHERE id = 1", max(ts, clock))
 
 

@@ -369,12 +369,23 @@ def _print_table(rows: list[dict]) -> None:
         print(fmt(r))
 
 
+def _offline_sqlite_db(args: argparse.Namespace, verb: str) -> Path:
+    """The SQLite file an offline verb works on. A PostgreSQL database is shared by running nodes,
+    so the offline form refuses it: the running server's URL does the same through the cluster."""
+    from engine.storage import is_url
+
+    if args.db and is_url(args.db):
+        raise CliError(f"`{verb} --db` works on a SQLite file; for a PostgreSQL deployment pass --url of one "
+                       "of its running servers")
+    return Path(args.db) if args.db else default_db_path(Path(args.app).resolve())
+
+
 def _data(args: argparse.Namespace) -> int:
     if args.url:
         return _data_from_server(args)
     from engine import storage
 
-    db = Path(args.db) if args.db else default_db_path(Path(args.app).resolve())
+    db = _offline_sqlite_db(args, "data")
     if not db.exists():
         raise CliError(f"no database at {db} (pass --db FILE, or --url of a running server)")
     try:
@@ -562,7 +573,7 @@ async def _export(args: argparse.Namespace) -> int:
 
     if args.url:
         return _export_from_server(args)
-    db = Path(args.db) if args.db else default_db_path(Path(args.app).resolve())
+    db = _offline_sqlite_db(args, "export")
     try:
         counts = await export_snapshot(db, args.path, include_file_storage=args.include_file_storage)
     except EngineError as e:
@@ -615,7 +626,7 @@ async def _import(args: argparse.Namespace) -> int:
     if args.url:
         return _import_into_server(args)
     app = Path(args.app).resolve()
-    db = Path(args.db) if args.db else default_db_path(app)
+    db = _offline_sqlite_db(args, "import")
     db.resolve().parent.mkdir(parents=True, exist_ok=True)
     try:
         counts = await import_snapshot(app, db, args.path, replace=args.replace)

@@ -100,3 +100,21 @@ async def test_a_connection_lost_while_catching_up_is_database_unavailable(pg_ur
     finally:
         await killer.close()
         await store.close()
+
+
+def test_the_offline_verbs_refuse_a_postgres_url_instead_of_making_a_file_of_it(tmp_path: Path) -> None:
+    """`import/export/data --db postgresql://...` (the offline forms) say to use --url of a running
+    server; none of them creates a SQLite file named after the URL."""
+    snapshot = tmp_path / "snap.zip"
+    with zipfile.ZipFile(snapshot, "w") as z:
+        z.writestr("items/documents.jsonl", "")
+    url = "postgresql://nova:s3cr3t-pw@127.0.0.1:1/nova"
+    env = {**os.environ, "CONVEX_ADMIN_KEY": "pg-test|0123456789abcdef", "PYTHONPATH": str(REPO_ROOT)}
+    for verb, extra in (("import", ["--path", str(snapshot)]), ("export", ["--path", str(tmp_path / "out.zip")]),
+                        ("data", [])):
+        done = subprocess.run([sys.executable, "-m", "engine", verb, *extra, "--app", str(CORE_APP), "--db", url],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 1, (verb, done.stdout, done.stderr)
+        assert f"`{verb} --db` works on a SQLite file" in done.stderr and "--url" in done.stderr, done.stderr
+        assert "s3cr3t-pw" not in done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap.zip"]

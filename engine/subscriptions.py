@@ -265,6 +265,8 @@ class SubscriptionManager:
             snapshot = await self.dep.persistence.snapshot()
         except BaseException:
             self._pending |= pending
+            for session in pending:
+                session.flush_soon()
             raise
         try:
             ts = snapshot.ts
@@ -295,6 +297,8 @@ class SubscriptionManager:
                     session.push_transition(ts, frags)
         finally:
             snapshot.close()
+            for session in pending:  # a mutation's response waits for this round: never leave it queued
+                session.flush_soon()
 
     async def code_changed(self) -> None:
         """New code was loaded (dev mode): every live query re-runs on it, and every session is sent

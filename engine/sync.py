@@ -377,8 +377,7 @@ class SyncSession:
     def push_transition(self, ts: int, frags: dict[int, bytes]) -> None:
         end = StateVersion(self.applied_qs, self.applied_identity, max(ts, self.version.ts))
         if not frags and not self._force and end == self.version:
-            if self._outbox:
-                self._kick_sender()  # a mutation's response waiting for this round
+            self.flush_soon()  # a mutation's response waiting for this round
             return
         self._force = False
         start, self.version = self.version, end
@@ -391,6 +390,11 @@ class SyncSession:
             self._kick_sender()
 
     # -- outgoing ---------------------------------------------------------------------------------
+    def flush_soon(self) -> None:
+        """Send whatever waits in the outbox (a mutation's response held for its Transition)."""
+        if self._outbox:
+            self._kick_sender()
+
     def enqueue(self, data: bytes) -> None:
         self._outbox.append(data)
         self._kick_sender()

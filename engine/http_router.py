@@ -334,7 +334,8 @@ def _to_http_response(result: Any, label: str, head: bool) -> HttpResponse:
         raise TypeError(f"HTTP action {label} returned {type(result).__name__}; it must return engine.Response.")
     headers = [(k.lower(), v) for k, v in result.headers if k.lower() != "content-length"]
     for k, v in headers:  # the server writes headers as latin-1; fail here, inside the 500 handling
-        k.encode("latin-1"), v.encode("latin-1")
+        k.encode("latin-1")
+        v.encode("latin-1")
     return HttpResponse(result.status, b"" if head else result.body, headers)
 
 

@@ -127,7 +127,7 @@ class DocCache:
         self.version = version
 
 
-_MISSES_BEFORE_JOIN = 8  # a cold scan stops fetching documents one by one and joins instead
+_MISSES_BEFORE_JOIN = 2  # a cold scan stops fetching documents one by one and joins instead
 
 
 class _SharedRead:
@@ -327,8 +327,8 @@ class SqlitePersistence(Persistence):
         # commit drops the connection's mapping with its page cache, so under steady writes every
         # page is a fresh page fault: an index point lookup after a commit took 28-31 us mapped vs
         # 6 us read() (bench/transfer_inprocess.py: 0.20 -> 0.18 CPU-ms per transfer without it).
-        # It pays only on a read-mostly database (a 10-row query on 1 000 000 rows: 1.33x of the
-        # same query on 1 000 rows mapped, 1.54x not; bench/core.py).
+        # On a read-mostly database it no longer measures a gain either (bench.core's 10-row query
+        # on 1 000 000 rows: 0.114 ms mapped, 0.112 ms read()).
         self._mmap_bytes = mmap_bytes
         # The writer's page cache keeps every page it wrote until the cache is full, and writes keep
         # adding pages (each idempotent mutation stores its result): a 64 MiB cache grew the

@@ -432,18 +432,18 @@ async def test_a_search_subscription_on_node_b_sees_matching_writes_through_node
                 _live_servers.remove(node)
 
 
-async def test_one_node_backfills_an_added_index_and_another_takes_over_when_it_stops(
-        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """An index added to the schema of a cluster: the first node to start registers it and
-    backfills it, the second attaches the same index and waits (one backfill per cluster); when the
-    first stops part-way, the second takes over from the stored cursor."""
+async def _two_nodes_adding_a_search_index(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture, *, lease_poll_s: float):
+    """2 000 notes written without a search index, then two nodes (in this process) starting on a
+    schema that adds one: (app, node a, node b). Backfill chunks of 50; b's lease looks again every
+    `lease_poll_s`."""
     import logging
 
     from engine.search import manager, pg_store
-    from test_search_backfill import SCHEMA_PLAIN, SCHEMA_SEARCH, make_app, texts, until
+    from test_search_backfill import SCHEMA_PLAIN, SCHEMA_SEARCH, make_app
 
     monkeypatch.setattr(manager, "CHUNK", 50)
-    monkeypatch.setattr(pg_store, "LEASE_POLL_S", 0.02)
+    monkeypatch.setattr(pg_store, "LEASE_POLL_S", lease_poll_s)
     seed = await Deployment.open(make_app(tmp_path / "plain", SCHEMA_PLAIN), pg_url)
     try:
         assert (await seed.call("notes:fill", {"count": 2000.0, "start": 0.0}, kind="mutation", auth=Auth())).success
@@ -452,7 +452,22 @@ async def test_one_node_backfills_an_added_index_and_another_takes_over_when_it_
     app = make_app(tmp_path / "app", SCHEMA_SEARCH)
     caplog.set_level(logging.INFO, logger="engine.search")
     a = await Deployment.open(app, pg_url)
-    b = await Deployment.open(app, pg_url)
+    try:
+        b = await Deployment.open(app, pg_url)
+    except BaseException:
+        await a.close()
+        raise
+    return app, a, b
+
+
+async def test_one_node_backfills_an_added_index_and_another_takes_over_when_it_stops(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An index added to the schema of a cluster: the first node to start registers it and
+    backfills it, the second attaches the same index and waits (one backfill per cluster); when the
+    first stops part-way, the second takes over from the stored cursor."""
+    from test_search_backfill import texts, until
+
+    app, a, b = await _two_nodes_adding_a_search_index(pg_url, tmp_path, monkeypatch, caplog, lease_poll_s=0.02)
     a_open = True
     try:
         info_a = a.catalog.table("notes").search["search_text"]
@@ -488,22 +503,9 @@ async def test_a_node_learns_that_another_nodes_backfill_finished_before_its_sub
     a query that failed with IndexBackfillingError re-runs on) and its "ready" state; B, ingesting
     that commit, makes its own copy of the index ready before it tells its listeners (the
     subscriptions) about the commit, so the re-run succeeds. (B's lease never looks again here.)"""
-    import logging
+    from test_search_backfill import texts, until
 
-    from engine.search import manager, pg_store
-    from test_search_backfill import SCHEMA_PLAIN, SCHEMA_SEARCH, make_app, texts, until
-
-    monkeypatch.setattr(manager, "CHUNK", 50)
-    monkeypatch.setattr(pg_store, "LEASE_POLL_S", 3600.0)
-    seed = await Deployment.open(make_app(tmp_path / "plain", SCHEMA_PLAIN), pg_url)
-    try:
-        assert (await seed.call("notes:fill", {"count": 2000.0, "start": 0.0}, kind="mutation", auth=Auth())).success
-    finally:
-        await seed.close()
-    app = make_app(tmp_path / "app", SCHEMA_SEARCH)
-    caplog.set_level(logging.INFO, logger="engine.search")
-    a = await Deployment.open(app, pg_url)
-    b = await Deployment.open(app, pg_url)
+    _, a, b = await _two_nodes_adding_a_search_index(pg_url, tmp_path, monkeypatch, caplog, lease_poll_s=3600.0)
     try:
         info_b = b.catalog.table("notes").search["search_text"]
         seen: list[tuple[int, bool]] = []

@@ -154,15 +154,21 @@ async def test_an_added_index_backfills_in_the_background_while_writes_go_on(
         await dep.close()
 
 
+async def _filled_then_indexed(tmp_path: Path, db: Any, count: int) -> tuple[Path, Deployment]:
+    """`count` notes written without a search index, then the deployment reopened on the schema
+    that adds one (its backfill starting): (app dir, deployment)."""
+    app = make_app(tmp_path / "app", SCHEMA_PLAIN)
+    dep = await Deployment.open(app, db, admin_key="k")
+    await call(dep, "notes:fill", {"count": float(count), "start": 0.0}, "mutation")
+    await dep.close()
+    make_app(app, SCHEMA_SEARCH)
+    return app, await Deployment.open(app, db, admin_key="k")
+
+
 async def test_a_backfill_resumes_after_a_restart(tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(manager, "CHUNK", 40)
-    app = make_app(tmp_path / "app", SCHEMA_PLAIN)
-    dep = await Deployment.open(app, db, admin_key="k")
-    await call(dep, "notes:fill", {"count": 400.0, "start": 0.0}, "mutation")
-    await dep.close()
-    make_app(app, SCHEMA_SEARCH)
-    dep = await Deployment.open(app, db, admin_key="k")
+    app, dep = await _filled_then_indexed(tmp_path, db, 400)
     info = dep.catalog.table("notes").search["search_text"]
     await until(lambda: info.progress[0] >= 120)
     await dep.close()  # stopped part-way: the cursor is stored with each chunk
@@ -290,12 +296,7 @@ async def test_a_backfill_on_postgres_outlives_a_database_restart(tmp_path: Path
     cursor, and the index ends up complete."""
     monkeypatch.setattr(manager, "CHUNK", 50)
     url = pg_server.create_database()
-    app = make_app(tmp_path / "app", SCHEMA_PLAIN)
-    dep = await Deployment.open(app, url, admin_key="k")
-    await call(dep, "notes:fill", {"count": 2000.0, "start": 0.0}, "mutation")
-    await dep.close()
-    make_app(app, SCHEMA_SEARCH)
-    dep = await Deployment.open(app, url, admin_key="k")
+    app, dep = await _filled_then_indexed(tmp_path, url, 2000)
     try:
         info = dep.catalog.table("notes").search["search_text"]
         await until(lambda: info.progress[0] >= 200)

@@ -287,16 +287,9 @@ class SearchIndexes:
                 await durable
             except Conflict:  # a store whose commits validate late (several nodes): read the chunk again
                 continue
-            except EngineError as e:
-                if e.code == "DatabaseUnavailable":
+            except Exception as e:
+                if isinstance(e, EngineError) and e.code == "DatabaseUnavailable":
                     raise  # (_backfill waits for the database)
-                failures += 1
-                if failures > 5:
-                    raise
-                log.warning('Backfilling index "%s": a commit failed; retrying.', info.printable)
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** failures))
-                continue
-            except Exception:
                 failures += 1
                 if failures > 5:
                     raise

@@ -202,26 +202,19 @@ class _PgSnapshot(Snapshot):
         return out, resume_key(out, limit)
 
     # Reads of the search store (engine.search.pg_store) in this snapshot's transaction.
-    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+    async def _read(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         async with self._lock:
-            try:
-                return await self._conn.fetch(sql, *args)
-            except CONNECTION_ERRORS as e:
-                raise unavailable(e) from None
+            with reachable():
+                return await getattr(self._conn, method)(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return await self._read("fetch", sql, args)
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        async with self._lock:
-            try:
-                return await self._conn.fetchrow(sql, *args)
-            except CONNECTION_ERRORS as e:
-                raise unavailable(e) from None
+        return await self._read("fetchrow", sql, args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        async with self._lock:
-            try:
-                return await self._conn.fetchval(sql, *args)
-            except CONNECTION_ERRORS as e:
-                raise unavailable(e) from None
+        return await self._read("fetchval", sql, args)
 
     async def mutation_result(self, session_id: str, request_id: int) -> tuple[int, bytes] | None:
         async with self._lock:

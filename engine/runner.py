@@ -56,7 +56,8 @@ class Idempotency(NamedTuple):
     """A sync-socket mutation's key: it runs at most once per (session, request), its result
     stored in the same commit and returned to a repeat (a client re-sends after a reconnect).
     `may_have_run` is False on a session's first connection (`connectionCount` 0): nothing of it
-    can be stored yet, and its mutations run one at a time, so the lookup is skipped."""
+    can be stored yet, so the first attempt skips the lookup. The key is still in its read set: a
+    replay on a newer socket that commits first makes it conflict, and the retry looks it up."""
 
     session_id: str
     request_id: int
@@ -306,6 +307,9 @@ class Runner:
         owner: object | None = None
         try:
             while True:
+                if conflicts and idempotency is not None and not idempotency.may_have_run:
+                    # It conflicted: a replay from a reconnected socket may have committed it meanwhile.
+                    idempotency = idempotency._replace(may_have_run=True)
                 if conflicts >= EXCLUSIVE_AFTER_CONFLICTS and owner is None:
                     owner = object()
                     while (busy := committer.acquire_exclusive(owner)) is not None:
@@ -349,8 +353,8 @@ class Runner:
             if idempotency is not None:
                 session_id, request_no, may_have_run = idempotency
                 key = encode_key([session_id, request_no])
+                txn.reads.add(IDEMPOTENCY_KEYS, *point(key))  # a replay committing first is a conflict
                 if may_have_run:
-                    txn.reads.add(IDEMPOTENCY_KEYS, *point(key))
                     stored = await view.mutation_result(session_id, request_no)
                     if stored is not None:  # ran before (a client re-sent it after a reconnect)
                         value = decode_json(stored[1])

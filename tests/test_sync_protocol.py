@@ -620,6 +620,29 @@ async def test_a_replay_racing_the_original_mutation_still_runs_once(server):
         await new.close()
 
 
+async def test_a_replay_committing_before_the_original_from_a_first_connection_still_runs_once(server):
+    """The original runs on the session's first connection (connectionCount 0, which skips the
+    stored-result lookup) and is slow; the replay on the reconnected socket commits first. The
+    original conflicts on the idempotency key, and its retry finds the stored result."""
+    name = unique()
+    session = str(uuid.uuid4())
+    old = await Conn.open(server, session_id=session)
+    new = await Conn.open(server, session_id=session, connection_count=1)
+    try:
+        await old.mutation("items:addSlowly", {"list": name, "rank": 1.0, "delayMs": 500.0}, request_id=0)
+        replay, _ = await new.call_mutation("items:addSlowly", {"list": name, "rank": 1.0, "delayMs": 0.0},
+                                            request_id=0)
+        original, _ = await old.until(lambda m: m["type"] == "MutationResponse")
+        assert replay["success"] and original["success"], (replay, original)
+        assert original["result"] == replay["result"]
+        [q] = await new.add(("items:all", {"list": name}))
+        await new.settle_query_set()
+        assert len(new.value(q)) == 1
+    finally:
+        await old.close()
+        await new.close()
+
+
 # --- auth ---------------------------------------------------------------------------------------------
 
 

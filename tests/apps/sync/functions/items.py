@@ -1,5 +1,7 @@
 """Items of a named list ordered by rank: insert/delete, the whole list, and a paginated view."""
 
+import asyncio
+
 from engine import mutation, pagination_opts_validator, query, v
 
 
@@ -9,6 +11,13 @@ def _in_list(args):
 
 @mutation(args={"list": v.string(), "rank": v.float64()})
 async def add(ctx, args):
+    return await ctx.db.insert("items", {"list": args["list"], "rank": args["rank"]})
+
+
+@mutation(args={"list": v.string(), "rank": v.float64(), "delayMs": v.float64()})
+async def addSlowly(ctx, args):
+    """An insert that reads nothing: two runs of it can only conflict on their idempotency key."""
+    await asyncio.sleep(args["delayMs"] / 1000)
     return await ctx.db.insert("items", {"list": args["list"], "rank": args["rank"]})
 
 

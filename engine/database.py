@@ -89,8 +89,9 @@ class DatabaseReader:
         return await self._txn.get(doc_id)  # type: ignore[return-value]  # Doc is a dict, for checkers only
 
     def _check_id_side(self, doc_id: Any) -> None:
+        # A document this transaction read names its table by its stored row: no id to decode.
         row = self._txn._rows.get(doc_id) if type(doc_id) is str else None
-        number = row[0] if row is not None else decode_id(doc_id)  # a document read here: its table's
+        number = row[0] if row is not None else decode_id(doc_id)
         if number is not None and number < FIRST_USER_TABLE_NUMBER:
             self._check_side(self._txn.catalog.by_number.get(number))
 

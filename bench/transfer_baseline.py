@@ -148,10 +148,13 @@ async def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     bank = Bank(args.db)
     bank.seed(args.accounts, args.balance)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpProtocol(bank), "127.0.0.1", args.port)
-    port = server.sockets[0].getsockname()[1]
-    print(f"listening on http://127.0.0.1:{port}", flush=True)
+    await serve(lambda: HttpProtocol(bank), args.port)
+
+
+async def serve(protocol: Any, port: int) -> None:
+    """Listen on 127.0.0.1:`port` (0: any), say where on stdout (the load driver reads it), serve."""
+    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", port)
+    print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
 

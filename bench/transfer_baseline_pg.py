@@ -23,7 +23,8 @@ from typing import Any
 
 import asyncpg
 
-from bench.transfer_baseline import OK_NULL, _decode, _encode, error_body, http_response, run, set_nodelay, split_requests
+from bench.transfer_baseline import (OK_NULL, _decode, _encode, error_body, http_response, run, serve, set_nodelay,
+                                     split_requests)
 
 LOCK = "SELECT id, balance FROM accounts WHERE id = $1 OR id = $2 ORDER BY id FOR UPDATE"
 UPDATE = ("UPDATE accounts AS a SET balance = v.balance FROM (VALUES ($1::int, $2::bigint), ($3::int, $4::bigint)) "
@@ -123,12 +124,7 @@ async def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     bank = await Bank.open(args.url, args.pool)
     await bank.seed(args.accounts, args.balance)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpProtocol(bank), "127.0.0.1", args.port)
-    port = server.sockets[0].getsockname()[1]
-    print(f"listening on http://127.0.0.1:{port}", flush=True)
-    async with server:
-        await server.serve_forever()
+    await serve(lambda: HttpProtocol(bank), args.port)
 
 
 if __name__ == "__main__":

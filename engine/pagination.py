@@ -22,7 +22,7 @@ from .values import value_size
 if TYPE_CHECKING:
     from .query_builder import Query
 
-__all__ = ["paginate", "encode_cursor", "decode_cursor", "invalid_cursor", "END"]
+__all__ = ["paginate", "encode_cursor", "decode_cursor", "invalid_cursor", "option_number", "END"]
 
 END = None  # the cursor position "end of the index range"
 _AFTER, _END = 1, 2
@@ -68,7 +68,8 @@ def soft_data_limit(hard: int) -> int:
     return hard * 3 // 4
 
 
-def _num(opts: dict[str, Any], name: str, required: bool) -> int | None:
+def option_number(opts: dict[str, Any], name: str, required: bool) -> int | None:
+    """A `paginationOpts` number (numItems, maximumRowsRead, ...), checked with Convex's texts."""
     value = opts.get(name)
     if value is None:
         if required:
@@ -157,9 +158,9 @@ async def paginate(query: Query, opts: Any) -> dict[str, Any]:
     """
     if not isinstance(opts, dict):
         raise EngineError("InvalidPaginationOptions", "paginate() takes {numItems, cursor, endCursor?}.")
-    num_items = _num(opts, "numItems", True)
-    max_rows = _num(opts, "maximumRowsRead", False)
-    max_bytes = _num(opts, "maximumBytesRead", False)
+    num_items = option_number(opts, "numItems", True)
+    max_rows = option_number(opts, "maximumRowsRead", False)
+    max_bytes = option_number(opts, "maximumBytesRead", False)
     cursor = opts.get("cursor")
     if cursor is not None and not isinstance(cursor, str):
         raise EngineError("InvalidPaginationOptions", "paginationOpts.cursor must be a string or null.")

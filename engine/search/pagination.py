@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError
 from ..index_keys import decode_key
-from ..pagination import END, decode_cursor, encode_cursor
+from ..pagination import END, decode_cursor, encode_cursor, option_number
 from .text import SearchScan
 from .tokens import MAX_CANDIDATES
 
@@ -28,17 +28,6 @@ if TYPE_CHECKING:
     from ..query_builder import Query
 
 __all__ = ["paginate_search"]
-
-
-def _num(opts: dict[str, Any], name: str, required: bool) -> int | None:
-    value = opts.get(name)
-    if value is None:
-        if required:
-            raise EngineError("InvalidPaginationOptions", f"paginationOpts.{name} is required.")
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
-        raise EngineError("InvalidPaginationOptions", f"paginationOpts.{name} must be a non-negative number.")
-    return int(value)
 
 
 def _boundary(hits: list[Any], key: bytes) -> int:
@@ -56,8 +45,8 @@ def _boundary(hits: list[Any], key: bytes) -> int:
 async def paginate_search(query: Query, opts: Any) -> dict[str, Any]:
     if not isinstance(opts, dict):
         raise EngineError("InvalidPaginationOptions", "paginate() takes {numItems, cursor, endCursor?}.")
-    num_items = _num(opts, "numItems", True)
-    max_rows = _num(opts, "maximumRowsRead", False)
+    num_items = option_number(opts, "numItems", True)
+    max_rows = option_number(opts, "maximumRowsRead", False)
     cursor = opts.get("cursor")
     if cursor is not None and not isinstance(cursor, str):
         raise EngineError("InvalidPaginationOptions", "paginationOpts.cursor must be a string or null.")

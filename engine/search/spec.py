@@ -19,8 +19,29 @@ BACKFILLING = "backfilling"
 READY = "ready"
 
 
+class _IndexState:
+    """What both kinds share: readiness and the name errors print (fields are the subclasses')."""
+
+    __slots__ = ()
+    state: str
+    table: str
+    name: str
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    @property
+    def printable(self) -> str:
+        return f"{self.table}.{self.name}"
+
+
+def _filter_paths(fields: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(f.split(".")) for f in fields)
+
+
 @dataclass(slots=True, eq=False)
-class SearchIndexInfo:
+class SearchIndexInfo(_IndexState):
     id: int
     table: str
     name: str
@@ -35,16 +56,8 @@ class SearchIndexInfo:
 
     def __post_init__(self) -> None:
         self.search_path = tuple(self.search_field.split("."))
-        self.filter_paths = tuple(tuple(f.split(".")) for f in self.filter_fields)
+        self.filter_paths = _filter_paths(self.filter_fields)
         self.roots = frozenset([self.search_path[0], *(p[0] for p in self.filter_paths)])
-
-    @property
-    def ready(self) -> bool:
-        return self.state == READY
-
-    @property
-    def printable(self) -> str:
-        return f"{self.table}.{self.name}"
 
     def definition(self) -> tuple[Any, ...]:
         """What decides whether two declarations are the same index (a change rebuilds it)."""
@@ -56,7 +69,7 @@ class SearchIndexInfo:
 
 
 @dataclass(slots=True, eq=False)
-class VectorIndexInfo:
+class VectorIndexInfo(_IndexState):
     id: int
     table: str
     name: str
@@ -72,16 +85,8 @@ class VectorIndexInfo:
 
     def __post_init__(self) -> None:
         self.vector_path = tuple(self.vector_field.split("."))
-        self.filter_paths = tuple(tuple(f.split(".")) for f in self.filter_fields)
+        self.filter_paths = _filter_paths(self.filter_fields)
         self.roots = frozenset([self.vector_path[0], *(p[0] for p in self.filter_paths)])
-
-    @property
-    def ready(self) -> bool:
-        return self.state == READY
-
-    @property
-    def printable(self) -> str:
-        return f"{self.table}.{self.name}"
 
     def definition(self) -> tuple[Any, ...]:
         return ("vector", self.vector_field, self.dimensions, self.filter_fields)

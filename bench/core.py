@@ -37,6 +37,7 @@ from typing import Any
 import aiosqlite
 
 from engine.deployment import Auth, Deployment
+from engine.storage import SqlitePersistence
 from engine.ids import new_id
 from engine.values import encode_json
 
@@ -196,8 +197,11 @@ def summarize(latencies: list[float]) -> dict[str, float]:
             "mean_ms": ms(statistics.fmean(ordered)), "n": len(ordered)}
 
 
-async def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+async def run(sizes: Sizes, workdir: Path, mmap_bytes: int = 0) -> dict[str, Any]:
     results: dict[str, Any] = {}
+
+    def store(name: str) -> SqlitePersistence:  # the engine's store, with the readers' mmap setting
+        return SqlitePersistence(workdir / name, mmap_bytes=mmap_bytes)
 
     # (a)
     raw = await raw_commits(workdir / "raw.sqlite3", sizes.commits)
@@ -215,8 +219,8 @@ async def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
     }
 
     # (b)
-    small = await Deployment.open(APP, workdir / "small.sqlite3")
-    big = await Deployment.open(APP, workdir / "big.sqlite3")
+    small = await Deployment.open(APP, workdir / "small.sqlite3", persistence=store("small.sqlite3"))
+    big = await Deployment.open(APP, workdir / "big.sqlite3", persistence=store("big.sqlite3"))
     try:
         small_blocks, _ = await load(small, sizes.small_rows, sizes.small_rows // GROUPS)
         t = time.perf_counter()
@@ -233,6 +237,7 @@ async def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
         "median_ratio_big_vs_small": round(s_big["median_ms"] / s_small["median_ms"], 3),
         "p95_ratio_big_vs_small": round(s_big["p95_ms"] / s_small["p95_ms"], 3),
         "target_ratio": 1.5,
+        "reader_mmap_bytes": mmap_bytes,
         "big_load": {"seconds": round(big_load_s, 1), "rows_per_s": round(big_rate),
                      "path": f"items:fill mutations of {sizes.load_batch} inserts via Deployment.call, 4 in flight"},
         "big_db_bytes": sum(f.stat().st_size for f in workdir.glob("big.sqlite3*")),
@@ -286,11 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds); for smoke tests")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON results path (default {RESULTS}; core.quick.json with --quick)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the databases (default: a temp dir)")
+    parser.add_argument("--mmap-bytes", type=int, default=0,
+                        help="snapshot readers map this much of the file in (b) (SqlitePersistence(mmap_bytes=); default 0)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="bench-core-", dir=args.dir) as tmp:
         started = time.time()
-        results = asyncio.run(run(sizes, Path(tmp)))
+        results = asyncio.run(run(sizes, Path(tmp), args.mmap_bytes))
     report = {
         "benchmark": "core", "quick": args.quick, "sizes": sizes.__dict__,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

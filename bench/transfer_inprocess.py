@@ -62,15 +62,17 @@ class _Transport(asyncio.Transport):
         pass
 
 
-async def _measure(per_client: int, repo: Path, profile: Path | None = None) -> dict[str, float]:
+async def _measure(per_client: int, repo: Path, profile: Path | None = None, mmap_bytes: int = 0) -> dict[str, float]:
     sys.path.insert(0, str(repo))  # the checkout measured (its engine, its transfer app)
     from engine.deployment import Auth, Deployment
+    from engine.storage import SqlitePersistence
     from engine.http_server import HttpServer, _Connection
     from engine.server import ApiEndpoint, tune_gc_for_serving
 
     app = repo / "bench" / "transfer_app"
     with tempfile.TemporaryDirectory(prefix="bench-inproc-") as tmp:
-        dep = await Deployment.open(app, Path(tmp) / "db.sqlite3", admin_key="bench")
+        db = Path(tmp) / "db.sqlite3"
+        dep = await Deployment.open(app, db, admin_key="bench", persistence=SqlitePersistence(db, mmap_bytes=mmap_bytes))
         try:
             admin = Auth(admin=True)
             for start in range(0, ACCOUNTS, 5000):
@@ -127,13 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-client", type=int, default=100, help="transfers per client (50 clients)")
     parser.add_argument("--ab", type=Path, metavar="OTHER_DIR", help="another checkout to alternate with")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--mmap-bytes", type=int, default=0,
+                        help="snapshot readers map this much of the file (SqlitePersistence(mmap_bytes=); default 0)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="write a cProfile of the measured transfers (not the seeding) to FILE")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ab is None:
-        result = asyncio.run(_measure(args.per_client, args.repo.resolve(), args.profile))
+        result = asyncio.run(_measure(args.per_client, args.repo.resolve(), args.profile, args.mmap_bytes))
         if args.json:
             print(json.dumps(result))
         else:

@@ -325,10 +325,9 @@ class SqlitePersistence(Persistence):
         # Snapshot readers may map the first `mmap_bytes` of the file instead of read()ing each page
         # their private cache misses. Off by default: a read transaction that begins after any
         # commit drops the connection's mapping with its page cache, so under steady writes every
-        # page is a fresh page fault: an index point lookup after a commit took 28-31 us mapped vs
-        # 6 us read() (bench/transfer_inprocess.py: 0.20 -> 0.18 CPU-ms per transfer without it).
-        # On a read-mostly database it no longer measures a gain either (bench.core's 10-row query
-        # on 1 000 000 rows: 0.114 ms mapped, 0.112 ms read()).
+        # page is a fresh page fault (bench.transfer_inprocess: ~11% more CPU per transfer mapped,
+        # `--mmap-bytes`), while only a read-mostly database gains (bench.core --mmap-bytes: the
+        # 10-row query on 1 000 000 rows 0.095 ms mapped, 0.108 ms read()). See README "Choices".
         self._mmap_bytes = mmap_bytes
         # The writer's page cache keeps every page it wrote until the cache is full, and writes keep
         # adding pages (each idempotent mutation stores its result): a 64 MiB cache grew the

@@ -30,6 +30,10 @@ from typing import Any
 
 ACCOUNTS = 100_000
 CLIENTS = 50
+# The request exactly as Node's fetch (undici, Node 20) sends it for bench.transfer's HTTP load.
+_REQUEST = (b"POST /api/mutation?format=json HTTP/1.1\r\nhost: 127.0.0.1:3210\r\nconnection: keep-alive\r\n"
+            b"content-type: application/json\r\naccept: */*\r\naccept-language: *\r\nsec-fetch-mode: cors\r\n"
+            b"user-agent: node\r\naccept-encoding: gzip, deflate\r\ncontent-length: %d\r\n\r\n%s")
 
 
 class _Transport(asyncio.Transport):
@@ -91,8 +95,7 @@ async def _measure(per_client: int, repo: Path, profile: Path | None = None, mma
                 for _ in range(n):
                     body = json.dumps({"path": "transfer:transfer", "args": {
                         "amount": 1, "from_id": rnd.randrange(ACCOUNTS), "to_id": rnd.randrange(ACCOUNTS)}}).encode()
-                    request = (b"POST /api/mutation?format=json HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-                               b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                    request = _REQUEST % (len(body), body)
                     transport.waiter = loop.create_future()
                     transport.out.clear()
                     conn.data_received(request)

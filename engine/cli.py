@@ -348,7 +348,7 @@ def _clean(doc: Any) -> Any:
 
 
 def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -409,6 +409,7 @@ def _print_tables(counts: Mapping[str, int | None]) -> None:
 
 
 def _print_documents(args: argparse.Namespace, docs: list[Any]) -> None:
+    docs = [_shown(doc) for doc in docs]  # numbers as `npx convex data` prints them: 0, not 0.0
     if args.format == "table":
         if docs:
             _print_table(docs)

@@ -183,3 +183,58 @@ def test_health_and_metrics_after_a_burst_of_calls(server_factory) -> None:
     failures = [e for e in answer["entries"] if e["function"] == "errors:convexMutation"]
     assert len(failures) == 3 and all(e["status"] == "failure" and "ConvexError" in e["error"] for e in failures)
     assert len({e["requestId"] for e in answer["entries"]}) == len(answer["entries"])
+
+
+# Two concurrent `bump`s: each reads the counter, then waits until both have read it, so the first
+# to commit makes the other conflict and re-run (its re-run finds the gate open). No timing involved.
+PAIRED_APP = {
+    "schema.py": GATED_APP["schema.py"],
+    "functions/hot.py": """
+import asyncio
+from engine import mutation
+
+arrived = {"n": 0}
+both_read = asyncio.Event()
+
+@mutation
+async def seed(ctx, args):
+    return await ctx.db.insert("counters", {"value": 0.0})
+
+@mutation
+async def bump(ctx, args):
+    doc = await ctx.db.query("counters").first()
+    arrived["n"] += 1
+    if arrived["n"] == 2:
+        both_read.set()
+    await asyncio.wait_for(both_read.wait(), 30)
+    await ctx.db.patch(doc["_id"], {"value": doc["value"] + 1})
+    return doc["value"] + 1
+""",
+}
+
+
+@pytest.mark.slow
+def test_a_servers_metrics_count_the_occ_retry_of_a_conflict(server_factory, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    for name, text in PAIRED_APP.items():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(text)
+    server = server_factory(app)
+    headers = {"Authorization": f"Convex {server.admin_key}"}
+
+    async def burst() -> list[float]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            assert (await client.post("/api/mutation", json={"path": "hot:seed", "args": {}})).json()["status"] == \
+                "success"
+            answers = await asyncio.gather(*(client.post("/api/mutation", json={"path": "hot:bump", "args": {}})
+                                             for _ in range(2)))
+            return sorted(r.json()["value"] for r in answers)
+
+    assert asyncio.run(burst()) == [1.0, 2.0]  # both applied, one of them after a re-run
+    samples = _samples(httpx.get(f"{server.url}/metrics", headers=headers).text)
+    assert _value(samples, "convex_occ_retries_total", function="hot:bump") == 1
+    assert _value(samples, "convex_function_executions_total", function="hot:bump", type="mutation",
+                  status="success") == 2
+    answer = httpx.get(f"{server.url}/api/stream_function_logs", params={"cursor": 0, "format": "engine"},
+                       headers=headers).json()
+    assert sorted(e["occRetries"] for e in answer["entries"] if e["function"] == "hot:bump") == [0, 1]

@@ -238,3 +238,21 @@ def test_a_servers_metrics_count_the_occ_retry_of_a_conflict(server_factory, tmp
     answer = httpx.get(f"{server.url}/api/stream_function_logs", params={"cursor": 0, "format": "engine"},
                        headers=headers).json()
     assert sorted(e["occRetries"] for e in answer["entries"] if e["function"] == "hot:bump") == [0, 1]
+
+
+async def test_health_says_unavailable_once_the_committer_stopped(tmp_path: Path) -> None:
+    dep = await Deployment.open(CORE_APP, tmp_path / "db.sqlite3", admin_key="k")
+    closed = False
+    try:
+        await ok(dep, "counters:increment", {"name": "a"})
+        serving = await metrics._health(dep, None)
+        body = json.loads(serving.body)
+        assert (serving.status, body["status"], body["ready"]) == (200, "ok", True)
+        assert int(body["latestTs"]) == dep.latest_ts() and body["functions"] == len(dep.app.functions)
+        await dep.close()
+        closed = True
+        stopped = await metrics._health(dep, None)
+        assert (stopped.status, json.loads(stopped.body)["ready"]) == (503, False)
+    finally:
+        if not closed:
+            await dep.close()

@@ -256,3 +256,54 @@ async def test_health_says_unavailable_once_the_committer_stopped(tmp_path: Path
     finally:
         if not closed:
             await dep.close()
+
+
+NESTED_APP = {
+    "schema.py": GATED_APP["schema.py"],
+    "functions/tree.py": """
+from engine import action, internal_mutation, internal_query, mutation
+
+@internal_query
+async def read(ctx, args):
+    print("reading")
+    return await ctx.db.query("counters").collect()
+
+@internal_mutation
+async def write(ctx, args):
+    print("writing")
+    return await ctx.db.insert("counters", {"value": 1.0})
+
+@action
+async def both(ctx, args):
+    await ctx.run_mutation("tree:write", {})
+    return len(await ctx.run_query("tree:read", {}))
+
+@mutation
+async def alone(ctx, args):
+    return await ctx.db.insert("counters", {"value": 2.0})
+""",
+}
+
+
+async def test_a_call_tree_shares_one_request_id_and_each_execution_has_its_entry(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    for name, text in NESTED_APP.items():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(text)
+    dep = await Deployment.open(app, tmp_path / "db.sqlite3", admin_key="k")
+    try:
+        start = executions.last_cursor
+        assert (await ok(dep, "tree:both")) == 1
+        await ok(dep, "tree:alone")
+        await ok(dep, "tree:alone")
+        entries, _ = executions.since(start)
+        assert [(e.kind, e.path) for e in entries] == [("mutation", "tree:write"), ("query", "tree:read"),
+                                                      ("action", "tree:both"), ("mutation", "tree:alone"),
+                                                      ("mutation", "tree:alone")]
+        tree = entries[:3]
+        assert len({e.request_id for e in tree}) == 1  # the dashboard and `logs` group a request by it
+        assert len({e.request_id for e in entries}) == 3  # separate calls, separate ids
+        assert [e.log_lines for e in tree] == [("[LOG] 'writing'",), ("[LOG] 'reading'",),
+                                               ("[LOG] 'writing'", "[LOG] 'reading'")]
+    finally:
+        await dep.close()

@@ -67,6 +67,10 @@ def test_the_dashboard_end_to_end(server_factory, tmp_path):
     assert (kind, function, status, lines) == ("Query", "tasks:board", "success", "")
     assert duration.endswith(" ms") and len(request_id) == 16
     assert seen["logHasSystemFunctions"] == 0
+    printed = "days: deleted 0 agent streams (0 chunks) and 0 read notifications"  # maintenance:cleanup's print
+    assert printed in seen["runnerLogLines"]
+    when, kind, function, status, duration, request_id, lines = seen["printingLogRow"].split("\t")
+    assert (kind, function, status) == ("Action", "maintenance:cleanup", "success") and printed in lines
     assert sorted(seen["crons"]) == sorted(["agent heartbeats", "deliver agent notifications",
                                             "nightly standup", "weekly cleanup"])
     assert seen["envRow"] == "DASHBOARD_SETTING\tset from the dashboard\tRemove"

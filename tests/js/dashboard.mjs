@@ -78,11 +78,21 @@ try {
   await page.waitForFunction(() => document.querySelector("#fn-result").textContent.length > 0);
   out.runResult = JSON.parse(await text("#fn-result"));
   await shot("functions");
+  // An internal action that prints: the runner shows its log line, and so will the logs.
+  await page.fill("#fn-filter", "cleanup");
+  await page.click('#functions li[data-fn="maintenance:cleanup"]');
+  await page.waitForFunction(() => !document.querySelector("#fn-run").disabled);
+  await page.fill("#fn-args", "{}");
+  await page.click("#fn-run");
+  await page.waitForFunction(() => document.querySelector("#fn-result").textContent.includes("retentionDays"));
+  out.runnerLogLines = await text("#fn-logs");
 
-  // Its execution, in the logs.
+  // Their executions, in the logs.
   await page.click('#nav a[data-view="logs"]');
   await page.waitForSelector('#logs tbody tr[data-function="tasks:board"]');
   out.logRow = await text('#logs tbody tr[data-function="tasks:board"]');
+  await page.waitForSelector('#logs tbody tr[data-function="maintenance:cleanup"]');
+  out.printingLogRow = await text('#logs tbody tr[data-function="maintenance:cleanup"]');
   out.logHasSystemFunctions = await page.locator('#logs tbody tr[data-function^="_system"]').count();
   await shot("logs");
 

@@ -12,7 +12,8 @@
 - `codegen` writes `_generated/api.d.ts`, `api.js` and `dataModel.d.ts` for a TypeScript frontend
   (engine.codegen), as `npx convex codegen` would; `dev` regenerates them on every save with `--codegen DIR`.
 - `env list|get|set|remove` edits the env file functions read secrets from (`engine.env`), like
-  `npx convex env`; `list` masks values unless `--show-values`.
+  `npx convex env`: through a running server with `--url` (the same endpoints), else the file
+  itself; `list` masks values unless `--show-values`.
 - `logs` follows a running server's executions (`GET /api/stream_function_logs`), like `npx convex logs`:
   one line per execution (function, type, status, duration, error, request id) after its log lines.
 - `dev` is `serve` plus a watcher: saved changes to the app's code are loaded into the running
@@ -348,7 +349,7 @@ def _clean(doc: Any) -> Any:
 
 
 def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -409,6 +410,7 @@ def _print_tables(counts: Mapping[str, int | None]) -> None:
 
 
 def _print_documents(args: argparse.Namespace, docs: list[Any]) -> None:
+    docs = [_shown(doc) for doc in docs]  # numbers as `npx convex data` prints them: 0, not 0.0
     if args.format == "table":
         if docs:
             _print_table(docs)
@@ -455,6 +457,8 @@ def _env(args: argparse.Namespace) -> int:
     from engine import env
     from engine.errors import EngineError
 
+    if args.url:
+        return _env_on_server(args)
     app = Path(args.app).resolve()
     path = Path(args.env_file) if args.env_file else _default_env_file(app, args.db or str(default_db_path(app)))
     try:
@@ -493,6 +497,38 @@ def _env(args: argparse.Namespace) -> int:
     except EngineError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1
+
+
+def _env_on_server(args: argparse.Namespace) -> int:
+    """`env` through a running server (`--url`): what `npx convex env` calls, so it also reaches a
+    server whose env file is somewhere this machine cannot see."""
+    if args.env_file:
+        raise CliError("--env-file and --url exclude each other: --url edits the running server's env file")
+    url = _check_url(args.url)
+    key = _admin_key_for(args)
+    if args.env_command == "list":
+        values = _system_query(url, key, "_system/cli/queryEnvironmentVariables", {})
+        if not values:
+            print(f"No environment variables on {url}.", file=sys.stderr)
+        for item in values:
+            print(f"{item['name']}={item['value'] if args.show_values else '********'}")
+        return 0
+    if args.env_command == "get":
+        found = _system_query(url, key, "_system/cli/queryEnvironmentVariables:get", {"name": args.name})
+        if found is None:
+            print(f"error: environment variable {args.name} is not set on {url}", file=sys.stderr)
+            return 1
+        print(found["value"])
+        return 0
+    if args.env_command == "set":
+        value = args.value if args.value is not None else sys.stdin.read().rstrip("\r\n")
+        _request(url, "/api/update_environment_variables", key, body={"changes": [{"name": args.name, "value": value}]})
+        print(f"Set {args.name} on {url}")
+        return 0
+    was = _system_query(url, key, "_system/cli/queryEnvironmentVariables:get", {"name": args.name})
+    _request(url, "/api/update_environment_variables", key, body={"changes": [{"name": args.name, "value": None}]})
+    print(f"Removed {args.name} from {url}" if was is not None else f"{args.name} was not set on {url}")
+    return 0
 
 
 # --- logs ----------------------------------------------------------------------------------------
@@ -796,6 +832,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("value", metavar="VALUE", nargs="?", help="default: read from stdin")
         if name == "list":
             q.add_argument("--show-values", action="store_true", help="print the values too")
+        q.add_argument("--url", help="a running server (its env file, through `POST /api/update_environment_"
+                                     "variables`, as `npx convex env`); else the env file, offline")
+        q.add_argument("--admin-key", help=key_help)
         q.add_argument("--app", default=str(default_app_dir()), help=app_help)
         q.add_argument("--db", help="SQLite file whose folder holds env.json; default: <app>/data/convex.sqlite3")
         q.add_argument("--env-file", help="the env file itself (overrides --db)")

@@ -286,7 +286,8 @@ class Runner:
         that only reads and writes the database commits. One entry in the execution log, whatever
         the number of attempts."""
         started = time.perf_counter()
-        request_id = request_id or new_request_id()  # one id for every attempt and the log entry
+        # One id for every attempt and the log entry; a nested call keeps its call tree's, as in Convex.
+        request_id = request_id or current_request_id() or new_request_id()
         _OCC_RETRIES.set(0)
         try:
             value, wire, ts, lines = await self._run_mutation(fn, args, auth, extra=extra, request_id=request_id,

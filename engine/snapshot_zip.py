@@ -207,16 +207,17 @@ class _File:
     data: bytes
 
 
-def read_snapshot(path: str | Path) -> list[_Table]:
-    """Parse and check the ZIP's tables and every line; raise EngineError("InvalidSnapshot")."""
-    return _read(path)[0]
+def read_snapshot(path: str | Path, *, shown_as: str | None = None) -> list[_Table]:
+    """Parse and check the ZIP's tables and every line; raise EngineError("InvalidSnapshot").
+    `shown_as` names the file in errors instead of its path (an upload's temporary file)."""
+    return _read(path, shown_as=shown_as)[0]
 
 
-def _read(path: str | Path) -> tuple[list[_Table], list[_File]]:
+def _read(path: str | Path, *, shown_as: str | None = None) -> tuple[list[_Table], list[_File]]:
     try:
         zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as e:
-        raise _refuse(f"{path} is not a readable ZIP file: {e}") from None
+        raise _refuse(f"{shown_as or path} is not a readable ZIP file: {e}") from None
     with zf:
         members = set(zf.namelist())
         if TABLES_FILE not in members:

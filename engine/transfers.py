@@ -94,7 +94,7 @@ def read_import_file(path: str | Path, fmt: str, table: str | None) -> list[_Tab
             raise _refuse("InvalidImport", "The snapshot holds stored files (_storage/): import it offline with "
                                            "`python -m engine import --path <zip>` (server stopped), which restores "
                                            "the files too.")
-        return read_snapshot(path)
+        return read_snapshot(path, shown_as="The uploaded file")
     if fmt not in FORMATS:
         raise _refuse("InvalidImport", f"Unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}.")
     if fmt == "csv":

@@ -255,6 +255,47 @@ def test_run_and_missing_functions(server_factory, tmp_path):
     assert "python -m engine" in done.stderr
 
 
+def test_run_identity_and_watch(server_factory, tmp_path):
+    server = server_factory("basic")
+    project = _project(tmp_path)
+    done = npx(server, project, "run", "--identity", '{"subject": "user-1", "name": "Ada"}', "whoami:whoami")
+    assert done.returncode == 0, done.stderr
+    who = json.loads(done.stdout)
+    assert (who["subject"], who["name"]) == ("user-1", "Ada")
+    done = npx(server, project, "run", "whoami:whoami")
+    assert (done.returncode, done.stdout) == (0, "")  # no identity: null, which the CLI does not print
+
+    # --watch subscribes over the sync socket: a write by another client reaches it.
+    _call(server, "mutation", "counters:increment", {"name": "watched", "by": 17.0})
+    proc = subprocess.Popen(["node", str(CLI), "run", "--watch", "counters:get", '{"name": "watched"}'], cwd=project,
+                            env=_env(server), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _read_until(proc, "17\n")
+        _call(server, "mutation", "counters:increment", {"name": "watched", "by": 25.0})
+        _read_until(proc, "42\n")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=DEADLINE_S)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_importing_a_file_that_is_not_a_snapshot_ends_with_the_reason(server_factory, tmp_path):
+    server = server_factory("basic")
+    project = _project(tmp_path)
+    bad = tmp_path / "bad.zip"
+    bad.write_text("not a zip")
+    done = npx(server, project, "import", "--yes", str(bad))
+    assert done.returncode == 1
+    assert "InvalidSnapshot: The uploaded file is not a readable ZIP file" in done.stderr, done.stderr
+    assert "convex-transfers" not in done.stderr  # the server's own temporary path is not shown
+    csv = tmp_path / "rows.csv"
+    csv.write_text("name,value\na,1\n")
+    done = npx(server, project, "import", "--yes", "--table", "counters", str(csv))
+    assert done.returncode == 1 and "convert the file to JSONL" in done.stderr
+    assert npx(server, project, "data", "counters").stderr.count("There are no documents") == 1
+
+
 @pytest.mark.parametrize("verb", [["codegen"], ["deploy", "--yes"], ["dev", "--once"], ["dev"]])
 def test_push_verbs_fail_fast_naming_our_commands(server_factory, tmp_path, verb):
     server = server_factory("basic")

@@ -3,7 +3,8 @@
 The Nova Command app serves; another client (the npm ConvexHttpClient) inserts a task while the
 dashboard shows the table, and the row appears through the engine's sync; the test then edits and
 deletes it, runs a function and finds its execution in the logs, and visits every page, taking a
-screenshot of each (the README's pictures: `DASHBOARD_SCREENSHOTS=docs/dashboard` writes them there).
+screenshot of each (the README's pictures: `DASHBOARD_SCREENSHOTS=docs/dashboard` writes them there;
+the Schedules one is taken where a scheduled function is canceled, beside cron jobs).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def test_the_dashboard_end_to_end(server_factory, tmp_path):
     assert (kind, function, status, lines) == ("Query", "tasks:board", "success", "")
     assert duration.endswith(" ms") and len(request_id) == 16
     assert seen["logHasSystemFunctions"] == 0
+    printed = "days: deleted 0 agent streams (0 chunks) and 0 read notifications"  # maintenance:cleanup's print
+    assert printed in seen["runnerLogLines"]
+    when, kind, function, status, duration, request_id, lines = seen["printingLogRow"].split("\t")
+    assert (kind, function, status) == ("Action", "maintenance:cleanup", "success") and printed in lines
     assert sorted(seen["crons"]) == sorted(["agent heartbeats", "deliver agent notifications",
                                             "nightly standup", "weekly cleanup"])
     assert seen["envRow"] == "DASHBOARD_SETTING\tset from the dashboard\tRemove"
@@ -74,19 +79,44 @@ def test_the_dashboard_end_to_end(server_factory, tmp_path):
     assert "by_status" in seen["schemaTasks"]
     assert seen["afterLogout"] == 0
     for name in PAGES:
-        assert (shots / f"{name}.png").stat().st_size > 10_000, name
+        if name != "schedules":  # taken by the next test, with scheduled functions to cancel
+            assert (shots / f"{name}.png").stat().st_size > 10_000, name
 
 
-def test_the_dashboard_cancels_a_scheduled_function(server_factory):
-    server = server_factory("sched")
-    r = httpx.post(f"{server.url}/api/mutation", json={"path": "jobs:schedule",
-                                                       "args": {"delay": 3_600_000, "tag": "later"}})
-    assert r.json()["status"] == "success", r.json()
-    job_id = r.json()["value"]
-    seen = _browser("dashboard_cancel.mjs", server.url, server.admin_key, job_id)
-    assert seen == {"before": "pending", "after": "canceled", "cancelButtons": 0}
+CRONS = """
+from engine import cron_jobs
+
+crons = cron_jobs()
+crons.hourly("hourly tick", {"minuteUTC": 0}, "ticks:tick", {"tag": "hourly"})
+crons.daily("nightly report", {"hourUTC": 2, "minuteUTC": 30}, "ticks:tick", {"tag": "nightly"})
+"""
+
+
+def test_the_dashboard_cancels_a_scheduled_function(server_factory, tmp_path):
+    # The scheduling test app, with two cron jobs: the Schedules page's picture shows both lists.
+    app = tmp_path / "sched"
+    shutil.copytree(REPO_ROOT / "tests" / "apps" / "sched", app, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    (app / "crons.py").write_text(CRONS)
+    server = server_factory(app)
+
+    def schedule(delay: int, tag: str) -> str:
+        r = httpx.post(f"{server.url}/api/mutation", json={"path": "jobs:schedule", "args": {"delay": delay, "tag": tag}})
+        assert r.json()["status"] == "success", r.json()
+        return r.json()["value"]
+
+    done_id = schedule(0, "now")
+    kept_id = schedule(7_200_000, "in two hours")
+    job_id = schedule(3_600_000, "in an hour")
+    shots = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    seen = _browser("dashboard_cancel.mjs", server.url, server.admin_key, job_id, done_id, str(shots))
+    assert seen == {"before": "pending", "after": "canceled", "cancelButtons": 0, "ran": "success",
+                    "crons": ["hourly tick", "nightly report"]}
     r = httpx.post(f"{server.url}/api/query", json={"path": "jobs:job", "args": {"id": job_id}})
     assert r.json()["value"]["state"]["kind"] == "canceled"
+    r = httpx.post(f"{server.url}/api/query", json={"path": "jobs:job", "args": {"id": kept_id}})
+    assert r.json()["value"]["state"]["kind"] == "pending"  # only the one canceled
+    assert (shots / "schedules.png").stat().st_size > 10_000
 
 
 def test_the_dashboard_page_is_served_and_its_data_needs_the_key(server_factory):

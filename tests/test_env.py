@@ -165,6 +165,38 @@ def test_serve_env_file_option(server_factory, tmp_path):
     assert f"then {path}" in server.log_tail()
 
 
+def test_env_command_through_a_running_server(server_factory, tmp_path):
+    # The server's env file is not beside its database: `--url` reaches it anyway.
+    path = tmp_path / "elsewhere" / "vars.json"
+    path.parent.mkdir()
+    server = server_factory("site", extra_args=("--env-file", str(path)))
+
+    def env_cli(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine", "env", *argv, "--url", server.url,
+                               "--admin-key", server.admin_key], cwd=REPO_ROOT, input=stdin, capture_output=True,
+                              text=True, timeout=60)
+
+    done = env_cli("set", "SITE_GREETING", "hello there")
+    assert (done.returncode, done.stdout) == (0, f"Set SITE_GREETING on {server.url}\n"), done.stderr
+    assert env_cli("set", "SITE_TOKEN", stdin="t0ken\n").returncode == 0
+    assert json.loads(path.read_text()) == {"SITE_GREETING": "hello there", "SITE_TOKEN": "t0ken"}
+    assert _query(server, "config:optional_value", {"name": "SITE_GREETING"})["value"] == "hello there"
+    assert env_cli("get", "SITE_GREETING").stdout == "hello there\n"
+    assert env_cli("list").stdout.splitlines() == ["SITE_GREETING=********", "SITE_TOKEN=********"]
+    assert env_cli("list", "--show-values").stdout.splitlines() == ["SITE_GREETING=hello there", "SITE_TOKEN=t0ken"]
+    done = env_cli("remove", "SITE_GREETING")
+    assert done.stdout == f"Removed SITE_GREETING from {server.url}\n"
+    assert env_cli("remove", "SITE_GREETING").stdout == f"SITE_GREETING was not set on {server.url}\n"
+    done = env_cli("get", "SITE_GREETING")
+    assert done.returncode == 1 and "SITE_GREETING is not set" in done.stderr
+    done = env_cli("set", "9bad", "x")
+    assert done.returncode == 1 and done.stderr.startswith("error: InvalidEnvironmentVariableName: ")
+    assert json.loads(path.read_text()) == {"SITE_TOKEN": "t0ken"}
+    done = subprocess.run([sys.executable, "-m", "engine", "env", "list", "--url", server.url, "--admin-key", "wrong"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
 def test_the_deployment_urls_are_system_variables(monkeypatch):
     from engine import env
 

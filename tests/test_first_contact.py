@@ -162,6 +162,18 @@ def test_data_lists_a_table_newest_first_offline_and_from_a_server(keyless_serve
     done = _engine("data", "messages", "--db", str(server.db_path), "--order", "asc", "--limit", "1")
     assert '"m0"' in done.stdout and done.stdout.count("\n") == 1
 
+    # Numbers and emoji as `npx convex data` prints them: 4, not 4.0; 🚀, not \ud83d\ude80.
+    r = httpx.post(f"{server.url}/api/mutation", json={"path": "counters:increment", "args": {"name": "🚀", "by": 4}})
+    assert r.json()["status"] == "success"
+    for where in (("--url", server.url, "--app", str(app)), ("--db", str(server.db_path))):
+        done = _engine("data", "counters", *where)
+        assert done.returncode == 0, done.stderr
+        assert '"name": "🚀"' in done.stdout and '"value": 4}' in done.stdout, done.stdout
+        done = _engine("data", "counters", "--format", "table", *where)
+        header, _, row = done.stdout.splitlines()
+        assert row.split(" | ")[header.split(" | ").index("name")].strip() == "🚀"
+        assert row.split(" | ")[-1].strip() == "4", done.stdout
+
 
 def test_a_missing_function_hint_names_our_commands(keyless_server):
     app, server = keyless_server

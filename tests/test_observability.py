@@ -183,3 +183,127 @@ def test_health_and_metrics_after_a_burst_of_calls(server_factory) -> None:
     failures = [e for e in answer["entries"] if e["function"] == "errors:convexMutation"]
     assert len(failures) == 3 and all(e["status"] == "failure" and "ConvexError" in e["error"] for e in failures)
     assert len({e["requestId"] for e in answer["entries"]}) == len(answer["entries"])
+
+
+# Two concurrent `bump`s: each reads the counter, then waits until both have read it, so the first
+# to commit makes the other conflict and re-run (its re-run finds the gate open). No timing involved.
+PAIRED_APP = {
+    "schema.py": GATED_APP["schema.py"],
+    "functions/hot.py": """
+import asyncio
+from engine import mutation
+
+arrived = {"n": 0}
+both_read = asyncio.Event()
+
+@mutation
+async def seed(ctx, args):
+    return await ctx.db.insert("counters", {"value": 0.0})
+
+@mutation
+async def bump(ctx, args):
+    doc = await ctx.db.query("counters").first()
+    arrived["n"] += 1
+    if arrived["n"] == 2:
+        both_read.set()
+    await asyncio.wait_for(both_read.wait(), 30)
+    await ctx.db.patch(doc["_id"], {"value": doc["value"] + 1})
+    return doc["value"] + 1
+""",
+}
+
+
+@pytest.mark.slow
+def test_a_servers_metrics_count_the_occ_retry_of_a_conflict(server_factory, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    for name, text in PAIRED_APP.items():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(text)
+    server = server_factory(app)
+    headers = {"Authorization": f"Convex {server.admin_key}"}
+
+    async def burst() -> list[float]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            assert (await client.post("/api/mutation", json={"path": "hot:seed", "args": {}})).json()["status"] == \
+                "success"
+            answers = await asyncio.gather(*(client.post("/api/mutation", json={"path": "hot:bump", "args": {}})
+                                             for _ in range(2)))
+            return sorted(r.json()["value"] for r in answers)
+
+    assert asyncio.run(burst()) == [1.0, 2.0]  # both applied, one of them after a re-run
+    samples = _samples(httpx.get(f"{server.url}/metrics", headers=headers).text)
+    assert _value(samples, "convex_occ_retries_total", function="hot:bump") == 1
+    assert _value(samples, "convex_function_executions_total", function="hot:bump", type="mutation",
+                  status="success") == 2
+    answer = httpx.get(f"{server.url}/api/stream_function_logs", params={"cursor": 0, "format": "engine"},
+                       headers=headers).json()
+    assert sorted(e["occRetries"] for e in answer["entries"] if e["function"] == "hot:bump") == [0, 1]
+
+
+async def test_health_says_unavailable_once_the_committer_stopped(tmp_path: Path) -> None:
+    dep = await Deployment.open(CORE_APP, tmp_path / "db.sqlite3", admin_key="k")
+    closed = False
+    try:
+        await ok(dep, "counters:increment", {"name": "a"})
+        serving = await metrics._health(dep, None)
+        body = json.loads(serving.body)
+        assert (serving.status, body["status"], body["ready"]) == (200, "ok", True)
+        assert int(body["latestTs"]) == dep.latest_ts() and body["functions"] == len(dep.app.functions)
+        await dep.close()
+        closed = True
+        stopped = await metrics._health(dep, None)
+        assert (stopped.status, json.loads(stopped.body)["ready"]) == (503, False)
+    finally:
+        if not closed:
+            await dep.close()
+
+
+NESTED_APP = {
+    "schema.py": GATED_APP["schema.py"],
+    "functions/tree.py": """
+from engine import action, internal_mutation, internal_query, mutation
+
+@internal_query
+async def read(ctx, args):
+    print("reading")
+    return await ctx.db.query("counters").collect()
+
+@internal_mutation
+async def write(ctx, args):
+    print("writing")
+    return await ctx.db.insert("counters", {"value": 1.0})
+
+@action
+async def both(ctx, args):
+    await ctx.run_mutation("tree:write", {})
+    return len(await ctx.run_query("tree:read", {}))
+
+@mutation
+async def alone(ctx, args):
+    return await ctx.db.insert("counters", {"value": 2.0})
+""",
+}
+
+
+async def test_a_call_tree_shares_one_request_id_and_each_execution_has_its_entry(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    for name, text in NESTED_APP.items():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(text)
+    dep = await Deployment.open(app, tmp_path / "db.sqlite3", admin_key="k")
+    try:
+        start = executions.last_cursor
+        assert (await ok(dep, "tree:both")) == 1
+        await ok(dep, "tree:alone")
+        await ok(dep, "tree:alone")
+        entries, _ = executions.since(start)
+        assert [(e.kind, e.path) for e in entries] == [("mutation", "tree:write"), ("query", "tree:read"),
+                                                      ("action", "tree:both"), ("mutation", "tree:alone"),
+                                                      ("mutation", "tree:alone")]
+        tree = entries[:3]
+        assert len({e.request_id for e in tree}) == 1  # the dashboard and `logs` group a request by it
+        assert len({e.request_id for e in entries}) == 3  # separate calls, separate ids
+        assert [e.log_lines for e in tree] == [("[LOG] 'writing'",), ("[LOG] 'reading'",),
+                                               ("[LOG] 'writing'", "[LOG] 'reading'")]
+    finally:
+        await dep.close()

@@ -78,11 +78,21 @@ try {
   await page.waitForFunction(() => document.querySelector("#fn-result").textContent.length > 0);
   out.runResult = JSON.parse(await text("#fn-result"));
   await shot("functions");
+  // An internal action that prints: the runner shows its log line, and so will the logs.
+  await page.fill("#fn-filter", "cleanup");
+  await page.click('#functions li[data-fn="maintenance:cleanup"]');
+  await page.waitForFunction(() => !document.querySelector("#fn-run").disabled);
+  await page.fill("#fn-args", "{}");
+  await page.click("#fn-run");
+  await page.waitForFunction(() => document.querySelector("#fn-result").textContent.includes("retentionDays"));
+  out.runnerLogLines = await text("#fn-logs");
 
-  // Its execution, in the logs.
+  // Their executions, in the logs.
   await page.click('#nav a[data-view="logs"]');
   await page.waitForSelector('#logs tbody tr[data-function="tasks:board"]');
   out.logRow = await text('#logs tbody tr[data-function="tasks:board"]');
+  await page.waitForSelector('#logs tbody tr[data-function="maintenance:cleanup"]');
+  out.printingLogRow = await text('#logs tbody tr[data-function="maintenance:cleanup"]');
   out.logHasSystemFunctions = await page.locator('#logs tbody tr[data-function^="_system"]').count();
   await shot("logs");
 
@@ -99,7 +109,7 @@ try {
   out.crons = await page.locator("#crons tbody tr[data-name]").evaluateAll((rows) => rows.map((r) => r.dataset.name));
   out.scheduled = await page.locator("#scheduled tbody tr[data-id]").evaluateAll((rows) =>
     rows.map((r) => ({ id: r.dataset.id, state: r.dataset.state })));
-  await shot("schedules");
+  // (The Schedules picture is taken by dashboard_cancel.mjs, with scheduled functions to cancel.)
 
   await page.click('#nav a[data-view="environment"]');
   await page.fill("#env-name", "DASHBOARD_SETTING");

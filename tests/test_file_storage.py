@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,53 @@ def test_kill_9_during_an_upload_leaves_no_half_file_and_no_row(server_factory):
     url = httpx.post(f"{server.url}/api/mutation", json={"path": "files:generateUploadUrl", "args": {}}).json()["value"]
     r = httpx.post(url, content=b"after the crash", headers={"content-type": "text/plain"})
     assert r.status_code == 200 and len(blob_files(server.db_path)) == 1
+
+
+@pytest.mark.slow
+def test_kill_9_while_the_blob_is_being_written_leaves_no_half_file_and_no_row(server_factory):
+    """The upload has arrived whole and its blob is being written (its temporary file exists) when
+    the server is killed: after the restart there is no row, no blob and no temporary file, and
+    the file uploaded before is intact."""
+    server = server_factory(APP, extra_env={"CONVEX_STORAGE_MAX_FILE_BYTES": str(200 * 1024 * 1024)})
+    api = f"{server.url}/api/mutation"
+
+    def upload_url() -> str:
+        return httpx.post(api, json={"path": "files:generateUploadUrl", "args": {}}).json()["value"]
+
+    kept = httpx.post(upload_url(), content=b"kept", headers={"content-type": "text/plain"}).json()["storageId"]
+    tmp = Path(str(server.db_path) + ".storage") / ".tmp"
+    assert list(tmp.iterdir()) == []
+    url = upload_url()
+    payload = os.urandom(96 * 1024 * 1024)
+    outcome: dict[str, Any] = {}
+
+    def post() -> None:
+        try:
+            outcome["response"] = httpx.post(url, content=payload, headers={"content-type": "video/mp4"}, timeout=60)
+        except httpx.HTTPError as e:  # the server died under it: expected
+            outcome["error"] = e
+
+    sender = threading.Thread(target=post, daemon=True)
+    sender.start()
+    # Watch for the temporary file of the blob write (a tight loop over one small folder; the
+    # write and its fsync of 96 MiB take far longer than one look).
+    seen = False
+    while sender.is_alive() and not seen:
+        with os.scandir(tmp) as entries:
+            seen = any(entry.name.endswith(".part") for entry in entries)
+    if seen:
+        server.kill()
+    sender.join(60)
+    assert seen, f"the upload finished before its blob write was seen: {outcome}"
+    assert "response" not in outcome or outcome["response"].status_code != 200, outcome
+    server.start()
+    rows = httpx.post(f"{server.url}/api/query", json={"path": "files:rows", "args": {}}).json()["value"]
+    assert [row["_id"] for row in rows] == [kept]
+    assert list(tmp.iterdir()) == []
+    assert len(blob_files(server.db_path)) == 1
+    served = httpx.get(httpx.post(f"{server.url}/api/query", json={"path": "files:url", "args": {
+        "storageId": kept}}).json()["value"])
+    assert served.content == b"kept"
 
 
 @pytest.mark.slow

@@ -371,13 +371,21 @@ class Scheduler(DueLoop):
                 txn, job_id, ("inProgress",), {"kind": "failed", "error": INTERRUPTED}, self.clock.now_ms()))
             log.warning("scheduled action %s was interrupted by a restart; marked failed", job_id)
 
+    def _missing_function(self, path: str) -> str:
+        """Convex's texts for a job whose function is gone (model/src/modules/user_error.rs): its
+        module is gone, or the module no longer exports it."""
+        module, _, export = path.partition(":")
+        if (self.dep.app.root / "functions" / f"{module}.py").is_file():
+            return f'Couldn\'t find "{export}" in module "{module}.js".'
+        return f"Couldn't find JavaScript module '{module}.js'. Did you forget to run `npx convex dev`?"
+
     # running a job
     async def _execute(self, job: dict[str, Any]) -> None:
         job_id, name = job["_id"], job["name"]
         args = job["args"][0] if job["args"] else {}
         fn = self.dep.app.functions.get(_function_path(name))
         if fn is None or fn.kind == "query":
-            reason = (f"Could not find function for '{name}'. Was it removed or renamed?" if fn is None
+            reason = (self._missing_function(_function_path(name)) if fn is None
                       else f"{name} is a query; only mutations and actions can be scheduled.")
             log.warning("scheduled job %s failed: %s", job_id, reason)
             await self._finish(job_id, ("pending",), {"kind": "failed", "error": reason})

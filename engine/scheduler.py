@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .catalog import define_system_table
 from .committer import Busy, Conflict
-from .errors import EngineError
+from .errors import CONVEX_MISSING_ADVICE, EngineError
 from .function_errors import error_text as function_error_text
 from .index_keys import encode_key
 from .loader import canonicalize_path
@@ -377,7 +377,7 @@ class Scheduler(DueLoop):
         module, _, export = path.partition(":")
         if (self.dep.app.root / "functions" / f"{module}.py").is_file():
             return f'Couldn\'t find "{export}" in module "{module}.js".'
-        return f"Couldn't find JavaScript module '{module}.js'. Did you forget to run `npx convex dev`?"
+        return f"Couldn't find JavaScript module '{module}.js'. {CONVEX_MISSING_ADVICE}"
 
     # running a job
     async def _execute(self, job: dict[str, Any]) -> None:

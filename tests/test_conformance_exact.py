@@ -213,11 +213,10 @@ def test_function_not_found_texts_on_the_http_api(server):
     assert matching(re.escape("Could not find public function for 'nope:missing'.") + "\n").match(
         call("query", "nope:missing"))
     assert matching(re.escape("Could not find public function for 'nope'.") + "\n").match(call("query", "nope"))
-    # /api/function runs any function for the admin: Convex words a miss differently there (its
-    # advice, `npx convex dev`, is replaced by what applies to this engine).
-    assert matching(re.escape("Could not find function for 'nope:missing'. Did you forget to save it under "
-                              "functions/, or to restart `python -m engine serve` (`python -m engine dev` loads "
-                              "every saved change)?") + "\n").match(call("function", "nope:missing"))
+    # /api/function (and /api/run) run any function for the admin: Convex words a miss differently there.
+    for endpoint, path in (("function", "nope:missing"), ("run/nope/missing", "nope:missing")):
+        assert matching(re.escape("Could not find function for 'nope:missing'. Did you forget to run `npx convex "
+                                  "dev`?") + "\n").match(call(endpoint, path)), endpoint
 
 
 # --- logs of failed calls ----------------------------------------------------------------------------

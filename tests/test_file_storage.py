@@ -327,8 +327,8 @@ def test_kill_9_while_the_blob_is_being_written_leaves_no_half_file_and_no_row(s
 
 @pytest.mark.slow
 def test_npx_convex_export_include_file_storage_against_a_running_server(server_factory, tmp_path):
-    """The official CLI's `npx convex export --include-file-storage` gets the files in its layout; the
-    ZIP restores offline with its bytes; a live import of stored files is refused with the way to do it."""
+    """The official CLI's `npx convex export --include-file-storage` gets the files in its layout, and
+    `npx convex import` restores them into a running server (ids, bytes, content types)."""
     from test_convex_cli import _project, npx
 
     server = server_factory(APP)
@@ -345,5 +345,28 @@ def test_npx_convex_export_include_file_storage_against_a_running_server(server_
     plain = tmp_path / "plain.zip"
     assert npx(server, project, "export", "--path", str(plain)).returncode == 0
     assert not any(n.startswith("_storage") for n in zipfile.ZipFile(plain).namelist())
-    refused = npx(server_factory(APP), project, "import", "--yes", str(snapshot))
-    assert refused.returncode != 0 and "python -m engine import" in refused.stderr + refused.stdout
+    # `npx convex import` of that ZIP into a fresh server: the same ids, the bytes served again.
+    other = server_factory(APP)
+    done = npx(other, project, "import", "--yes", str(snapshot))
+    assert done.returncode == 0, done.stderr + done.stdout
+
+    def rows(srv) -> list[dict]:
+        return httpx.post(f"{srv.url}/api/query", json={"path": "files:rows", "args": {}}).json()["value"]
+
+    def served(srv, sid: str) -> httpx.Response:
+        url = httpx.post(f"{srv.url}/api/query", json={"path": "files:url", "args": {"storageId": sid}}).json()["value"]
+        return httpx.get(url)
+
+    assert rows(other) == rows(server)
+    response = served(other, storage_id)
+    assert response.content == b"exported bytes" and response.headers["content-type"] == "text/plain"
+    assert len(blob_files(other.db_path)) == 1
+    # Into a deployment that holds files: refused (requireEmpty), nothing written; --replace
+    # replaces them (the replaced file's bytes are freed).
+    again = npx(other, project, "import", "--yes", str(snapshot))
+    assert again.returncode != 0 and "_storage" in again.stderr + again.stdout
+    assert len(blob_files(other.db_path)) == 1
+    replaced = npx(other, project, "import", "--yes", "--replace", str(snapshot))
+    assert replaced.returncode == 0, replaced.stderr + replaced.stdout
+    assert served(other, storage_id).content == b"exported bytes" and [r["_id"] for r in rows(other)] == [storage_id]
+    assert len(blob_files(other.db_path)) == 1

@@ -256,18 +256,20 @@ async def import_tables(dep: Deployment, tables: list[_Table], mode: str = "requ
     # Stored files: their bytes are written durably first, the rows go in the import's one commit
     # (a crash in between leaves blobs no row names, which the next start removes); a refused or
     # failed import removes them again. Files the replace modes delete are freed after the commit.
+    storage = dep.file_storage
+    assert storage is not None  # set up by Deployment.open
     blobs = {key: data for t in tables for key, data in t.blobs.items()}
     written: list[str] = []
     try:
         for key, data in blobs.items():
-            await dep.file_storage.blobs.put(key, data)
+            await storage.blobs.put(key, data)
             written.append(key)
         counts = await _import_in_one_transaction(dep, tables, mode, progress)
     except BaseException:
         for key in written:
-            await dep.file_storage.blobs.delete(key)
+            await storage.blobs.delete(key)
         raise
-    await dep.file_storage.settled()  # the bytes of files a replace deleted are freed by now
+    await storage.settled()  # the bytes of files a replace deleted are freed by now
     return {name: n for name, n in counts.items() if not _private(name)}
 
 

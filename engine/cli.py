@@ -83,6 +83,9 @@ def load_or_create_admin_key(key_file: Path) -> tuple[str, bool]:
 
 
 SERVERS_FILE = ".servers.json"
+# What `run` says in place of Convex's `npx convex dev` advice after a missing function.
+MISSING_ADVICE = ("Did you forget to save it under functions/, or to restart `python -m engine serve` "
+                  "(`python -m engine dev` loads every saved change)?")
 
 
 def _servers_file(app: Path) -> Path:
@@ -304,6 +307,7 @@ def _run(args: argparse.Namespace) -> int:
         # The server loads the app's functions when it starts; there is no separate push step.
         print("note: --push has no effect; `python -m engine dev` loads saved changes, `serve` loads them at start",
               file=sys.stderr)
+    from engine.errors import CONVEX_MISSING_ADVICE
     from engine.values import from_wire, to_wire
 
     result = _request(url, "/api/function", admin_key, timeout=args.timeout,
@@ -312,7 +316,9 @@ def _run(args: argparse.Namespace) -> int:
     for line in result.get("logLines", []):
         print(line, file=sys.stderr)
     if result.get("status") != "success":
-        print(result.get("errorMessage", "function failed"), file=sys.stderr)
+        # The server words a miss as Convex does; its advice (`npx convex dev`) does not apply here.
+        message = str(result.get("errorMessage", "function failed")).replace(CONVEX_MISSING_ADVICE, MISSING_ADVICE)
+        print(message, file=sys.stderr)
         if "errorData" in result:
             print(json.dumps(_shown(from_wire(result["errorData"])), indent=2, ensure_ascii=False), file=sys.stderr)
         return 1

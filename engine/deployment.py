@@ -26,7 +26,7 @@ from .blobs import BlobStore, LocalBlobStore
 from .catalog import Catalog
 from .committer import Committer, sane_start_ts
 from .cron import CronService
-from .errors import ConvexError, EngineError
+from .errors import CONVEX_MISSING_ADVICE, ConvexError, EngineError
 from .file_storage import FileStorage, blob_dir_for
 from .function_errors import NestedFunctionError, client_message, error_text
 from .loader import App, canonicalize_path, load_app
@@ -190,12 +190,9 @@ class Deployment:
         fn = self.app.functions.get(canonical)
         shown = _stripped(canonical)
         if fn is None or (fn.visibility == "internal" and not (auth.admin or internal_ok)):
-            if kind is None:  # /api/function, /api/run: Convex's execute_any_function wording, with the
-                # advice that applies here (Convex says "Did you forget to run `npx convex dev`?",
-                # but nothing is pushed to this engine: it loads the app folder)
-                raise _NotFound(f"Could not find function for '{shown}'. Did you forget to save it under functions/, "
-                                "or to restart `python -m engine serve` (`python -m engine dev` loads every saved "
-                                "change)?")
+            if kind is None:  # /api/function, /api/run: Convex's execute_any_function wording, exactly
+                # (`python -m engine run` shows our advice in place of Convex's)
+                raise _NotFound(f"Could not find function for '{shown}'. {CONVEX_MISSING_ADVICE}")
             raise _NotFound(f"Could not find public function for '{shown}'.")
         if kind is not None and fn.kind != kind:
             module, export = canonical.split(":")

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EngineError", "ConvexError"]
+__all__ = ["EngineError", "ConvexError", "CONVEX_MISSING_ADVICE"]
+
+# How Convex ends a miss on /api/function and /api/run (application/src/lib.rs), after
+# "Could not find function for '<path>'.".
+CONVEX_MISSING_ADVICE = "Did you forget to run `npx convex dev`?"
 
 
 class EngineError(Exception):

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .catalog import define_system_table
 from .committer import Busy, Conflict
-from .errors import EngineError
+from .errors import CONVEX_MISSING_ADVICE, EngineError
 from .function_errors import error_text as function_error_text
 from .index_keys import encode_key
 from .loader import canonicalize_path
@@ -371,14 +371,29 @@ class Scheduler(DueLoop):
                 txn, job_id, ("inProgress",), {"kind": "failed", "error": INTERRUPTED}, self.clock.now_ms()))
             log.warning("scheduled action %s was interrupted by a restart; marked failed", job_id)
 
+    def _missing_function(self, path: str) -> str:
+        """Convex's texts for a job whose function is gone (model/src/modules/user_error.rs): its
+        module is gone, or the module no longer exports it."""
+        module, _, export = path.partition(":")
+        if self._module_exists(module):
+            return f'Couldn\'t find "{export}" in module "{module}.js".'
+        return f"Couldn't find JavaScript module '{module}.js'. {CONVEX_MISSING_ADVICE}"
+
+    @staticmethod
+    def _unsupported(name: str, kind: str) -> str:
+        """Convex's text for a job whose function is a query (scheduled_jobs/mod.rs, a format string
+        spanning two source lines, its quotes, newline and indentation included)."""
+        module, _, export = _function_path(name).partition(":")
+        return (f'Unsupported function type. FunctionName("{export}") in module "{module}.js" is defined as a '
+                f'{kind.capitalize()}. "\n{" " * 28}"Only Mutation and Action can be scheduled.')
+
     # running a job
     async def _execute(self, job: dict[str, Any]) -> None:
         job_id, name = job["_id"], job["name"]
         args = job["args"][0] if job["args"] else {}
         fn = self.dep.app.functions.get(_function_path(name))
         if fn is None or fn.kind == "query":
-            reason = (f"Could not find function for '{name}'. Was it removed or renamed?" if fn is None
-                      else f"{name} is a query; only mutations and actions can be scheduled.")
+            reason = self._missing_function(_function_path(name)) if fn is None else self._unsupported(name, fn.kind)
             log.warning("scheduled job %s failed: %s", job_id, reason)
             await self._finish(job_id, ("pending",), {"kind": "failed", "error": reason})
             return
@@ -441,9 +456,20 @@ class Scheduler(DueLoop):
         except (TypeError, ValueError) as e:
             raise EngineError("InvalidScheduledArgs", f"Arguments scheduled for {path} are not Convex values: {e}") from None
         module, export = path.split(":")
+        if path not in self.dep.app.functions:  # Convex checks at scheduling time (udf/src/validation.rs)
+            if not self._module_exists(module):
+                raise EngineError("InvalidScheduledFunction",
+                                  f"Attempted to schedule function at nonexistent path: {module}.js")
+            raise EngineError("InvalidScheduledFunction",
+                              f"Attempted to schedule function, but no exported function {export} found in the "
+                              f"file: {module}.js. Did you forget to export it?")
         # Convex names the function "module.js:export" in `_scheduled_functions.name`.
         return {"name": f"{module}.js:{export}", "args": [_copy(args)], "scheduledTime": when,
                 "state": {"kind": "pending"}}
+
+    def _module_exists(self, module: str) -> bool:
+        return (self.dep.app.root / "functions" / f"{module}.py").is_file() or any(
+            p.startswith(module + ":") for p in self.dep.app.functions)
 
 
 def _function_path(name: str) -> str:

@@ -198,6 +198,9 @@ class _Table:
     name: str
     number: int
     docs: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (line number, document)
+    # Only on the `_storage_keys` table of a snapshot with stored files: each file's bytes, by the
+    # UUID its key row names (the blob key they are written under before the rows commit).
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +214,28 @@ def read_snapshot(path: str | Path, *, shown_as: str | None = None) -> list[_Tab
     """Parse and check the ZIP's tables and every line; raise EngineError("InvalidSnapshot").
     `shown_as` names the file in errors instead of its path (an upload's temporary file)."""
     return _read(path, shown_as=shown_as)[0]
+
+
+def read_snapshot_with_files(path: str | Path, *, shown_as: str | None = None) -> list[_Table]:
+    """`read_snapshot`, plus, when the ZIP holds stored files (checked against their size and
+    sha256), the `_storage` table and the private `_storage_keys` table with the files' bytes."""
+    tables, files = _read(path, shown_as=shown_as)
+    return tables + _storage_tables(files)
+
+
+def _storage_tables(files: list[_File]) -> list[_Table]:
+    """The `_storage` documents of `files` and a `_storage_keys` row for each, under a new UUID (the
+    key of its blob), which carries the bytes."""
+    if not files:
+        return []
+    keys = _Table(STORAGE_KEYS, SYSTEM_TABLES[STORAGE_KEYS].number)
+    for f in files:
+        file_uuid = str(uuid.uuid4())
+        keys.docs.append((f.line, {"_id": new_id(SYSTEM_TABLES[STORAGE_KEYS].number),
+                                   "_creationTime": f.doc["_creationTime"], "storageId": f.doc["_id"],
+                                   "uuid": file_uuid}))
+        keys.blobs[file_uuid] = f.data
+    return [_Table(STORAGE, SYSTEM_TABLES[STORAGE].number, [(f.line, f.doc) for f in files]), keys]
 
 
 def _read(path: str | Path, *, shown_as: str | None = None) -> tuple[list[_Table], list[_File]]:
@@ -462,13 +487,7 @@ async def _documents_held(store: SqlitePersistence, tables: dict[str, int]) -> d
 async def import_snapshot(app_dir: str | Path, db_path: str | Path, zip_path: str | Path, *,
                           replace: bool = False) -> dict[str, int]:
     """Restore a snapshot ZIP into the database (see the module docstring); {table: documents}."""
-    tables, files = _read(zip_path)
-    if files:
-        tables.append(_Table(STORAGE, SYSTEM_TABLES[STORAGE].number, [(f.line, f.doc) for f in files]))
-        tables.append(_Table(STORAGE_KEYS, SYSTEM_TABLES[STORAGE_KEYS].number,
-                             [(f.line, {"_id": new_id(SYSTEM_TABLES[STORAGE_KEYS].number),
-                                        "_creationTime": f.doc["_creationTime"], "storageId": f.doc["_id"],
-                                        "uuid": str(uuid.uuid4())}) for f in files]))
+    tables = read_snapshot_with_files(zip_path)
     app = load_app(app_dir)
     store = SqlitePersistence(db_path)
     await store.open()
@@ -501,7 +520,7 @@ async def import_snapshot(app_dir: str | Path, db_path: str | Path, zip_path: st
         index_rows = [(ix.id, info.name, ix.name, list(ix.fields))
                       for info in catalog.by_name.values() for ix in info.indexes.values()]
         ts = max(time.time_ns(), max_ts + 1)
-        written = await _write_blobs(db_path, tables, files)
+        written = await _write_blobs(db_path, tables)
         try:
             await store.restore(ts, {info.name: info.number for info in catalog.by_name.values()},
                                 index_rows, docs, entries)
@@ -514,8 +533,9 @@ async def import_snapshot(app_dir: str | Path, db_path: str | Path, zip_path: st
     return {t.name: len(t.docs) for t in tables if t.name != STORAGE_KEYS}
 
 
-async def _write_blobs(db_path: str | Path, tables: list[_Table], files: list[_File]) -> list[tuple[Any, str]]:
+async def _write_blobs(db_path: str | Path, tables: list[_Table]) -> list[tuple[Any, str]]:
     """Write the stored files' bytes (durably) under the UUIDs their `_storage_keys` rows name."""
+    files = {key: data for t in tables for key, data in t.blobs.items()}
     if not files:
         return []
     folder = blob_dir_for(db_path)
@@ -523,12 +543,11 @@ async def _write_blobs(db_path: str | Path, tables: list[_Table], files: list[_F
         raise EngineError("InvalidSnapshot", "Stored files cannot be imported into an in-memory database.")
     blobs = LocalBlobStore(folder)
     await blobs.start()
-    keys = {doc["storageId"]: doc["uuid"] for _, doc in next(t for t in tables if t.name == STORAGE_KEYS).docs}
     written: list[tuple[Any, str]] = []
     try:
-        for f in files:
-            await blobs.put(keys[f.doc["_id"]], f.data)
-            written.append((blobs, keys[f.doc["_id"]]))
+        for key, data in files.items():
+            await blobs.put(key, data)
+            written.append((blobs, key))
     except BaseException:
         for store, key in written:
             await store.delete(key)

@@ -27,6 +27,10 @@ Import goes through the running deployment, never behind its back:
   `append` (ids must be new), `replace` (the imported tables' documents are replaced),
   `replaceAll` (every user table is emptied, then the import is written).
 - `_cron_jobs` in a snapshot is skipped: the running deployment's crons.py owns that table.
+- Stored files (`_storage/` in the ZIP, as `npx convex export --include-file-storage` writes it):
+  their bytes go to the deployment's blob store first (durably), their `_storage` rows and private
+  key rows in the import's one transaction; a failed import removes the bytes again, and a replace
+  frees the bytes of the files it deleted before the import reports done.
 
 Export reads one storage snapshot (in a worker thread) and writes the ZIP beside the database
 (`<db dir>/exports/`, the last three kept); `GET /api/export/zip/<ts>` serves it.
@@ -44,12 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .catalog import BY_CREATION_TIME, TableInfo
+from .catalog import BY_CREATION_TIME, SYSTEM_TABLES, TableInfo
 from .committer import Busy, Conflict
 from .cron import CRON_JOBS
 from .errors import EngineError
 from .ids import FIRST_USER_TABLE_NUMBER, decode_id
-from .snapshot_zip import _check_against_schema, _Table, _write_zip, read_snapshot
+from .snapshot_zip import _check_against_schema, _Table, _write_zip, read_snapshot_with_files
 from .transaction import Limits, Transaction, creation_clock
 from .values import decode_json
 
@@ -75,26 +79,12 @@ def _refuse(code: str, message: str) -> EngineError:
 # -- reading an import file ------------------------------------------------------------------------
 
 
-def _has_stored_files(path: str | Path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return "_storage/documents.jsonl" in zf.namelist() and bool(zf.read("_storage/documents.jsonl").strip())
-    except (OSError, zipfile.BadZipFile):
-        return False  # read_snapshot reports what is wrong with it
-
-
 def read_import_file(path: str | Path, fmt: str, table: str | None) -> list[_Table]:
     """The tables and documents of an import file (raises InvalidSnapshot / InvalidImport)."""
     if fmt == "zip":
         if table is not None:
             raise _refuse("InvalidImport", "`--table` is not allowed for a ZIP snapshot: it names its tables.")
-        if _has_stored_files(path):
-            raise _refuse("InvalidImport", "The snapshot holds stored files (_storage/): import it offline with "
-                                           "`python -m engine import --path <zip>` (server stopped), which restores "
-                                           "the files too.")
-        return read_snapshot(path, shown_as="The uploaded file")
+        return read_snapshot_with_files(path, shown_as="The uploaded file")
     if fmt not in FORMATS:
         raise _refuse("InvalidImport", f"Unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}.")
     if fmt == "csv":
@@ -263,6 +253,33 @@ async def import_tables(dep: Deployment, tables: list[_Table], mode: str = "requ
     await _apply_numbers(dep, await _plan_numbers(dep, tables))
     _fill_single_table(tables, dep)
     _check_against_schema(tables, dep.catalog)
+    # Stored files: their bytes are written durably first, the rows go in the import's one commit
+    # (a crash in between leaves blobs no row names, which the next start removes); a refused or
+    # failed import removes them again. Files the replace modes delete are freed after the commit.
+    storage = dep.file_storage
+    assert storage is not None  # set up by Deployment.open
+    blobs = {key: data for t in tables for key, data in t.blobs.items()}
+    written: list[str] = []
+    try:
+        for key, data in blobs.items():
+            await storage.blobs.put(key, data)
+            written.append(key)
+        counts = await _import_in_one_transaction(dep, tables, mode, progress)
+    except BaseException:
+        for key in written:
+            await storage.blobs.delete(key)
+        raise
+    await storage.settled()  # the bytes of files a replace deleted are freed by now
+    return {name: n for name, n in counts.items() if not _private(name)}
+
+
+def _private(name: str) -> bool:
+    system = SYSTEM_TABLES.get(name)
+    return system is not None and system.private
+
+
+async def _import_in_one_transaction(dep: Deployment, tables: list[_Table], mode: str,
+                                     progress: Callable[[int], None] | None) -> dict[str, int]:
     for _ in range(MAX_ATTEMPTS):
         txn = Transaction(dep.catalog, await dep.committer.latest_view(), writable=True, limits=_IMPORT_LIMITS)
         try:
@@ -481,7 +498,7 @@ class Transfers:
         assert item.tables is not None
         lines = ["Import change summary:", "table | create | delete |", "------|--------|--------|"]
         for t in item.tables:
-            if t.name == CRON_JOBS:
+            if t.name == CRON_JOBS or _private(t.name):
                 continue
             held = await self._held(t.name)
             deleting = held if item.mode in ("replace", "replaceAll") else 0

@@ -94,3 +94,27 @@ async def test_an_agent_uploads_a_document_in_one_call(app_env, tmp_path):
         assert len(await dep.file_storage._all_keys()) == rows_before
     finally:
         await dep.close()
+
+
+@pytest.mark.slow
+def test_attachments_end_to_end_with_the_official_client_and_fetch(server_factory, run_node):
+    """A real server on the repo's app (local single-user mode), driven as the desktop app does
+    (npm ConvexClient + fetch) and as an agent does (one POST on the site origin)."""
+    from test_app_e2e import engine_run
+
+    server = server_factory(REPO_ROOT, extra_env={"NOVA_LOCAL_TENANT": "default", "NOVA_AGENT_TENANT": "default"})
+    engine_run(server, "seed:run")
+    out = run_node("app_files", server.url, server.site_url, server.admin_key, timeout=90)
+    assert out["ok"], out
+    v = out["value"]
+    assert v["postStatus"] == 200 and v["uploadOrigin"] == server.url
+    assert v["messageAttachments"] == [v["documentId"]] and v["commentAttachments"] == [v["documentId"]]
+    file = v["file"]
+    assert file["url"].startswith(server.url + "/api/storage/") and file["contentType"] == "image/png"
+    assert file["size"] == v["size"] and v["servedStatus"] == 200 and v["servedType"] == "image/png" and v["servedSame"]
+    # Removing the document deleted its file: the live query now fails NOT_FOUND, the URL answers 404.
+    assert v["lastFile"] == {"error": "NOT_FOUND"} and v["afterRemoveStatus"] == 404
+    agent = v["agent"]
+    assert agent["status"] == 201 and agent["keys"] == ["documentId", "storageId", "url"]
+    assert agent["servedType"] == "audio/ogg" and agent["same"] and agent["urlOrigin"] == server.url
+    assert v["byTask"] == [{"title": "Standup recording", "type": "media", "hasFile": True}]

@@ -151,6 +151,9 @@ def _within(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 def test_error_texts_and_data_reach_the_python_client(server):
     convex = pytest.importorskip("convex")
+    from convex.http_client import ConvexHttpClient
+    from convex.values import json_to_convex
+
     client = convex.ConvexClient(server.url)
     for fn, body, data in CASES:
         kind = "query" if fn.startswith("query") else "mutation" if fn.startswith("mutation") else "action"
@@ -166,6 +169,21 @@ def test_error_texts_and_data_reach_the_python_client(server):
             assert error.data == expected, (fn, error.data)
             message = error.message if hasattr(error, "message") else str(error)
         assert matching(body).match(message.strip()), (fn, message)
+    # The package's HTTP client: a plain error carries the whole text; a ConvexError its data (its
+    # message is derived from the data by that client, as against Convex).
+    http_client = ConvexHttpClient(server.url)
+    for fn, body, data in CASES:
+        kind = "query" if fn.startswith("query") else "mutation" if fn.startswith("mutation") else "action"
+        with pytest.raises(Exception) as info:
+            getattr(http_client, kind)(f"customErrors:{fn}")
+        if data is None:
+            assert not isinstance(info.value, convex.ConvexError), fn
+            assert matching(body).match(str(info.value).strip()), (fn, str(info.value))
+        else:
+            # That client hands errorData over as it arrived (Convex's encoded JSON: int64 as $integer).
+            assert isinstance(info.value, convex.ConvexError), fn
+            expected = data if data != CODE_DATA else {"message": "Boom boom bop", "code": convex.ConvexInt64(123)}
+            assert json_to_convex(info.value.data) == expected, (fn, info.value.data)
 
 
 def test_http_action_errors_answer_with_convex_bodies(server):
@@ -195,11 +213,10 @@ def test_function_not_found_texts_on_the_http_api(server):
     assert matching(re.escape("Could not find public function for 'nope:missing'.") + "\n").match(
         call("query", "nope:missing"))
     assert matching(re.escape("Could not find public function for 'nope'.") + "\n").match(call("query", "nope"))
-    # /api/function runs any function for the admin: Convex words a miss differently there (its
-    # advice, `npx convex dev`, is replaced by what applies to this engine).
-    assert matching(re.escape("Could not find function for 'nope:missing'. Did you forget to save it under "
-                              "functions/, or to restart `python -m engine serve` (`python -m engine dev` loads "
-                              "every saved change)?") + "\n").match(call("function", "nope:missing"))
+    # /api/function (and /api/run) run any function for the admin: Convex words a miss differently there.
+    for endpoint, path in (("function", "nope:missing"), ("run/nope/missing", "nope:missing")):
+        assert matching(re.escape("Could not find function for 'nope:missing'. Did you forget to run `npx convex "
+                                  "dev`?") + "\n").match(call(endpoint, path)), endpoint
 
 
 # --- logs of failed calls ----------------------------------------------------------------------------
@@ -224,6 +241,28 @@ def test_failed_calls_still_return_their_log_lines(run_node, server):
     # ... and the failed mutation wrote nothing.
     events = httpx.post(f"{server.url}/api/query", json={"path": "sched:events", "args": {}}).json()["value"]
     assert "never committed" not in events
+
+
+def test_the_python_clients_print_the_log_lines_of_failed_calls(server, capfd):
+    """The PyPI package's WebSocket client prints a call's logLines on stdout, failed calls too; its
+    HTTP client does with set_debug(True)."""
+    convex = pytest.importorskip("convex")
+    from convex.http_client import ConvexHttpClient
+
+    http_client = ConvexHttpClient(server.url)
+    http_client.set_debug(True)
+    clients = {"ConvexClient": convex.ConvexClient(server.url), "ConvexHttpClient": http_client}
+    calls = (("query", "logs:logThenThrow", "[LOG] 'about to fail' 1", "query failed after logging"),
+             ("mutation", "logs:logThenThrowMutation", "[LOG] 'mutation log line'", "mutation failed after logging"),
+             ("action", "logs:logThenThrowAction", "[LOG] 'action log line'", "action failed after logging"))
+    for name, client in clients.items():
+        for kind, path, line, message in calls:
+            capfd.readouterr()
+            with pytest.raises(Exception) as info:
+                _within(lambda: getattr(client, kind)(path))
+            assert message in str(info.value) or getattr(info.value, "data", None) == message, (name, path, info.value)
+            printed = capfd.readouterr().out.splitlines()
+            assert printed == [line], (name, path, printed)
 
 
 async def test_failed_calls_carry_log_lines_over_the_sync_protocol(server):
@@ -360,10 +399,42 @@ def test_jwt_rules_and_texts_over_http_sync_and_http_actions(run_node, server):
         head = re.fullmatch(r"\[Request ID: [a-f0-9]{16}\] Server Error: Uncaught Error: (.*)", answer["body"]["code"])
         assert head, (name, answer)
         _check_seconds(name, head.group(1), now, finished)
-    # The sync client: a good token confirms, refused ones end unauthenticated.
-    assert value["sync"]["good"] == {"changes": [True], "who": identity}
-    assert value["sync"]["expired"] == {"changes": [False], "who": None}
-    assert value["sync"]["noKid"] == {"changes": [False], "who": None}
+    # The sync clients (ConvexClient, ConvexReactClient): a good token confirms; every refused one
+    # ends unauthenticated, after the client logged the server's AuthError text for it.
+    for client, seen in value["sync"].items():
+        assert seen["good"] == {"changes": [True], "who": identity, "reauth": []}, client
+        for name in REFUSALS:
+            assert seen[name]["changes"] == [False] and seen[name]["who"] is None, (client, name, seen[name])
+            assert len(seen[name]["reauth"]) == 1, (client, name, seen[name])
+            _check_seconds(name, seen[name]["reauth"][0], now, finished)
+    assert set(value["sync"]) == {"ConvexClient", "ConvexReactClient"}
+
+
+def test_jwt_rules_and_texts_through_the_python_client(server):
+    """The PyPI package: its HTTP client gets each refusal as Convex's 401 {code, message}; its
+    WebSocket client authenticates with a good token. (A refused token leaves the WebSocket client
+    reconnecting with it, as against Convex, which also closes the socket after AuthError: a call
+    then never answers, so only the good token is driven through it.)"""
+    convex = pytest.importorskip("convex")
+    from convex.http_client import ConvexHttpClient
+
+    now = int(time.time())
+    tokens = _tokens(now)
+    identity = {"tokenIdentifier": f"{auth_config.ISSUER}|ada", "subject": "ada", "issuer": auth_config.ISSUER}
+    for name, token in tokens.items():
+        client = ConvexHttpClient(server.url)
+        client.set_auth(token)
+        if name == "good":
+            assert client.query("deployment:whoami") == identity
+            continue
+        with pytest.raises(Exception) as info:
+            client.query("deployment:whoami")
+        head, _, text = str(info.value).partition(": ")
+        assert head == "401 InvalidAuthHeader", (name, str(info.value))
+        _check_seconds(name, text, now, time.time())
+    ws = convex.ConvexClient(server.url)
+    ws.set_auth(tokens["good"])
+    assert _within(lambda: ws.query("deployment:whoami")) == identity
 
 
 async def test_auth_errors_over_the_sync_protocol(server):

@@ -251,8 +251,8 @@ def test_run_and_missing_functions(server_factory, tmp_path):
     done = npx(server, project, "run", "nope:nothing")
     assert done.returncode == 1
     # The CLI lists the deployment's functions from `_system/cli/modules:apiSpec`.
-    assert "Could not find function for 'nope:nothing'." in done.stderr  # Convex's /api/function wording
-    assert "python -m engine" in done.stderr
+    # Convex's /api/function wording, exactly (`python -m engine run` words the advice for this engine).
+    assert "Could not find function for 'nope:nothing'. Did you forget to run `npx convex dev`?" in done.stderr
 
 
 def test_run_identity_and_watch(server_factory, tmp_path):

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -278,9 +279,56 @@ def test_kill_9_during_an_upload_leaves_no_half_file_and_no_row(server_factory):
 
 
 @pytest.mark.slow
+def test_kill_9_while_the_blob_is_being_written_leaves_no_half_file_and_no_row(server_factory):
+    """The upload has arrived whole and its blob is being written (its temporary file exists) when
+    the server is killed: after the restart there is no row, no blob and no temporary file, and
+    the file uploaded before is intact."""
+    server = server_factory(APP, extra_env={"CONVEX_STORAGE_MAX_FILE_BYTES": str(200 * 1024 * 1024)})
+    api = f"{server.url}/api/mutation"
+
+    def upload_url() -> str:
+        return httpx.post(api, json={"path": "files:generateUploadUrl", "args": {}}).json()["value"]
+
+    kept = httpx.post(upload_url(), content=b"kept", headers={"content-type": "text/plain"}).json()["storageId"]
+    tmp = Path(str(server.db_path) + ".storage") / ".tmp"
+    assert list(tmp.iterdir()) == []
+    url = upload_url()
+    payload = os.urandom(96 * 1024 * 1024)
+    outcome: dict[str, Any] = {}
+
+    def post() -> None:
+        try:
+            outcome["response"] = httpx.post(url, content=payload, headers={"content-type": "video/mp4"}, timeout=60)
+        except httpx.HTTPError as e:  # the server died under it: expected
+            outcome["error"] = e
+
+    sender = threading.Thread(target=post, daemon=True)
+    sender.start()
+    # Watch for the temporary file of the blob write (a tight loop over one small folder; the
+    # write and its fsync of 96 MiB take far longer than one look).
+    seen = False
+    while sender.is_alive() and not seen:
+        with os.scandir(tmp) as entries:
+            seen = any(entry.name.endswith(".part") for entry in entries)
+    if seen:
+        server.kill()
+    sender.join(60)
+    assert seen, f"the upload finished before its blob write was seen: {outcome}"
+    assert "response" not in outcome or outcome["response"].status_code != 200, outcome
+    server.start()
+    rows = httpx.post(f"{server.url}/api/query", json={"path": "files:rows", "args": {}}).json()["value"]
+    assert [row["_id"] for row in rows] == [kept]
+    assert list(tmp.iterdir()) == []
+    assert len(blob_files(server.db_path)) == 1
+    served = httpx.get(httpx.post(f"{server.url}/api/query", json={"path": "files:url", "args": {
+        "storageId": kept}}).json()["value"])
+    assert served.content == b"kept"
+
+
+@pytest.mark.slow
 def test_npx_convex_export_include_file_storage_against_a_running_server(server_factory, tmp_path):
-    """The official CLI's `npx convex export --include-file-storage` gets the files in its layout; the
-    ZIP restores offline with its bytes; a live import of stored files is refused with the way to do it."""
+    """The official CLI's `npx convex export --include-file-storage` gets the files in its layout, and
+    `npx convex import` restores them into a running server (ids, bytes, content types)."""
     from test_convex_cli import _project, npx
 
     server = server_factory(APP)
@@ -297,5 +345,28 @@ def test_npx_convex_export_include_file_storage_against_a_running_server(server_
     plain = tmp_path / "plain.zip"
     assert npx(server, project, "export", "--path", str(plain)).returncode == 0
     assert not any(n.startswith("_storage") for n in zipfile.ZipFile(plain).namelist())
-    refused = npx(server_factory(APP), project, "import", "--yes", str(snapshot))
-    assert refused.returncode != 0 and "python -m engine import" in refused.stderr + refused.stdout
+    # `npx convex import` of that ZIP into a fresh server: the same ids, the bytes served again.
+    other = server_factory(APP)
+    done = npx(other, project, "import", "--yes", str(snapshot))
+    assert done.returncode == 0, done.stderr + done.stdout
+
+    def rows(srv) -> list[dict]:
+        return httpx.post(f"{srv.url}/api/query", json={"path": "files:rows", "args": {}}).json()["value"]
+
+    def served(srv, sid: str) -> httpx.Response:
+        url = httpx.post(f"{srv.url}/api/query", json={"path": "files:url", "args": {"storageId": sid}}).json()["value"]
+        return httpx.get(url)
+
+    assert rows(other) == rows(server)
+    response = served(other, storage_id)
+    assert response.content == b"exported bytes" and response.headers["content-type"] == "text/plain"
+    assert len(blob_files(other.db_path)) == 1
+    # Into a deployment that holds files: refused (requireEmpty), nothing written; --replace
+    # replaces them (the replaced file's bytes are freed).
+    again = npx(other, project, "import", "--yes", str(snapshot))
+    assert again.returncode != 0 and "_storage" in again.stderr + again.stdout
+    assert len(blob_files(other.db_path)) == 1
+    replaced = npx(other, project, "import", "--yes", "--replace", str(snapshot))
+    assert replaced.returncode == 0, replaced.stderr + replaced.stdout
+    assert served(other, storage_id).content == b"exported bytes" and [r["_id"] for r in rows(other)] == [storage_id]
+    assert len(blob_files(other.db_path)) == 1

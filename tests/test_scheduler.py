@@ -215,17 +215,22 @@ async def test_cancel_while_the_mutation_runs_discards_it(dep: Deployment) -> No
 
 
 # -- failures ------------------------------------------------------------------------------------
-async def test_missing_function_fails_the_job_with_an_error(dep: Deployment) -> None:
-    missing = await call(dep, "jobs:schedule_by_name", {"name": "nope:missing", "delay": 0})
+async def test_missing_functions_are_refused_when_scheduled_and_queries_fail_when_run(dep: Deployment) -> None:
+    """Convex's rules and texts (udf/src/validation.rs validate_schedule_args; scheduled_jobs/mod.rs):
+    scheduling a function that does not exist fails the scheduling function; a query can be
+    scheduled, and its job fails when it comes due."""
+    for name, text in (("nope:missing", "Attempted to schedule function at nonexistent path: nope.js"),
+                       ("jobs:missing", "Attempted to schedule function, but no exported function missing found "
+                                        "in the file: jobs.js. Did you forget to export it?")):
+        message = await call_error(dep, "jobs:schedule_by_name", {"name": name, "delay": 0})
+        assert f"\nUncaught Error: {text}\n    at async schedule_by_name (" in message, message
     a_query = await call(dep, "jobs:schedule_by_name", {"name": "jobs:ping", "delay": 0})
     await dep.scheduler.drain()
-    doc = await job(dep, missing)
-    assert doc["state"]["kind"] == "failed"
-    assert "nope.js:missing" in doc["state"]["error"]
-    assert doc["completedTime"] == START_MS
     doc = await job(dep, a_query)
-    assert doc["state"] == {"kind": "failed",
-                            "error": "jobs.js:ping is a query; only mutations and actions can be scheduled."}
+    assert doc["completedTime"] == START_MS
+    assert doc["state"] == {"kind": "failed", "error": 'Unsupported function type. FunctionName("ping") in module '
+                            '"jobs.js" is defined as a Query. "\n                            "Only Mutation and '
+                            'Action can be scheduled.'}
 
 
 async def test_failing_jobs_record_the_error_and_keep_no_writes(dep: Deployment) -> None:

@@ -75,3 +75,47 @@ async def test_success_failed_and_canceled_shapes(tmp_path):
         assert await ok(dep, "sched:events", {}, "query") == ["scheduled"]
     finally:
         await dep.close()
+
+
+async def test_a_job_whose_function_is_gone_fails_with_convexs_text(tmp_path):
+    """The app changed between scheduling and running: the job fails with Convex's text for a
+    module that no longer exports the function, or for a module that is gone."""
+    import re
+    import shutil
+
+    def drop_function(source: str, name: str) -> str:
+        # Remove one decorated function (decorator line through the blank lines after its body).
+        return re.sub(rf"@internal_mutation[^\n]*\nasync def {name}\(.*?(?=\n@|\Z)", "", source, flags=re.S)
+
+    texts = {}
+    for case in ("function", "module"):
+        app = tmp_path / case / "app"
+        shutil.copytree(APP, app)
+        clock = ManualClock(START)
+        db = tmp_path / case / "db.sqlite3"
+        dep = await Deployment.open(app, db, clock=clock)
+        try:
+            job_id = await ok(dep, "sched:schedule", {"which": "record", "delay": 1000.0})
+        finally:
+            await dep.close()
+        sched = app / "functions" / "sched.py"
+        if case == "function":
+            sched.write_text(drop_function(sched.read_text(), "record"))
+            assert "async def record(" not in sched.read_text() and "async def schedule(" in sched.read_text()
+        else:
+            (app / "functions" / "jobs.py").write_text(
+                "from engine import query, v\n\n\n@query(args={'id': v.id('_scheduled_functions')})\n"
+                "async def job(ctx, args):\n    return await ctx.db.system.get(args['id'])\n")
+            sched.unlink()
+        clock.advance(seconds=2)
+        dep = await Deployment.open(app, db, clock=clock)
+        try:
+            await dep.scheduler.drain()
+            path = "sched:job" if case == "function" else "jobs:job"
+            job = await ok(dep, path, {"id": job_id}, "query")
+            assert job["state"]["kind"] == "failed" and job["completedTime"] >= START + 1000, job
+            texts[case] = job["state"]["error"]
+        finally:
+            await dep.close()
+    assert texts == {"function": 'Couldn\'t find "record" in module "sched.js".',
+                     "module": "Couldn't find JavaScript module 'sched.js'. Did you forget to run `npx convex dev`?"}

@@ -31,8 +31,9 @@ let counter = 0;
 const uniq = (p = "n") => `${p}-${RUN}-${counter++}`;
 
 const logs = [];
+const verbose = []; // what the clients log with `verbose: true` (the auth manager's steps)
 const logger = {
-  logVerbose: () => {},
+  logVerbose: (...a) => verbose.push(a.map(String).join(" ")),
   log: (...a) => logs.push(["log", a.map(String).join(" ")]),
   warn: (...a) => logs.push(["warn", a.map(String).join(" ")]),
   error: (...a) => logs.push(["error", a.map(String).join(" ")]),
@@ -255,15 +256,25 @@ async function auth() {
     const response = await fetch(`${site}/whoami`, { headers: { Authorization: `Bearer ${token}` } });
     out.httpAction[name] = { status: response.status, body: await response.json() };
   }
-  for (const name of ["good", "expired", "noKid"]) {
-    const client = simple();
-    const changes = [];
-    client.setAuth(async () => tokens[name], (isAuthenticated) => {
-      changes.push(isAuthenticated);
-      changed();
-    });
-    await waitFor(() => changes.length > 0, `onChange for ${name}`, 30000);
-    out.sync[name] = { changes, who: show(await withTimeout(client.query(api.deployment.whoami, {}), "whoami")) };
+  // The sync clients: onChange reports the outcome; the server's AuthError text reaches the client,
+  // which logs it (verbose) as it gives up on the token: `attempting to reauthenticate: <text> [vN]`.
+  for (const [clientName, make] of [["ConvexClient", simple], ["ConvexReactClient", react]]) {
+    out.sync[clientName] = {};
+    for (const [name, token] of Object.entries(tokens)) {
+      const client = make();
+      const changes = [];
+      const before = verbose.length;
+      client.setAuth(async () => token, (isAuthenticated) => {
+        changes.push(isAuthenticated);
+        changed();
+      });
+      await waitFor(() => changes.length > 0, `${clientName} onChange for ${name}`, 30000);
+      const who = show(await withTimeout(client.query(api.deployment.whoami, {}), `${clientName} whoami`));
+      const reauth = verbose.slice(before).filter((line) => line.startsWith("attempting to reauthenticate: "))
+        .map((line) => line.slice("attempting to reauthenticate: ".length).replace(/ \[v\d+\]$/, ""));
+      out.sync[clientName][name] = { changes, who, reauth };
+      await client.close();
+    }
   }
   out.authLogs = logs.filter(([level]) => level !== "log").map(([, text]) => text);
   return out;

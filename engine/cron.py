@@ -295,7 +295,9 @@ class CronService(DueLoop):
         table = self._table()
         ix = table.indexes["by_name"]
         now = self.clock.now_ms()
-        existing = {doc["name"]: doc async for _, doc in txn.scan(table, ix, b"", b"\xff", False)}
+        scan = txn.scan(table, ix, b"", b"\xff", False)
+        existing = {doc["name"]: doc async for _, doc in scan}
+        scan.finish()  # the whole range is in the read set: nodes starting together add each job once
         for name, doc in existing.items():
             if name not in jobs:
                 await txn.delete(doc["_id"])

@@ -142,7 +142,8 @@ def to_ms(moment: Any) -> float:
 # -- small engine transactions -------------------------------------------------------------------
 async def system_transaction(dep: Deployment, body: Callable[[Transaction], Any]) -> Any:
     """Run `body(txn)` (a function or a coroutine function) on a fresh snapshot and commit what it
-    wrote, re-running it on conflicts."""
+    wrote, re-running it on conflicts (found when it is sequenced, or, on a store several nodes
+    share, when it commits)."""
     for _ in range(MAX_SYSTEM_TXN_ATTEMPTS):
         txn = Transaction(dep.catalog, await dep.persistence.snapshot(), writable=True)
         future = None
@@ -151,6 +152,7 @@ async def system_transaction(dep: Deployment, body: Callable[[Transaction], Any]
             result = body(txn)
             if inspect.isawaitable(result):
                 result = await result
+            txn.flush_scans()  # the ranges its scans walked are in the read set
             if txn.writes:
                 _, future = dep.committer.sequence(txn)
         except Busy as e:  # a mutation has the sequencer to itself for a moment
@@ -163,7 +165,10 @@ async def system_transaction(dep: Deployment, body: Callable[[Transaction], Any]
             await busy
             continue
         if future is not None:
-            await future
+            try:
+                await future
+            except Conflict:  # another node's commit got there first
+                continue
         return result  # type: ignore[possibly-undefined]  # bound: every other path continued
     raise EngineError("OptimisticConcurrencyControlFailure", "A system transaction kept conflicting.", status=503)
 

@@ -2,14 +2,16 @@
 
 Real things throughout: a real PostgreSQL server (tests/pg_harness.py), three real
 `python -m engine serve --db postgresql://...` processes on loopback, the official npm clients.
-The cron test runs three deployments in one process instead (each with its own pool, committer,
-LISTEN connection and node id: they share nothing but the database), because crons need an
-injected clock and a server process has none.
+The minute-by-minute cron test runs three deployments in one process (each with its own pool,
+committer, LISTEN connection and node id: they share nothing but the database), because a
+five-field cron needs an injected clock and a server process has none; on three server processes
+the same property is shown with an every-second cron, in real time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -23,25 +25,32 @@ import pytest
 from conftest import TEST_ADMIN_KEY, ServerProcess, _live_servers, app_path
 from engine.deployment import Auth, Deployment
 from engine.scheduler import ManualClock
+from engine.values import decode_json
 
 APP = Path(__file__).resolve().parent / "apps" / "sync"
+JOBS_APP = Path(__file__).resolve().parent / "apps" / "cluster"
 
 pytestmark = pytest.mark.slow
 
 
 class Cluster:
-    def __init__(self, url: str, base: Path) -> None:
+    def __init__(self, url: str, base: Path, app: Path = APP, extra_args: tuple[str, ...] = ()) -> None:
         self.db_url = url
         self.base = base
+        self.app = app
+        self.extra_args = extra_args
         self.nodes: list[ServerProcess] = []
+        self._lock = threading.Lock()  # nodes start from several threads: each gets its own number
 
     def start_node(self) -> ServerProcess:
-        n = len(self.nodes)
-        workdir = self.base / f"node{n}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        node = ServerProcess(app_path(APP), self.db_url, workdir / "server.log",  # type: ignore[arg-type]
-                             admin_key=TEST_ADMIN_KEY)
-        self.nodes.append(node)
+        with self._lock:
+            n = len(self.nodes)
+            workdir = self.base / f"node{n}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            node = ServerProcess(app_path(self.app), self.db_url, workdir / "server.log",  # type: ignore[arg-type]
+                                 admin_key=TEST_ADMIN_KEY, extra_args=self.extra_args,
+                                 extra_env={"NODE_NAME": f"node{n}"})
+            self.nodes.append(node)
         return node.start()
 
     def stop(self) -> None:
@@ -51,11 +60,25 @@ class Cluster:
                 _live_servers.remove(node)
 
 
-@pytest.fixture
-def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(pg_url, tmp_path)
+def _start(c: Cluster) -> Cluster:
     with ThreadPoolExecutor(3) as pool:  # three nodes starting at once take turns on the catalog
         list(pool.map(lambda _: c.start_node(), range(3)))
+    return c
+
+
+@pytest.fixture
+def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = _start(Cluster(pg_url, tmp_path))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def job_cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Three nodes of tests/apps/cluster (each run records $NODE_NAME: node0, node1, node2)."""
+    c = _start(Cluster(pg_url, tmp_path, JOBS_APP))
     try:
         yield c
     finally:
@@ -222,6 +245,84 @@ async def test_a_cron_fires_once_per_minute_across_the_cluster(pg_url: str, tmp_
             await asyncio.gather(*(dep.crons.drain() for dep in nodes))
             counts = [(await dep.call("ticks:count", {}, kind="query", auth=Auth())).value for dep in nodes]
             assert counts == [minute] * 3, (minute, counts)
+    finally:
+        for dep in nodes:
+            await dep.close()
+
+
+# -- scheduled functions and crons on three server processes ------------------------------------------
+
+async def watch(node: ServerProcess, path: str, args: dict, done, timeout: float = 30.0):
+    """Subscribe to a query on `node` and wait (on its Transitions, not a timer) until
+    `done(value)`; returns that value."""
+    from test_sync_protocol import Conn
+
+    conn = await Conn.open(node)
+    try:
+        (qid,) = await conn.add((path, args))
+        async with asyncio.timeout(timeout):
+            while True:
+                await conn.until(lambda m: m["type"] == "Transition")
+                result = conn.results.get(qid)
+                if result is not None:
+                    assert result["type"] == "QueryUpdated", result
+                    if done(result["value"]):
+                        return result["value"]
+    finally:
+        await conn.close()
+
+
+async def test_scheduled_functions_and_a_cron_run_once_per_due_time_across_three_serve_processes(
+        job_cluster: Cluster) -> None:
+    """Every node finds every due job (a job scheduled through node A wakes the schedulers of B
+    and C too): 60 mutations and 30 actions scheduled at once each run exactly once, and an
+    every-second cron's planned runs each run once, whichever nodes win them."""
+    a, b, c = job_cluster.nodes
+    tag = f"s-{uuid.uuid4().hex[:8]}"
+    ids = mutation(a, "jobs:scheduleMany", {"tag": tag, "n": 60, "kind": "mutation"})
+    ids += mutation(b, "jobs:scheduleMany", {"tag": tag, "n": 30, "kind": "action"})
+    assert isinstance(ids, list) and len(ids) == 90
+    states = await watch(c, "jobs:states", {"ids": ids}, lambda v: all(s["kind"] == "success" for s in v))
+    assert len(states) == 90
+    runs = query(a, "jobs:runs", {"tag": tag})
+    assert isinstance(runs, list) and len(runs) == 90, len(runs)  # none ran twice
+    mutation(c, "jobs:setFlag", {"name": "tick", "on": True})
+    ticks = await watch(b, "jobs:runs", {"tag": "tick"}, lambda v: len(v) >= 6)
+    mutation(c, "jobs:setFlag", {"name": "tick", "on": False})
+    ticks = query(a, "jobs:runs", {"tag": "tick"})
+    assert isinstance(ticks, list)
+    planned = sorted(t["planned"] for t in ticks)
+    assert len(set(planned)) == len(planned), planned  # no planned run ran twice
+    assert all((later - earlier) % 1000 == 0 and later > earlier
+               for earlier, later in zip(planned, planned[1:])), planned  # planned times of one job
+    print("scheduled runs per node:", {n: sum(r["node"] == n for r in runs) for n in ("node0", "node1", "node2")},
+          "ticks per node:", {n: sum(t["node"] == n for t in ticks) for n in ("node0", "node1", "node2")})
+
+
+async def test_nodes_syncing_their_crons_at_once_register_each_job_once(pg_url: str, tmp_path: Path) -> None:
+    """Three nodes registering a new cron job at the same moment (a deploy reaching them all) make
+    one `_cron_jobs` document of it, not one per node: the registration reads the jobs' range in
+    its read set, so the late ones conflict, re-run and find the job there."""
+    app = tmp_path / "app"
+    for rel, text in CRON_APP.items():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        (app / rel).write_text(dedent(text))
+    start = datetime(2026, 3, 2, 12, 0, 30, tzinfo=timezone.utc)
+    nodes = [await Deployment.open(app, pg_url, clock=ManualClock(start)) for _ in range(3)]
+    try:
+        for dep in nodes:
+            assert dep.app.crons is not None
+            dep.app.crons.interval("extra", {"minutes": 5}, "ticks:tick")
+        await asyncio.gather(*(dep.crons.sync() for dep in nodes))
+        for dep in nodes:
+            snapshot = await dep.persistence.snapshot()
+            try:
+                table = dep.catalog.by_name["_cron_jobs"]
+                names = sorted([decode_json(raw)["name"] async for _, _, raw in
+                                snapshot.scan(table.indexes["by_name"].id, b"", b"\xff", False)])
+            finally:
+                snapshot.close()
+            assert names == ["every minute", "extra"], names
     finally:
         for dep in nodes:
             await dep.close()

@@ -229,7 +229,7 @@ async def _serve(args: argparse.Namespace) -> int:
     env.set_deployment_urls(*deployment_urls(args.host, args.port, args.site_port))
     loop_kind = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
     print(f"Event loop: {loop_kind}", flush=True)
-    dep = await Deployment.open(app, db, admin_key=admin_key)
+    dep = await Deployment.open(app, db, admin_key=admin_key, node_timeout=args.node_timeout)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     dep.cloud_url = f"http://{shown_host}:{args.port}"
     dep.site_url = f"http://{shown_host}:{args.site_port}"
@@ -703,6 +703,16 @@ def _codegen(args: argparse.Namespace) -> int:
 # --- parser --------------------------------------------------------------------------------------
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="A Convex-compatible backend.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -719,6 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(the process environment takes precedence)")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop: uvloop when installed (auto, the default) or the standard asyncio loop")
+    p.add_argument("--node-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help="PostgreSQL with several nodes: a node not heard from for this long (default 10) has "
+                        "stopped, and another node records its actions in progress failed (within about twice this)")
 
     p = sub.add_parser("dev", help="serve, and load saved code changes without dropping clients")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
@@ -730,6 +743,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-file", help="JSON env file for functions' secrets; default: <db dir>/env.json")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop: uvloop when installed (auto, the default) or the standard asyncio loop")
+    p.add_argument("--node-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help="PostgreSQL with several nodes: a node not heard from for this long (default 10) has "
+                        "stopped, and another node records its actions in progress failed (within about twice this)")
     p.add_argument("--codegen", metavar="DIR", help="also write DIR/_generated/ (the TypeScript api) at start "
                                                     "and after every reload, like `npx convex dev`")
 

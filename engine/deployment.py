@@ -98,14 +98,17 @@ class Deployment:
         self.site_url = ""  # the HTTP-actions URL
         self.log_polls_closed = False  # set when the server stops: log long polls answer at once
         self.file_storage: FileStorage | None = None  # Deployment.open sets it up
+        self.liveness: Any = None  # engine.cluster.NodeLiveness, on a store several nodes share
         self._temp_blob_dir: str | None = None
 
     @classmethod
     async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,
                    persistence: Persistence | None = None, clock: Clock | None = None,
-                   blobs: BlobStore | None = None) -> Deployment:
+                   blobs: BlobStore | None = None, node_timeout: float | None = None) -> Deployment:
         """`blobs` keeps stored files' bytes; by default a folder beside the database
-        ("<db>.storage"; a temporary one for ":memory:", removed on close)."""
+        ("<db>.storage"; a temporary one for ":memory:", removed on close). `node_timeout` (a store
+        several nodes share): seconds without a heartbeat after which a node counts as stopped and
+        another node records its actions in progress failed (engine.cluster.NodeLiveness)."""
         install_logs()
         app = load_app(app_dir)
         auth_providers = AuthProviders.load(app)  # before the store opens: a bad config fails fast
@@ -149,6 +152,11 @@ class Deployment:
             # Jobs and crons that came due while the server was down run now.
             await dep.scheduler.start()
             await dep.crons.start()
+            if store.shared:
+                from .cluster import NODE_TIMEOUT_S, NodeLiveness
+
+                dep.liveness = NodeLiveness(dep, node_timeout or NODE_TIMEOUT_S)
+                dep.liveness.start()
         except BaseException:
             await dep.close()
             raise
@@ -159,6 +167,9 @@ class Deployment:
         # recorded as interrupted at the next start.
         await self.crons.stop()
         await self.scheduler.stop()
+        if self.liveness is not None:  # after them: its row goes, so others settle what they cut off
+            await self.liveness.stop()
+            self.liveness = None
         if self.file_storage is not None:
             await self.file_storage.stop()
         if self.subscriptions is not None:

@@ -51,7 +51,7 @@ from .values import decode_json, to_wire, value_size
 if TYPE_CHECKING:
     from .deployment import Deployment
 
-__all__ = ["Clock", "RealClock", "ManualClock", "Scheduler", "DueLoop", "system_transaction", "to_ms",
+__all__ = ["Clock", "RealClock", "ManualClock", "Scheduler", "DueLoop", "system_transaction", "to_ms", "NODE_LOST",
            "error_text", "SCHEDULED_FUNCTIONS"]
 
 log = logging.getLogger("engine.scheduler")
@@ -63,6 +63,8 @@ MAX_SCHEDULED_PER_FUNCTION = 1000  # Convex: one function may schedule at most 1
 MAX_SCHEDULED_ARGS_BYTES = 8 * 1024 * 1024  # ... with at most 8 MiB of arguments in total
 MAX_SYSTEM_TXN_ATTEMPTS = 32
 INTERRUPTED = "Action interrupted by a restart"
+# Recorded by another node when the node running an action stops being heard from (engine.cluster).
+NODE_LOST = "Action interrupted: the engine node running it stopped"
 RETRY_PAUSE_MS = 5000.0
 T = TypeVar("T")
 
@@ -269,6 +271,20 @@ class DueLoop:
     def _has_room(self) -> bool:
         return len(self._running) < self.max_running
 
+    # several nodes on one store (engine.cluster.NodeLiveness)
+    def running_keys(self) -> list[str]:
+        """The keys (document ids) this node is running now."""
+        return list(self._running)
+
+    async def in_progress(self) -> list[tuple[str, Any]]:
+        """(key, marker of the run) of every run the store records in progress, on any node."""
+        return []
+
+    async def record_lost(self, key: str, marker: Any) -> bool:
+        """Record the run `marker` of `key` failed because its node stopped (if it is still that
+        run, still in progress); whether it did."""
+        return False
+
     def _blocked_until(self, key: str, now: float) -> float | None:
         """None if `key` may be launched now, else when it may (running ones: on wake)."""
         if key in self._running:
@@ -375,6 +391,22 @@ class Scheduler(DueLoop):
             await system_transaction(self.dep, lambda txn, job_id=job_id: _transition(
                 txn, job_id, ("inProgress",), {"kind": "failed", "error": INTERRUPTED}, self.clock.now_ms()))
             log.warning("scheduled action %s was interrupted by a restart; marked failed", job_id)
+
+    async def in_progress(self) -> list[tuple[str, Any]]:
+        return [(job["_id"], job["state"].get("executionId")) async for job in self._scan("inProgress")]
+
+    async def record_lost(self, key: str, marker: Any) -> bool:
+        async def body(txn: Transaction) -> bool:
+            job = await txn.get(key)
+            if job is None or job["state"]["kind"] != "inProgress" or job["state"].get("executionId") != marker:
+                return False
+            return await _transition(txn, key, ("inProgress",), {"kind": "failed", "error": NODE_LOST},
+                                     self.clock.now_ms())
+
+        lost = await system_transaction(self.dep, body)
+        if lost:
+            log.warning("scheduled action %s: the node running it stopped; marked failed", key)
+        return lost
 
     # running a job
     async def _execute(self, job: dict[str, Any]) -> None:

@@ -11,7 +11,9 @@ the same property is shown with an every-second cron, in real time.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -29,6 +31,7 @@ from engine.values import decode_json
 
 APP = Path(__file__).resolve().parent / "apps" / "sync"
 JOBS_APP = Path(__file__).resolve().parent / "apps" / "cluster"
+NODE_TIMEOUT_S = 1.0  # `serve --node-timeout` of the job tests: a killed node's runs settle in ~2 s
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +81,7 @@ def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
 @pytest.fixture
 def job_cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
     """Three nodes of tests/apps/cluster (each run records $NODE_NAME: node0, node1, node2)."""
-    c = _start(Cluster(pg_url, tmp_path, JOBS_APP))
+    c = _start(Cluster(pg_url, tmp_path, JOBS_APP, ("--node-timeout", str(NODE_TIMEOUT_S))))
     try:
         yield c
     finally:
@@ -297,6 +300,98 @@ async def test_scheduled_functions_and_a_cron_run_once_per_due_time_across_three
                for earlier, later in zip(planned, planned[1:])), planned  # planned times of one job
     print("scheduled runs per node:", {n: sum(r["node"] == n for r in runs) for n in ("node0", "node1", "node2")},
           "ticks per node:", {n: sum(t["node"] == n for t in ticks) for n in ("node0", "node1", "node2")})
+
+
+async def test_a_killed_nodes_actions_in_progress_are_settled_by_the_survivors(job_cluster: Cluster) -> None:
+    """A scheduled action hangs on some node; while that node lives, nobody touches its run (for
+    several node timeouts); once it is killed (-9), a survivor records the run failed within about
+    twice `--node-timeout`, and it never runs again. Then a cron's action hangs on a survivor,
+    that one is killed too, and the last node records that run failed and runs the cron again."""
+    from engine.scheduler import NODE_LOST
+
+    by_name = {f"node{i}": node for i, node in enumerate(job_cluster.nodes)}
+    tag = f"h-{uuid.uuid4().hex[:8]}"
+    (job,) = mutation(job_cluster.nodes[0], "jobs:scheduleMany", {"tag": tag, "n": 1, "kind": "hang"})  # type: ignore[misc]
+    (run,) = await watch(job_cluster.nodes[0], "jobs:runs", {"tag": tag}, lambda v: len(v) == 1)
+    victim = by_name.pop(run["node"])
+    observer = next(iter(by_name.values()))
+    # Alive: its run stays in progress through several timeouts (heartbeats keep claiming it).
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await watch(observer, "jobs:states", {"ids": [job]}, lambda v: v[0]["kind"] != "inProgress",
+                    timeout=4 * NODE_TIMEOUT_S)
+    assert time.monotonic() - started >= 4 * NODE_TIMEOUT_S
+    victim.kill()
+    killed = time.monotonic()
+    (state,) = await watch(observer, "jobs:states", {"ids": [job]}, lambda v: v[0]["kind"] != "inProgress")
+    settled_in = time.monotonic() - killed
+    assert state == {"kind": "failed", "error": NODE_LOST}, state
+    assert query(observer, "jobs:runs", {"tag": tag}) == [run]  # at most once: never run again
+    print(f"a killed node's action settled {settled_in:.2f} s after the kill (node timeout {NODE_TIMEOUT_S} s)")
+
+    # A cron's action: the cron is planned again once its lost run is recorded.
+    mutation(observer, "jobs:setFlag", {"name": "hang", "on": True})
+    (hung,) = await watch(observer, "jobs:runs", {"tag": "work-hang"}, lambda v: len(v) == 1)
+    mutation(observer, "jobs:setFlag", {"name": "hang", "on": False})
+    victim = by_name.pop(hung["node"])
+    (last,) = by_name.values()
+    victim.kill()
+    jobs = await watch(last, "jobs:cronJobs", {},
+                       lambda v: (v["work"]["lastRun"] or {}).get("scheduledTime") == hung["planned"])
+    assert jobs["work"]["lastRun"]["outcome"] == "failed" and jobs["work"]["lastRun"]["error"] == NODE_LOST
+    later = await watch(last, "jobs:runs", {"tag": "work"},
+                        lambda v: any(r["planned"] > hung["planned"] for r in v))
+    assert {r["node"] for r in later if r["planned"] > hung["planned"]} == {next(iter(
+        name for name, node in (("node0", job_cluster.nodes[0]), ("node1", job_cluster.nodes[1]),
+                                ("node2", job_cluster.nodes[2])) if node is last))}
+    assert query(last, "jobs:runs", {"tag": "work-hang"}) == [hung]
+
+
+async def test_a_stopped_nodes_action_is_settled_after_the_grace_and_a_live_nodes_never(
+        pg_url: str) -> None:
+    """NodeLiveness, in process with its time injected: a run claimed by a live node's heartbeat is
+    never taken however long it runs; once that node stops (gracefully: its heartbeat row goes and
+    the action it cut off stays inProgress), another node records the run failed only after the
+    grace period, and a run recorded meanwhile by a racing node is not recorded twice."""
+    from engine.scheduler import NODE_LOST
+
+    clock = ManualClock(datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc))
+    # A long timeout (heartbeat rows stay fresh), and the rounds driven here, not in the background.
+    a = await Deployment.open(JOBS_APP, pg_url, clock=clock, node_timeout=1000)
+    b = await Deployment.open(JOBS_APP, pg_url, clock=ManualClock(clock.now_ms()), node_timeout=1000)
+    c = await Deployment.open(JOBS_APP, pg_url, clock=ManualClock(clock.now_ms()), node_timeout=1000)
+    open_deps = [a, b, c]
+    try:
+        assert a.liveness is not None and b.liveness is not None and c.liveness is not None
+        for dep in open_deps:
+            await dep.liveness.pause()
+        grace = b.liveness.grace_s
+        for dep in open_deps:  # the crons' first runs (due at start) are over
+            await dep.crons.drain()
+        scheduled = await a.call("jobs:scheduleMany", {"tag": "t", "n": 1.0, "kind": "hang"}, kind="mutation",
+                                 auth=Auth())
+        assert scheduled.success, scheduled.error_message
+        (job,) = scheduled.value
+        await a.scheduler.poll()  # A launches the action: inProgress, then it hangs
+        await asyncio.wait_for(sys.modules[f"{a.app.package}.functions._gates"].started("t").wait(), 30)
+        await a.liveness.check()  # A's heartbeat claims it
+        t0 = time.monotonic()
+        assert await b.liveness.check(now=t0) == [] and await c.liveness.check(now=t0) == []
+        assert await b.liveness.check(now=t0 + 100 * grace) == []  # claimed by a live node: never taken
+        states = (await b.call("jobs:states", {"ids": [job]}, kind="query", auth=Auth())).value
+        assert states[0]["kind"] == "inProgress"
+        open_deps.remove(a)
+        await a.close()  # cuts the action off; its heartbeat row goes
+        assert await b.liveness.check(now=t0 + 200 * grace) == []  # unclaimed from now: suspected
+        assert await c.liveness.check(now=t0 + 200 * grace) == []
+        assert await b.liveness.check(now=t0 + 200 * grace + grace / 2) == []  # not for long enough
+        assert await b.liveness.check(now=t0 + 201 * grace) == [job]
+        assert await c.liveness.check(now=t0 + 201 * grace) == []  # B recorded it first
+        states = (await c.call("jobs:states", {"ids": [job]}, kind="query", auth=Auth())).value
+        assert states == [{"kind": "failed", "error": NODE_LOST}]
+    finally:
+        for dep in open_deps:
+            await dep.close()
 
 
 async def test_nodes_syncing_their_crons_at_once_register_each_job_once(pg_url: str, tmp_path: Path) -> None:

@@ -199,6 +199,15 @@ class Persistence(ABC):
         """How many other engine processes serve this store right now (a shared store)."""
         return 0
 
+    async def heartbeat(self, runs: list[str], timeout_s: float) -> set[str] | None:
+        """A shared store: record this node alive with the scheduled and cron runs it holds, and
+        return the runs held by the nodes heard from within `timeout_s` (engine.cluster's
+        NodeLiveness). None: one process owns the store, there are no other nodes."""
+        return None
+
+    async def leave(self) -> None:
+        """A shared store: this node stops (its heartbeat and the runs it claimed go)."""
+
     def blob_store(self) -> BlobStore | None:
         """Where file storage keeps its bytes when the store has a place for them (None: a folder
         beside the database)."""

@@ -64,6 +64,10 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS commits (ts BIGINT PRIMARY KEY, node TEXT NOT NULL, payload BYTEA NOT NULL)",
     # File storage's bytes (PostgresBlobStore); `created` in ns since the epoch.
     "CREATE TABLE IF NOT EXISTS blobs (key TEXT COLLATE \"C\" PRIMARY KEY, data BYTEA NOT NULL, created BIGINT NOT NULL)",
+    # Node heartbeats (engine.cluster.NodeLiveness): when each node was last heard from, by the
+    # database's clock, and the scheduled jobs and cron jobs it is running.
+    "CREATE TABLE IF NOT EXISTS nodes (node TEXT COLLATE \"C\" PRIMARY KEY, seen TIMESTAMPTZ NOT NULL,"
+    " runs TEXT[] NOT NULL)",
 ]
 
 SQL = {
@@ -113,6 +117,10 @@ SELECT pg_notify('""" + NOTIFY_CHANNEL + """', $19)""",
     "index_any": "SELECT 1 FROM index_entries WHERE index_id = $1 LIMIT 1",
     "doc_put": "INSERT INTO documents (id, table_number, ts, value) VALUES ($1, $2, $3, $4)"
     " ON CONFLICT (id) DO UPDATE SET table_number = EXCLUDED.table_number, ts = EXCLUDED.ts, value = EXCLUDED.value",
+    "heartbeat": "INSERT INTO nodes (node, seen, runs) VALUES ($1, clock_timestamp(), $2::text[])"
+    " ON CONFLICT (node) DO UPDATE SET seen = EXCLUDED.seen, runs = EXCLUDED.runs",
+    "claimed_runs": "SELECT DISTINCT unnest(runs) FROM nodes WHERE seen > clock_timestamp() - make_interval(secs => $1)",
+    "forget_nodes": "DELETE FROM nodes WHERE node = $1 OR seen < clock_timestamp() - interval '1 day'",
     "peers": "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
     " AND application_name LIKE '" + APPLICATION_NAME + " %' AND application_name <> $1",
 }
@@ -505,6 +513,19 @@ class PostgresPersistence(Persistence):
         """How many other engine nodes are connected to this database now."""
         async with self.pool.acquire() as conn:
             return await conn.fetchval(SQL["peers"], self.application_name)
+
+    async def heartbeat(self, runs: list[str], timeout_s: float) -> set[str] | None:
+        """Record this node alive now (by the database's clock) with the runs it holds; the runs
+        held by every node heard from within `timeout_s` (this one included)."""
+        with reachable():
+            async with self.pool.acquire() as conn:
+                await conn.execute(SQL["heartbeat"], self.node_id, runs)
+                return {r[0] for r in await conn.fetch(SQL["claimed_runs"], float(timeout_s))}
+
+    async def leave(self) -> None:
+        """This node stops: its heartbeat row goes (and rows of nodes gone for a day)."""
+        with reachable():
+            await self.pool.execute(SQL["forget_nodes"], self.node_id)
 
     async def load_catalog(self) -> tuple[int, dict[str, int], dict[tuple[str, str], tuple[int, list[str]]]]:
         async with self.pool.acquire() as conn:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import env as env_module
 from . import metrics
 from .auth import AuthProviders
 from .blobs import BlobStore, LocalBlobStore
@@ -99,6 +100,7 @@ class Deployment:
         self.log_polls_closed = False  # set when the server stops: log long polls answer at once
         self.file_storage: FileStorage | None = None  # Deployment.open sets it up
         self.liveness: Any = None  # engine.cluster.NodeLiveness, on a store several nodes share
+        self._env_owner = False  # this deployment put a shared store's variables into engine.env
         self._temp_blob_dir: str | None = None
 
     @classmethod
@@ -128,6 +130,12 @@ class Deployment:
         except BaseException:
             await store.close()
             raise
+        if store.shared:  # the variables are the database's, for every node (engine.env)
+            try:
+                await dep._watch_shared_env()
+            except BaseException:
+                await store.close()
+                raise
         dep.committer = _committer_for(store, start_ts)
         dep.committer.start()
         dep.subscriptions = SubscriptionManager(dep)
@@ -162,6 +170,34 @@ class Deployment:
             raise
         return dep
 
+    async def _watch_shared_env(self) -> None:
+        """Load the database's environment variables and re-read them whenever a node changes
+        them (a notification; also after the listening connection reconnects)."""
+        store = self.persistence
+        env_module.use_shared(await store.env_vars())
+        self._env_owner = True
+        pending = {"again": False, "task": None}
+
+        async def reload() -> None:
+            while True:
+                pending["again"] = False
+                try:
+                    env_module.use_shared(await store.env_vars())
+                except Exception as e:  # the database is away: the reconnect re-reads them
+                    log.warning("could not re-read the environment variables: %s", e)
+                    return
+                if not pending["again"]:  # a change notified during the read: read once more
+                    return
+
+        def changed() -> None:
+            task = pending["task"]
+            if isinstance(task, asyncio.Task) and not task.done():
+                pending["again"] = True
+                return
+            pending["task"] = asyncio.get_running_loop().create_task(reload())
+
+        store.on_env_change = changed
+
     async def close(self) -> None:
         # Background runs stop first (their commits settle below); an action cut off here is
         # recorded as interrupted at the next start.
@@ -178,7 +214,10 @@ class Deployment:
         if self.committer is not None:
             await self.committer.stop()
             self.persistence.search.save(self.committer.durable_ts)  # vector graphs, for the next start
+        self.persistence.on_env_change = None
         await self.persistence.close()
+        if self._env_owner:
+            env_module.use_shared(None)
         self.transfers.close()
         metrics.detach(self)
         if self._temp_blob_dir is not None:

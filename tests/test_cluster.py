@@ -50,8 +50,10 @@ class Cluster:
             n = len(self.nodes)
             workdir = self.base / f"node{n}"
             workdir.mkdir(parents=True, exist_ok=True)
+            # Each node has an env file of its own, as on machines of their own.
             node = ServerProcess(app_path(self.app), self.db_url, workdir / "server.log",  # type: ignore[arg-type]
-                                 admin_key=TEST_ADMIN_KEY, extra_args=self.extra_args,
+                                 admin_key=TEST_ADMIN_KEY,
+                                 extra_args=(*self.extra_args, "--env-file", str(workdir / "env.json")),
                                  extra_env={"NODE_NAME": f"node{n}"})
             self.nodes.append(node)
         return node.start()
@@ -300,6 +302,38 @@ async def test_scheduled_functions_and_a_cron_run_once_per_due_time_across_three
                for earlier, later in zip(planned, planned[1:])), planned  # planned times of one job
     print("scheduled runs per node:", {n: sum(r["node"] == n for r in runs) for n in ("node0", "node1", "node2")},
           "ticks per node:", {n: sum(t["node"] == n for t in ticks) for n in ("node0", "node1", "node2")})
+
+
+def test_environment_variables_set_through_one_node_are_seen_by_every_node(job_cluster: Cluster,
+                                                                           tmp_path: Path) -> None:
+    """`npx convex env set` through node A reaches functions on B and C (the variables live in the
+    database; each node's own env file stays unused), `npx convex env list` through C lists it,
+    and `python -m engine env remove --db postgresql://...` (no node involved) removes it for all."""
+    import subprocess
+    import sys
+
+    from test_convex_cli import _project, npx
+
+    a, b, c = job_cluster.nodes
+    project = _project(tmp_path)
+
+    def seen_everywhere(expected: object) -> None:
+        for node in (a, b, c):  # each node re-reads them when notified: poll until it has
+            deadline = time.monotonic() + 10
+            while query(node, "jobs:envValue", {"name": "GREETING"}) != expected:
+                assert time.monotonic() < deadline, (node, expected)
+
+    done = npx(a, project, "env", "set", "GREETING", "hello from a")
+    assert done.returncode == 0, done.stderr
+    seen_everywhere("hello from a")
+    listed = npx(c, project, "env", "list")
+    assert listed.returncode == 0 and "GREETING=hello from a" in listed.stdout, (listed.stdout, listed.stderr)
+    removed = subprocess.run([sys.executable, "-m", "engine", "env", "remove", "GREETING", "--app", str(JOBS_APP),
+                              "--db", job_cluster.db_url], capture_output=True, text=True, timeout=60)
+    assert removed.returncode == 0 and "Removed GREETING from the database" in removed.stdout, removed
+    assert "engine-test-pw" not in removed.stdout + removed.stderr  # the password is never shown
+    seen_everywhere(None)
+    assert not any((job_cluster.base / f"node{i}" / "env.json").exists() for i in range(3))
 
 
 async def test_a_killed_nodes_actions_in_progress_are_settled_by_the_survivors(job_cluster: Cluster) -> None:

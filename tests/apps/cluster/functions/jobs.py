@@ -95,3 +95,8 @@ async def states(ctx, args):
 async def cronJobs(ctx, args):
     return {job["name"]: {"state": job["state"]["kind"], "lastRun": job.get("lastRun"), "nextRun": job["nextRun"]}
             async for job in ctx.db.system.query("_cron_jobs")}
+
+
+@query(args={"name": v.string()})
+async def envValue(ctx, args):
+    return env.get(args["name"])

@@ -476,6 +476,10 @@ class NodeLiveness:
                 self._failing = True
             await asyncio.sleep(self.every_s)
 
+    def suspected(self) -> list[str]:
+        """The runs the last round found unclaimed (recorded failed if that lasts `grace_s`)."""
+        return [key for _, key in self._suspects]
+
     async def check(self, now: float | None = None) -> list[str]:
         """Heartbeat, then record failed the runs nobody alive has claimed for `grace_s`; the keys
         it recorded. `now`: monotonic seconds (tests may pass their own)."""

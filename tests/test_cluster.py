@@ -26,11 +26,13 @@ import pytest
 
 from conftest import TEST_ADMIN_KEY, ServerProcess, _live_servers, app_path
 from engine.deployment import Auth, Deployment
+from engine.errors import EngineError
 from engine.scheduler import ManualClock
 from engine.values import decode_json
 
 APP = Path(__file__).resolve().parent / "apps" / "sync"
 JOBS_APP = Path(__file__).resolve().parent / "apps" / "cluster"
+HOUR_MS = 3_600_000.0
 NODE_TIMEOUT_S = 1.0  # `serve --node-timeout` of the job tests: a killed node's runs settle in ~2 s
 
 pytestmark = pytest.mark.slow
@@ -391,9 +393,11 @@ async def test_a_stopped_nodes_action_is_settled_after_the_grace_and_a_live_node
 
     clock = ManualClock(datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc))
     # A long timeout (heartbeat rows stay fresh), and the rounds driven here, not in the background.
+    # B's and C's clocks are an hour behind: the job is not due there, so only A tries to run it
+    # (a node trying to claim a job lists it among its runs meanwhile).
     a = await Deployment.open(JOBS_APP, pg_url, clock=clock, node_timeout=1000)
-    b = await Deployment.open(JOBS_APP, pg_url, clock=ManualClock(clock.now_ms()), node_timeout=1000)
-    c = await Deployment.open(JOBS_APP, pg_url, clock=ManualClock(clock.now_ms()), node_timeout=1000)
+    b = await Deployment.open(JOBS_APP, pg_url, clock=ManualClock(clock.now_ms() - HOUR_MS), node_timeout=1000)
+    c = await Deployment.open(JOBS_APP, pg_url, clock=ManualClock(clock.now_ms() - HOUR_MS), node_timeout=1000)
     open_deps = [a, b, c]
     try:
         assert a.liveness is not None and b.liveness is not None and c.liveness is not None
@@ -455,6 +459,53 @@ async def test_nodes_syncing_their_crons_at_once_register_each_job_once(pg_url: 
     finally:
         for dep in nodes:
             await dep.close()
+
+
+async def test_a_postgres_restart_does_not_make_a_node_take_a_live_nodes_run(pg_server) -> None:
+    """The database restarts, for longer than the node timeout (A's last heartbeat is made older
+    than the timeout by hand: the outage's length is not up to the test): every heartbeat is stale
+    when it is back, but the node running the action heartbeats again before the grace is over,
+    so the other node never records its run failed (rounds driven here; the restart is real)."""
+    url = pg_server.create_database(vector=False)
+    timeout = 1000.0
+    clock = ManualClock(datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc))
+    a = await Deployment.open(JOBS_APP, url, clock=clock, node_timeout=timeout)
+    # B's clock is an hour behind: the job is not due there, so B never tries to run it (a node
+    # trying to claim a job lists it among its runs meanwhile).
+    b = await Deployment.open(JOBS_APP, url, clock=ManualClock(clock.now_ms() - HOUR_MS), node_timeout=timeout)
+    try:
+        for dep in (a, b):
+            await dep.crons.drain()
+            await dep.liveness.pause()
+        scheduled = await a.call("jobs:scheduleMany", {"tag": "r", "n": 1.0, "kind": "hang"}, kind="mutation",
+                                 auth=Auth())
+        assert scheduled.success, scheduled.error_message
+        (job,) = scheduled.value
+        await a.scheduler.poll()
+        await asyncio.wait_for(sys.modules[f"{a.app.package}.functions._gates"].started("r").wait(), 30)
+        await a.liveness.check()
+        pg_server.restart()
+        pg_server.psql(f"UPDATE nodes SET seen = seen - interval '{2 * timeout} seconds' "
+                       f"WHERE node = '{a.persistence.node_id}'", db=url.rsplit("/", 1)[1])
+
+        async def round(dep: Deployment, now: float | None = None) -> list[str]:
+            for _ in range(20):  # the first statements after a restart may meet dead pooled connections
+                try:
+                    return await dep.liveness.check(now=now)
+                except EngineError:
+                    continue
+            raise AssertionError("the database did not come back")
+
+        t0 = time.monotonic()
+        assert await round(b, t0) == [] and b.liveness.suspected() == [job]  # A's run is unclaimed now
+        assert await round(a) == []  # A is back and claims it
+        assert await round(b, t0 + 100 * b.liveness.grace_s) == []  # claimed again: never taken
+        assert b.liveness.suspected() == []
+        states = (await b.call("jobs:states", {"ids": [job]}, kind="query", auth=Auth())).value
+        assert states[0]["kind"] == "inProgress"
+    finally:
+        await a.close()
+        await b.close()
 
 
 def test_a_postgres_restart_under_load_is_survived(cluster: Cluster, pg_server, run_node) -> None:

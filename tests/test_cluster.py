@@ -11,6 +11,7 @@ the same property is shown with an every-second cron, in real time.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -312,7 +313,6 @@ def test_environment_variables_set_through_one_node_are_seen_by_every_node(job_c
     database; each node's own env file stays unused), `npx convex env list` through C lists it,
     and `python -m engine env remove --db postgresql://...` (no node involved) removes it for all."""
     import subprocess
-    import sys
 
     from test_convex_cli import _project, npx
 
@@ -336,6 +336,51 @@ def test_environment_variables_set_through_one_node_are_seen_by_every_node(job_c
     assert "engine-test-pw" not in removed.stdout + removed.stderr  # the password is never shown
     seen_everywhere(None)
     assert not any((job_cluster.base / f"node{i}" / "env.json").exists() for i in range(3))
+
+
+def test_the_cli_verbs_work_against_any_node_of_a_postgres_deployment(job_cluster: Cluster, tmp_path: Path) -> None:
+    """`python -m engine run / data / export / import --url` and `npx convex run / data / import`
+    through different nodes of one PostgreSQL deployment see one database."""
+    import json
+    import subprocess
+    import zipfile
+
+    from test_convex_cli import _project, npx
+
+    a, b, c = job_cluster.nodes
+    project = _project(tmp_path)
+
+    def engine(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "engine", *args, "--app", str(JOBS_APP)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "CONVEX_ADMIN_KEY": TEST_ADMIN_KEY})
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done
+
+    engine("run", "jobs:setFlag", '{"name": "from-run", "on": true}', "--url", a.url)
+    ran = npx(b, project, "run", "jobs:setFlag", '{"name": "from-npx", "on": false}')
+    assert ran.returncode == 0, ran.stderr
+    rows = [json.loads(line) for line in engine("data", "flags", "--url", c.url).stdout.splitlines()]
+    assert sorted((r["name"], r["on"]) for r in rows) == [("from-npx", False), ("from-run", True)]
+    listed = npx(a, project, "data", "flags")
+    assert listed.returncode == 0 and "from-npx" in listed.stdout and "from-run" in listed.stdout, listed.stdout
+    snapshot = tmp_path / "snap.zip"
+    engine("export", "--url", b.url, "--path", str(snapshot))
+    assert len(zipfile.ZipFile(snapshot).read("flags/documents.jsonl").splitlines()) == 2
+    engine("run", "jobs:setFlag", '{"name": "later", "on": true}', "--url", c.url)
+    engine("import", "--url", c.url, "--path", str(snapshot), "--replace")  # back to the snapshot's flags
+    names = sorted(r["name"] for r in (json.loads(line) for line in
+                                       engine("data", "flags", "--url", a.url).stdout.splitlines()))
+    assert names == ["from-npx", "from-run"]
+    imported = npx(b, project, "import", "--table", "flags", "--append", "-y", str(_jsonl(tmp_path)))
+    assert imported.returncode == 0, (imported.stdout, imported.stderr)
+    assert sorted(query(c, "jobs:flagNames", {})) == ["appended", "from-npx", "from-run"]  # type: ignore[arg-type]
+
+
+def _jsonl(tmp_path: Path) -> Path:
+    path = tmp_path / "more.jsonl"
+    path.write_text('{"name": "appended", "on": true}\n')
+    return path
 
 
 async def test_a_killed_nodes_actions_in_progress_are_settled_by_the_survivors(job_cluster: Cluster) -> None:

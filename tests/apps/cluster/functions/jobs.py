@@ -100,3 +100,8 @@ async def cronJobs(ctx, args):
 @query(args={"name": v.string()})
 async def envValue(ctx, args):
     return env.get(args["name"])
+
+
+@query
+async def flagNames(ctx, args):
+    return [f["name"] async for f in ctx.db.query("flags")]

@@ -12,8 +12,9 @@
 - `codegen` writes `_generated/api.d.ts`, `api.js` and `dataModel.d.ts` for a TypeScript frontend
   (engine.codegen), as `npx convex codegen` would; `dev` regenerates them on every save with `--codegen DIR`.
 - `env list|get|set|remove` edits the env file functions read secrets from (`engine.env`), like
-  `npx convex env`: through a running server with `--url` (the same endpoints), else the file
-  itself; `list` masks values unless `--show-values`.
+  `npx convex env`: through a running server with `--url` (the same endpoints); for a PostgreSQL
+  deployment (`--db postgresql://...` or $DATABASE_URL) the variables in its database, which every
+  node reads; else the file itself. `list` masks values unless `--show-values`.
 - `logs` follows a running server's executions (`GET /api/stream_function_logs`), like `npx convex logs`:
   one line per execution (function, type, status, duration, error, request id) after its log lines.
 - `dev` is `serve` plus a watcher: saved changes to the app's code are loaded into the running
@@ -224,8 +225,15 @@ async def _serve(args: argparse.Namespace) -> int:
     logs.configure_server_logging()
     env_path = Path(args.env_file) if args.env_file else _default_env_file(app, db)
     env.use_file(env_path)
-    print(f"Environment variables: the process environment, then {env_path}"
-          f"{'' if env_path.exists() else ' (not created yet)'}", flush=True)
+    if is_url(db):
+        print("Environment variables: the process environment, then the database's (shared by every node)",
+              flush=True)
+        if env_path.exists() and env.read_file(env_path):
+            print(f"note: {env_path} is not read on PostgreSQL; set its variables with `python -m engine env set "
+                  "--db <the database URL> NAME VALUE` (or `npx convex env set`)", flush=True)
+    else:
+        print(f"Environment variables: the process environment, then {env_path}"
+              f"{'' if env_path.exists() else ' (not created yet)'}", flush=True)
     if args.command == "dev":
         from engine.dev import fresh_imports
 
@@ -233,7 +241,7 @@ async def _serve(args: argparse.Namespace) -> int:
     env.set_deployment_urls(*deployment_urls(args.host, args.port, args.site_port))
     loop_kind = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
     print(f"Event loop: {loop_kind}", flush=True)
-    dep = await Deployment.open(app, db, admin_key=admin_key)
+    dep = await Deployment.open(app, db, admin_key=admin_key, node_timeout=args.node_timeout)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     dep.cloud_url = f"http://{shown_host}:{args.port}"
     dep.site_url = f"http://{shown_host}:{args.site_port}"
@@ -462,20 +470,21 @@ def _default_env_file(app: Path, db: str) -> Path:
 def _env(args: argparse.Namespace) -> int:
     from engine import env
     from engine.errors import EngineError
+    from engine.storage import is_url
 
     if args.url:
         return _env_on_server(args)
     app = Path(args.app).resolve()
-    path = Path(args.env_file) if args.env_file else _default_env_file(app, args.db or str(default_db_path(app)))
+    db = args.db or os.environ.get(DATABASE_URL_ENV) or str(default_db_path(app))
     try:
+        if is_url(db) and not args.env_file:  # PostgreSQL: the database's variables, for every node
+            return _env_in_database(args, db)
+        path = Path(args.env_file) if args.env_file else _default_env_file(app, db)
         if args.env_command == "list":
             values = env.read_file(path)
             if not values:
                 print(f"No environment variables in {path}.", file=sys.stderr)
-            for name, value in sorted(values.items()):
-                shown = value if args.show_values else "********"
-                note = "  (overridden by the process environment)" if name in os.environ else ""
-                print(f"{name}={shown}{note}")
+            _print_env(args, values)
             return 0
         if args.env_command == "get":
             value = os.environ.get(args.name)
@@ -493,9 +502,7 @@ def _env(args: argparse.Namespace) -> int:
             value = args.value if args.value is not None else sys.stdin.read().rstrip("\r\n")
             created = env.set_var(path, args.name, value)
             print(f"{'Added' if created else 'Updated'} {args.name} in {path}")
-            if args.name in os.environ:
-                print(f"note: {args.name} is also set in this process environment, which takes precedence",
-                      file=sys.stderr)
+            _note_process_env(args.name)
             return 0
         removed = env.remove_var(path, args.name)
         print(f"Removed {args.name} from {path}" if removed else f"{args.name} was not set in {path}")
@@ -534,6 +541,57 @@ def _env_on_server(args: argparse.Namespace) -> int:
     was = _system_query(url, key, "_system/cli/queryEnvironmentVariables:get", {"name": args.name})
     _request(url, "/api/update_environment_variables", key, body={"changes": [{"name": args.name, "value": None}]})
     print(f"Removed {args.name} from {url}" if was is not None else f"{args.name} was not set on {url}")
+
+
+def _print_env(args: argparse.Namespace, values: Mapping[str, str]) -> None:
+    for name, value in sorted(values.items()):
+        shown = value if args.show_values else "********"
+        note = "  (overridden by the process environment)" if name in os.environ else ""
+        print(f"{name}={shown}{note}")
+
+
+def _note_process_env(name: str) -> None:
+    if name in os.environ:
+        print(f"note: {name} is also set in this process environment, which takes precedence", file=sys.stderr)
+
+
+def _env_in_database(args: argparse.Namespace, url: str) -> int:
+    """`env` on a PostgreSQL deployment: the variables in its database (running nodes see a change
+    at once)."""
+    from engine import env
+    from engine.storage.postgres import describe_url, env_vars_at, update_env_at
+
+    where = f"the database {describe_url(url)}"
+    if args.env_command in ("list", "get"):
+        values = asyncio.run(env_vars_at(url))
+        if args.env_command == "list":
+            if not values:
+                print(f"No environment variables in {where}.", file=sys.stderr)
+            _print_env(args, values)
+            return 0
+        value = os.environ.get(args.name)
+        if value is not None:
+            print("(from the process environment)", file=sys.stderr)
+        else:
+            value = values.get(args.name)
+        if value is None:
+            print(f"error: environment variable {args.name} is not set in {where} or the environment", file=sys.stderr)
+            return 1
+        print(value)
+        return 0
+    if args.env_command == "set":
+        value = args.value if args.value is not None else sys.stdin.read().rstrip("\r\n")
+        (change,) = env.check_changes([{"name": args.name, "value": value}])
+        created = args.name not in asyncio.run(env_vars_at(url))
+        asyncio.run(update_env_at(url, [change]))
+        print(f"{'Added' if created else 'Updated'} {args.name} in {where}")
+        _note_process_env(args.name)
+        return 0
+    env.check_name(args.name)
+    present = args.name in asyncio.run(env_vars_at(url))
+    if present:
+        asyncio.run(update_env_at(url, [(args.name, None)]))
+    print(f"Removed {args.name} from {where}" if present else f"{args.name} was not set in {where}")
     return 0
 
 
@@ -745,6 +803,16 @@ def _codegen(args: argparse.Namespace) -> int:
 # --- parser --------------------------------------------------------------------------------------
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="A Convex-compatible backend.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -761,6 +829,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(the process environment takes precedence)")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop: uvloop when installed (auto, the default) or the standard asyncio loop")
+    p.add_argument("--node-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help="PostgreSQL with several nodes: a node not heard from for this long (default 10) has "
+                        "stopped, and another node records its actions in progress failed (within about twice this)")
 
     p = sub.add_parser("dev", help="serve, and load saved code changes without dropping clients")
     p.add_argument("--app", default=str(default_app_dir()), help=app_help)
@@ -772,6 +843,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-file", help="JSON env file for functions' secrets; default: <db dir>/env.json")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop: uvloop when installed (auto, the default) or the standard asyncio loop")
+    p.add_argument("--node-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help="PostgreSQL with several nodes: a node not heard from for this long (default 10) has "
+                        "stopped, and another node records its actions in progress failed (within about twice this)")
     p.add_argument("--codegen", metavar="DIR", help="also write DIR/_generated/ (the TypeScript api) at start "
                                                     "and after every reload, like `npx convex dev`")
 
@@ -842,7 +916,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "variables`, as `npx convex env`); else the env file, offline")
         q.add_argument("--admin-key", help=key_help)
         q.add_argument("--app", default=str(default_app_dir()), help=app_help)
-        q.add_argument("--db", help="SQLite file whose folder holds env.json; default: <app>/data/convex.sqlite3")
+        q.add_argument("--db", help="SQLite file whose folder holds env.json, or the postgresql:// URL of a "
+                                    f"deployment (its variables are in the database); default: ${DATABASE_URL_ENV}, "
+                                    "else <app>/data/convex.sqlite3")
         q.add_argument("--env-file", help="the env file itself (overrides --db)")
 
     p = sub.add_parser("logs", help="follow function executions of a running server, like `npx convex logs`")

@@ -5,7 +5,7 @@ Every handler is `async (dep, HttpRequest) -> HttpResponse`, registered in `engi
 
 | endpoint | CLI verb | what it does |
 |---|---|---|
-| `POST /api/update_environment_variables` | `env set / remove` | `{changes: [{name, value \\| null}]}` into the env file |
+| `POST /api/update_environment_variables` | `env set / remove` | `{changes: [{name, value \\| null}]}` into the env file (PostgreSQL: the database) |
 | `GET /api/stream_function_logs?cursor=MS` | `logs` | long poll: `{entries: [FunctionExecution], newCursor}` |
 | `POST /api/export/request/zip` | `export` | writes a snapshot ZIP (engine.transfers), then `exports:getLatest` says completed |
 | `GET /api/export/zip/<ts>` | `export` | the ZIP |
@@ -65,28 +65,20 @@ def _body(req: HttpRequest) -> dict[str, Any]:
 
 async def _update_env(dep: Any, req: HttpRequest) -> HttpResponse:
     await _admin(dep, req, "/api/update_environment_variables")
-    changes = _body(req).get("changes")
-    if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
-        raise EngineError("InvalidEnvironmentVariableChanges",
-                          "`changes` must be an array of {name, value} objects (value null removes).")
+    changes = env_module.check_changes(_body(req).get("changes"))  # all checked before anything is written
+    if dep.persistence.shared:  # the database's, for every node (engine.env)
+        await dep.persistence.update_env(changes)
+        env_module.use_shared(await dep.persistence.env_vars())  # this node at once; others when notified
+        return json_response(200, {})
     path = env_module.env_file()
     if path is None:
         raise EngineError("NoEnvironmentFile", "This deployment reads its variables from the process environment "
                                                "only (it was started without an env file).")
-    for change in changes:  # everything is checked before anything is written
-        name, value = change.get("name"), change.get("value")
-        if not isinstance(name, str):
-            raise EngineError("InvalidEnvironmentVariableName", "Each change needs a `name` string.")
-        env_module.check_name(name)
-        if value is not None:
-            if not isinstance(value, str):
-                raise EngineError("InvalidEnvironmentVariableValue", f"The value of {name} must be a string.")
-            env_module.check_value(name, value)
-    for change in changes:
-        if change.get("value") is None:
-            env_module.remove_var(path, change["name"])
+    for name, value in changes:
+        if value is None:
+            env_module.remove_var(path, name)
         else:
-            env_module.set_var(path, change["name"], change["value"])
+            env_module.set_var(path, name, value)
     return json_response(200, {})
 
 

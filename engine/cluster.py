@@ -30,6 +30,17 @@ What failures do: a group whose PostgreSQL transaction fails (connection lost, s
 fails its callers with the error (an ambiguous COMMIT may still have landed: it is then ingested
 like another node's commit, and an idempotent replay returns its stored result); the writer
 reconnects for the next group. Nothing of a failed group enters the write log.
+
+Actions in progress (NodeLiveness): a scheduled action or a cron's action is marked inProgress in
+a commit before it starts, and runs on one node. Every node writes a heartbeat row (`nodes`: the
+database's clock, and the job ids it is running) every `timeout / 5` seconds. A run recorded in
+progress that no node heard from within `timeout` claims, for `3/5 timeout` in a row (longer than
+a heartbeat interval, so a run just started is claimed before anyone decides), is recorded failed
+by whichever node sees it first (an OCC transaction: one of them commits it): a scheduled job
+turns `failed`, a cron job records its run failed and is planned again. A node that stops
+gracefully deletes its row. So a killed node's runs are settled within about 2 x timeout; a live
+node that cannot reach the database for longer than that loses its runs the same way (the action
+finishes, its outcome is not recorded: an action still runs at most once).
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from .storage.postgres import CONNECTION_ERRORS, CommitSession, PostgresPersiste
 from .transaction import Transaction
 from .write_log import WriteLog
 
-__all__ = ["ClusterCommitter", "COMMIT_RETENTION_NS"]
+__all__ = ["ClusterCommitter", "COMMIT_RETENTION_NS", "NodeLiveness", "NODE_TIMEOUT_S"]
 
 log = logging.getLogger("engine.cluster")
 
@@ -58,6 +69,8 @@ log = logging.getLogger("engine.cluster")
 COMMIT_RETENTION_NS = 10 * 60 * 10**9
 TRIM_EVERY_S = 30.0
 POLL_EVERY_S = 5.0  # (the LISTEN connection's keep-alive doubles as a periodic catch-up)
+# A node not heard from for this long is gone: another node records its actions in progress failed.
+NODE_TIMEOUT_S = 10.0
 
 _Payload = tuple[list[tuple[int, bytes]], list[tuple[str, int, bytes | None]],
                  list[tuple[int, bytes | None, bytes | None, str]]]
@@ -408,3 +421,87 @@ class ClusterCommitter(Committer):
             self._settle(self.ingested_ts)
             for listener in self.listeners:
                 listener(self.durable_ts)
+
+
+class NodeLiveness:
+    """Heartbeats, and settling the actions in progress of nodes that stopped (see the module
+    docstring). `check()` is one round; `start()` runs one every `timeout_s / 5` seconds."""
+
+    def __init__(self, dep: Any, timeout_s: float = NODE_TIMEOUT_S) -> None:
+        if not timeout_s > 0:
+            raise ValueError("the node timeout must be positive")
+        self.dep = dep
+        self.timeout_s = float(timeout_s)
+        self.every_s = self.timeout_s / 5
+        self.grace_s = 3 * self.every_s
+        self._suspects: dict[tuple[str, str], tuple[Any, float]] = {}  # (loop, key) -> (marker, first seen)
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    def _loops(self) -> list[Any]:
+        return [self.dep.scheduler, self.dep.crons]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="node-liveness")
+
+    async def pause(self) -> None:
+        """End the periodic rounds (the heartbeat row stays; `check()` still works): for tests
+        that drive the rounds with their own time."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def stop(self) -> None:
+        await self.pause()
+        try:
+            await self.dep.persistence.leave()
+        except Exception as e:  # the database is away: the row expires on its own
+            log.info("could not remove this node's heartbeat (%s)", e)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check()
+                if self._failing:
+                    log.info("node heartbeats are back")
+                self._failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the database is away: heartbeats resume when it is back
+                if not self._failing:
+                    log.warning("node heartbeat failed (%s); retrying", e)
+                self._failing = True
+            await asyncio.sleep(self.every_s)
+
+    def suspected(self) -> list[str]:
+        """The runs the last round found unclaimed (recorded failed if that lasts `grace_s`)."""
+        return [key for _, key in self._suspects]
+
+    async def check(self, now: float | None = None) -> list[str]:
+        """Heartbeat, then record failed the runs nobody alive has claimed for `grace_s`; the keys
+        it recorded. `now`: monotonic seconds (tests may pass their own)."""
+        moment = time.monotonic() if now is None else now
+        loops = self._loops()
+        mine = sorted({key for loop in loops for key in loop.running_keys()})
+        claimed = await self.dep.persistence.heartbeat(mine, self.timeout_s)
+        if claimed is None:
+            return []
+        suspects: dict[tuple[str, str], tuple[Any, float]] = {}
+        lost: list[str] = []
+        for loop in loops:
+            for key, marker in await loop.in_progress():
+                if key in claimed or key in loop.running_keys():
+                    continue
+                seen = self._suspects.get((loop.name, key))
+                first = seen[1] if seen is not None and seen[0] == marker else moment
+                if moment - first >= self.grace_s:
+                    if await loop.record_lost(key, marker):
+                        lost.append(key)
+                    continue
+                suspects[(loop.name, key)] = (marker, first)
+        self._suspects = suspects
+        return lost

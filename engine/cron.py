@@ -39,7 +39,7 @@ from .errors import EngineError
 from .loader import canonicalize_path
 from .registration import function_name
 from .runner import Auth
-from .scheduler import INTERRUPTED, DueLoop, error_text, system_transaction
+from .scheduler import INTERRUPTED, NODE_LOST, DueLoop, error_text, system_transaction
 from .transaction import Transaction, _copy
 from .values import decode_json, to_wire
 
@@ -295,7 +295,9 @@ class CronService(DueLoop):
         table = self._table()
         ix = table.indexes["by_name"]
         now = self.clock.now_ms()
-        existing = {doc["name"]: doc async for _, doc in txn.scan(table, ix, b"", b"\xff", False)}
+        scan = txn.scan(table, ix, b"", b"\xff", False)
+        existing = {doc["name"]: doc async for _, doc in scan}
+        scan.finish()  # the whole range is in the read set: nodes starting together add each job once
         for name, doc in existing.items():
             if name not in jobs:
                 await txn.delete(doc["_id"])
@@ -339,6 +341,32 @@ class CronService(DueLoop):
         finally:
             snapshot.close()
         return next_due if next_due != math.inf else None
+
+    async def in_progress(self) -> list[tuple[str, Any]]:
+        table = self._table()
+        snapshot = await self.dep.persistence.snapshot()
+        try:
+            return [(doc_id, (doc["nextRun"], doc.get("startedAt")))
+                    async for _, doc_id, raw in snapshot.scan(table.indexes["by_name"].id, b"", b"\xff", False)
+                    if (doc := decode_json(raw))["state"]["kind"] == "inProgress"]
+        finally:
+            snapshot.close()
+
+    async def record_lost(self, key: str, marker: Any) -> bool:
+        async def body(txn: Transaction) -> bool:
+            cur = await txn.get(key)
+            if cur is None or cur["state"]["kind"] != "inProgress" or (cur["nextRun"], cur.get("startedAt")) != marker:
+                return False
+            schedule = CronSchedule.from_spec(cur["schedule"], cur["name"])
+            now = self.clock.now_ms()
+            await txn.patch(key, _after_run(cur, schedule, now, cur.get("startedAt", now), "failed", NODE_LOST))
+            return True
+
+        lost = await system_transaction(self.dep, body)
+        if lost:
+            log.warning("cron job %s: the node running it stopped; its run is recorded failed", key)
+            self.wake()
+        return lost
 
     async def _execute(self, doc: dict[str, Any]) -> None:
         job_id, planned = doc["_id"], doc["nextRun"]

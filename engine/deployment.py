@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import env as env_module
 from . import metrics
 from .auth import AuthProviders
 from .blobs import BlobStore, LocalBlobStore
@@ -98,14 +99,18 @@ class Deployment:
         self.site_url = ""  # the HTTP-actions URL
         self.log_polls_closed = False  # set when the server stops: log long polls answer at once
         self.file_storage: FileStorage | None = None  # Deployment.open sets it up
+        self.liveness: Any = None  # engine.cluster.NodeLiveness, on a store several nodes share
+        self._env_owner = False  # this deployment put a shared store's variables into engine.env
         self._temp_blob_dir: str | None = None
 
     @classmethod
     async def open(cls, app_dir: str | Path, db_path: str | Path, *, admin_key: str | None = None,
                    persistence: Persistence | None = None, clock: Clock | None = None,
-                   blobs: BlobStore | None = None) -> Deployment:
+                   blobs: BlobStore | None = None, node_timeout: float | None = None) -> Deployment:
         """`blobs` keeps stored files' bytes; by default a folder beside the database
-        ("<db>.storage"; a temporary one for ":memory:", removed on close)."""
+        ("<db>.storage"; a temporary one for ":memory:", removed on close). `node_timeout` (a store
+        several nodes share): seconds without a heartbeat after which a node counts as stopped and
+        another node records its actions in progress failed (engine.cluster.NodeLiveness)."""
         install_logs()
         app = load_app(app_dir)
         auth_providers = AuthProviders.load(app)  # before the store opens: a bad config fails fast
@@ -125,6 +130,12 @@ class Deployment:
         except BaseException:
             await store.close()
             raise
+        if store.shared:  # the variables are the database's, for every node (engine.env)
+            try:
+                await dep._watch_shared_env()
+            except BaseException:
+                await store.close()
+                raise
         dep.committer = _committer_for(store, start_ts)
         dep.committer.start()
         dep.subscriptions = SubscriptionManager(dep)
@@ -149,16 +160,52 @@ class Deployment:
             # Jobs and crons that came due while the server was down run now.
             await dep.scheduler.start()
             await dep.crons.start()
+            if store.shared:
+                from .cluster import NODE_TIMEOUT_S, NodeLiveness
+
+                dep.liveness = NodeLiveness(dep, node_timeout or NODE_TIMEOUT_S)
+                dep.liveness.start()
         except BaseException:
             await dep.close()
             raise
         return dep
+
+    async def _watch_shared_env(self) -> None:
+        """Load the database's environment variables and re-read them whenever a node changes
+        them (a notification; also after the listening connection reconnects)."""
+        store = self.persistence
+        env_module.use_shared(await store.env_vars())
+        self._env_owner = True
+        pending = {"again": False, "task": None}
+
+        async def reload() -> None:
+            while True:
+                pending["again"] = False
+                try:
+                    env_module.use_shared(await store.env_vars())
+                except Exception as e:  # the database is away: the reconnect re-reads them
+                    log.warning("could not re-read the environment variables: %s", e)
+                    return
+                if not pending["again"]:  # a change notified during the read: read once more
+                    return
+
+        def changed() -> None:
+            task = pending["task"]
+            if isinstance(task, asyncio.Task) and not task.done():
+                pending["again"] = True
+                return
+            pending["task"] = asyncio.get_running_loop().create_task(reload())
+
+        store.on_env_change = changed
 
     async def close(self) -> None:
         # Background runs stop first (their commits settle below); an action cut off here is
         # recorded as interrupted at the next start.
         await self.crons.stop()
         await self.scheduler.stop()
+        if self.liveness is not None:  # after them: its row goes, so others settle what they cut off
+            await self.liveness.stop()
+            self.liveness = None
         if self.file_storage is not None:
             await self.file_storage.stop()
         if self.subscriptions is not None:
@@ -167,7 +214,10 @@ class Deployment:
         if self.committer is not None:
             await self.committer.stop()
             self.persistence.search.save(self.committer.durable_ts)  # vector graphs, for the next start
+        self.persistence.on_env_change = None
         await self.persistence.close()
+        if self._env_owner:
+            env_module.use_shared(None)
         self.transfers.close()
         metrics.detach(self)
         if self._temp_blob_dir is not None:

@@ -11,6 +11,10 @@ strings (default `<db dir>/env.json`, or `serve --env-file F`). The process envi
 `python -m engine env set NAME VALUE` is seen by the running server at its next read (the file is
 re-read when it changes). A missing secret fails where it is used, never at startup.
 
+On PostgreSQL (several nodes) the deployment's variables live in the database instead of a file,
+so every node sees the same ones: the Deployment keeps a copy here (`use_shared`), refreshed when
+any node changes them (engine.storage.postgres notifies); the process environment still wins.
+
 `CONVEX_CLOUD_URL` and `CONVEX_SITE_URL` are Convex's system variables: the deployment's own API
 origin and HTTP-actions origin (`engine serve` sets them from where it listens, or from
 $CONVEX_CLOUD_ORIGIN / $CONVEX_SITE_ORIGIN behind a proxy, as Convex's self-hosted backend does).
@@ -28,11 +32,13 @@ import re
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from .errors import EngineError
 
 __all__ = ["ENV_FILE_NAME", "get", "require", "use_file", "env_file", "read_file", "set_var", "remove_var",
-           "check_name", "check_value", "set_deployment_urls", "deployment_urls", "CLOUD_URL", "SITE_URL"]
+           "check_name", "check_value", "set_deployment_urls", "deployment_urls", "CLOUD_URL", "SITE_URL",
+           "use_shared", "shared", "deployment_values", "check_changes"]
 
 CLOUD_URL = "CONVEX_CLOUD_URL"
 SITE_URL = "CONVEX_SITE_URL"
@@ -46,6 +52,7 @@ _lock = threading.Lock()
 _file: Path | None = None
 _cache: tuple[tuple[int, int, int], dict[str, str]] | None = None
 _system: dict[str, str] = {}
+_shared: dict[str, str] | None = None  # a shared store's variables (replace the file's when set)
 
 
 def set_deployment_urls(cloud_url: str | None, site_url: str | None) -> None:
@@ -71,6 +78,24 @@ def use_file(path: str | Path | None) -> None:
 
 def env_file() -> Path | None:
     return _file
+
+
+def use_shared(values: dict[str, str] | None) -> None:
+    """The variables of a store several nodes share (None: back to the env file)."""
+    global _shared
+    _shared = dict(values) if values is not None else None
+
+
+def shared() -> dict[str, str] | None:
+    return _shared
+
+
+def deployment_values() -> dict[str, str]:
+    """The deployment's own variables (not the process environment): the shared store's, else
+    the env file's."""
+    if _shared is not None:
+        return dict(_shared)
+    return read_file(_file) if _file is not None else {}
 
 
 def read_file(path: str | Path) -> dict[str, str]:
@@ -117,6 +142,9 @@ def get(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     if value is not None:
         return value
+    shared_values = _shared
+    if shared_values is not None:
+        return shared_values.get(name, default)
     return _file_vars().get(name, default)
 
 
@@ -147,6 +175,26 @@ def check_value(name: str, value: str) -> None:
     if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
         raise EngineError("EnvironmentVariableTooLarge",
                           f"The value of {name} is longer than {MAX_VALUE_BYTES} bytes.")
+
+
+def check_changes(changes: Any) -> list[tuple[str, str | None]]:
+    """`[{name, value | null}]` (the CLI's update_environment_variables body) checked whole, as
+    (name, value or None to remove) pairs; EngineError naming the first bad one."""
+    if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
+        raise EngineError("InvalidEnvironmentVariableChanges",
+                          "`changes` must be an array of {name, value} objects (value null removes).")
+    out: list[tuple[str, str | None]] = []
+    for change in changes:
+        name, value = change.get("name"), change.get("value")
+        if not isinstance(name, str):
+            raise EngineError("InvalidEnvironmentVariableName", "Each change needs a `name` string.")
+        check_name(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise EngineError("InvalidEnvironmentVariableValue", f"The value of {name} must be a string.")
+            check_value(name, value)
+        out.append((name, value))
+    return out
 
 
 def _write(path: Path, values: dict[str, str]) -> None:

@@ -51,7 +51,7 @@ from .values import decode_json, to_wire, value_size
 if TYPE_CHECKING:
     from .deployment import Deployment
 
-__all__ = ["Clock", "RealClock", "ManualClock", "Scheduler", "DueLoop", "system_transaction", "to_ms",
+__all__ = ["Clock", "RealClock", "ManualClock", "Scheduler", "DueLoop", "system_transaction", "to_ms", "NODE_LOST",
            "error_text", "SCHEDULED_FUNCTIONS"]
 
 log = logging.getLogger("engine.scheduler")
@@ -63,6 +63,8 @@ MAX_SCHEDULED_PER_FUNCTION = 1000  # Convex: one function may schedule at most 1
 MAX_SCHEDULED_ARGS_BYTES = 8 * 1024 * 1024  # ... with at most 8 MiB of arguments in total
 MAX_SYSTEM_TXN_ATTEMPTS = 32
 INTERRUPTED = "Action interrupted by a restart"
+# Recorded by another node when the node running an action stops being heard from (engine.cluster).
+NODE_LOST = "Action interrupted: the engine node running it stopped"
 RETRY_PAUSE_MS = 5000.0
 T = TypeVar("T")
 
@@ -142,7 +144,8 @@ def to_ms(moment: Any) -> float:
 # -- small engine transactions -------------------------------------------------------------------
 async def system_transaction(dep: Deployment, body: Callable[[Transaction], Any]) -> Any:
     """Run `body(txn)` (a function or a coroutine function) on a fresh snapshot and commit what it
-    wrote, re-running it on conflicts."""
+    wrote, re-running it on conflicts (found when it is sequenced, or, on a store several nodes
+    share, when it commits)."""
     for _ in range(MAX_SYSTEM_TXN_ATTEMPTS):
         txn = Transaction(dep.catalog, await dep.persistence.snapshot(), writable=True)
         future = None
@@ -151,6 +154,7 @@ async def system_transaction(dep: Deployment, body: Callable[[Transaction], Any]
             result = body(txn)
             if inspect.isawaitable(result):
                 result = await result
+            txn.flush_scans()  # the ranges its scans walked are in the read set
             if txn.writes:
                 _, future = dep.committer.sequence(txn)
         except Busy as e:  # a mutation has the sequencer to itself for a moment
@@ -163,7 +167,10 @@ async def system_transaction(dep: Deployment, body: Callable[[Transaction], Any]
             await busy
             continue
         if future is not None:
-            await future
+            try:
+                await future
+            except Conflict:  # another node's commit got there first
+                continue
         return result  # type: ignore[possibly-undefined]  # bound: every other path continued
     raise EngineError("OptimisticConcurrencyControlFailure", "A system transaction kept conflicting.", status=503)
 
@@ -263,6 +270,20 @@ class DueLoop:
 
     def _has_room(self) -> bool:
         return len(self._running) < self.max_running
+
+    # several nodes on one store (engine.cluster.NodeLiveness)
+    def running_keys(self) -> list[str]:
+        """The keys (document ids) this node is running now."""
+        return list(self._running)
+
+    async def in_progress(self) -> list[tuple[str, Any]]:
+        """(key, marker of the run) of every run the store records in progress, on any node."""
+        return []
+
+    async def record_lost(self, key: str, marker: Any) -> bool:
+        """Record the run `marker` of `key` failed because its node stopped (if it is still that
+        run, still in progress); whether it did."""
+        return False
 
     def _blocked_until(self, key: str, now: float) -> float | None:
         """None if `key` may be launched now, else when it may (running ones: on wake)."""
@@ -386,6 +407,22 @@ class Scheduler(DueLoop):
         module, _, export = _function_path(name).partition(":")
         return (f'Unsupported function type. FunctionName("{export}") in module "{module}.js" is defined as a '
                 f'{kind.capitalize()}. "\n{" " * 28}"Only Mutation and Action can be scheduled.')
+
+    async def in_progress(self) -> list[tuple[str, Any]]:
+        return [(job["_id"], job["state"].get("executionId")) async for job in self._scan("inProgress")]
+
+    async def record_lost(self, key: str, marker: Any) -> bool:
+        async def body(txn: Transaction) -> bool:
+            job = await txn.get(key)
+            if job is None or job["state"]["kind"] != "inProgress" or job["state"].get("executionId") != marker:
+                return False
+            return await _transition(txn, key, ("inProgress",), {"kind": "failed", "error": NODE_LOST},
+                                     self.clock.now_ms())
+
+        lost = await system_transaction(self.dep, body)
+        if lost:
+            log.warning("scheduled action %s: the node running it stopped; marked failed", key)
+        return lost
 
     # running a job
     async def _execute(self, job: dict[str, Any]) -> None:

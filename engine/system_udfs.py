@@ -138,8 +138,7 @@ def _build(dep: Deployment) -> dict[str, RegisteredFunction]:
 
     # -- environment variables ---------------------------------------------------------------------
     def env_values() -> dict[str, str]:
-        path = env_module.env_file()
-        return env_module.read_file(path) if path is not None else {}
+        return env_module.deployment_values()
 
     @add("_system/cli/queryEnvironmentVariables:default", "query", {})
     async def env_list(ctx: Any, args: dict[str, Any]) -> Any:

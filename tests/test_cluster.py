@@ -2,14 +2,19 @@
 
 Real things throughout: a real PostgreSQL server (tests/pg_harness.py), three real
 `python -m engine serve --db postgresql://...` processes on loopback, the official npm clients.
-The cron test runs three deployments in one process instead (each with its own pool, committer,
-LISTEN connection and node id: they share nothing but the database), because crons need an
-injected clock and a server process has none.
+The minute-by-minute cron test runs three deployments in one process (each with its own pool,
+committer, LISTEN connection and node id: they share nothing but the database), because a
+five-field cron needs an injected clock and a server process has none; on three server processes
+the same property is shown with an every-second cron, in real time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -22,26 +27,38 @@ import pytest
 
 from conftest import TEST_ADMIN_KEY, ServerProcess, _live_servers, app_path
 from engine.deployment import Auth, Deployment
+from engine.errors import EngineError
 from engine.scheduler import ManualClock
+from engine.values import decode_json
 
 APP = Path(__file__).resolve().parent / "apps" / "sync"
+JOBS_APP = Path(__file__).resolve().parent / "apps" / "cluster"
+HOUR_MS = 3_600_000.0
+NODE_TIMEOUT_S = 1.0  # `serve --node-timeout` of the job tests: a killed node's runs settle in ~2 s
 
 pytestmark = pytest.mark.slow
 
 
 class Cluster:
-    def __init__(self, url: str, base: Path) -> None:
+    def __init__(self, url: str, base: Path, app: Path = APP, extra_args: tuple[str, ...] = ()) -> None:
         self.db_url = url
         self.base = base
+        self.app = app
+        self.extra_args = extra_args
         self.nodes: list[ServerProcess] = []
+        self._lock = threading.Lock()  # nodes start from several threads: each gets its own number
 
     def start_node(self) -> ServerProcess:
-        n = len(self.nodes)
-        workdir = self.base / f"node{n}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        node = ServerProcess(app_path(APP), self.db_url, workdir / "server.log",  # type: ignore[arg-type]
-                             admin_key=TEST_ADMIN_KEY)
-        self.nodes.append(node)
+        with self._lock:
+            n = len(self.nodes)
+            workdir = self.base / f"node{n}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            # Each node has an env file of its own, as on machines of their own.
+            node = ServerProcess(app_path(self.app), self.db_url, workdir / "server.log",  # type: ignore[arg-type]
+                                 admin_key=TEST_ADMIN_KEY,
+                                 extra_args=(*self.extra_args, "--env-file", str(workdir / "env.json")),
+                                 extra_env={"NODE_NAME": f"node{n}"})
+            self.nodes.append(node)
         return node.start()
 
     def stop(self) -> None:
@@ -51,11 +68,25 @@ class Cluster:
                 _live_servers.remove(node)
 
 
-@pytest.fixture
-def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(pg_url, tmp_path)
+def _start(c: Cluster) -> Cluster:
     with ThreadPoolExecutor(3) as pool:  # three nodes starting at once take turns on the catalog
         list(pool.map(lambda _: c.start_node(), range(3)))
+    return c
+
+
+@pytest.fixture
+def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = _start(Cluster(pg_url, tmp_path))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def job_cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Three nodes of tests/apps/cluster (each run records $NODE_NAME: node0, node1, node2)."""
+    c = _start(Cluster(pg_url, tmp_path, JOBS_APP, ("--node-timeout", str(NODE_TIMEOUT_S))))
     try:
         yield c
     finally:
@@ -225,6 +256,301 @@ async def test_a_cron_fires_once_per_minute_across_the_cluster(pg_url: str, tmp_
     finally:
         for dep in nodes:
             await dep.close()
+
+
+# -- scheduled functions and crons on three server processes ------------------------------------------
+
+async def watch(node: ServerProcess, path: str, args: dict, done, timeout: float = 30.0):
+    """Subscribe to a query on `node` and wait (on its Transitions, not a timer) until
+    `done(value)`; returns that value."""
+    from test_sync_protocol import Conn
+
+    conn = await Conn.open(node)
+    try:
+        (qid,) = await conn.add((path, args))
+        async with asyncio.timeout(timeout):
+            while True:
+                await conn.until(lambda m: m["type"] == "Transition")
+                result = conn.results.get(qid)
+                if result is not None:
+                    assert result["type"] == "QueryUpdated", result
+                    if done(result["value"]):
+                        return result["value"]
+    finally:
+        await conn.close()
+
+
+async def test_scheduled_functions_and_a_cron_run_once_per_due_time_across_three_serve_processes(
+        job_cluster: Cluster) -> None:
+    """Every node finds every due job (a job scheduled through node A wakes the schedulers of B
+    and C too): 60 mutations and 30 actions scheduled at once each run exactly once, and an
+    every-second cron's planned runs each run once, whichever nodes win them."""
+    a, b, c = job_cluster.nodes
+    tag = f"s-{uuid.uuid4().hex[:8]}"
+    ids = mutation(a, "jobs:scheduleMany", {"tag": tag, "n": 60, "kind": "mutation"})
+    ids += mutation(b, "jobs:scheduleMany", {"tag": tag, "n": 30, "kind": "action"})
+    assert isinstance(ids, list) and len(ids) == 90
+    states = await watch(c, "jobs:states", {"ids": ids}, lambda v: all(s["kind"] == "success" for s in v))
+    assert len(states) == 90
+    runs = query(a, "jobs:runs", {"tag": tag})
+    assert isinstance(runs, list) and len(runs) == 90, len(runs)  # none ran twice
+    mutation(c, "jobs:setFlag", {"name": "tick", "on": True})
+    ticks = await watch(b, "jobs:runs", {"tag": "tick"}, lambda v: len(v) >= 6)
+    mutation(c, "jobs:setFlag", {"name": "tick", "on": False})
+    ticks = query(a, "jobs:runs", {"tag": "tick"})
+    assert isinstance(ticks, list)
+    planned = sorted(t["planned"] for t in ticks)
+    assert len(set(planned)) == len(planned), planned  # no planned run ran twice
+    assert all((later - earlier) % 1000 == 0 and later > earlier
+               for earlier, later in zip(planned, planned[1:])), planned  # planned times of one job
+    print("scheduled runs per node:", {n: sum(r["node"] == n for r in runs) for n in ("node0", "node1", "node2")},
+          "ticks per node:", {n: sum(t["node"] == n for t in ticks) for n in ("node0", "node1", "node2")})
+
+
+def test_environment_variables_set_through_one_node_are_seen_by_every_node(job_cluster: Cluster,
+                                                                           tmp_path: Path) -> None:
+    """`npx convex env set` through node A reaches functions on B and C (the variables live in the
+    database; each node's own env file stays unused), `npx convex env list` through C lists it,
+    and `python -m engine env remove --db postgresql://...` (no node involved) removes it for all."""
+    import subprocess
+
+    from test_convex_cli import _project, npx
+
+    a, b, c = job_cluster.nodes
+    project = _project(tmp_path)
+
+    def seen_everywhere(expected: object) -> None:
+        for node in (a, b, c):  # each node re-reads them when notified: poll until it has
+            deadline = time.monotonic() + 10
+            while query(node, "jobs:envValue", {"name": "GREETING"}) != expected:
+                assert time.monotonic() < deadline, (node, expected)
+
+    done = npx(a, project, "env", "set", "GREETING", "hello from a")
+    assert done.returncode == 0, done.stderr
+    seen_everywhere("hello from a")
+    listed = npx(c, project, "env", "list")
+    assert listed.returncode == 0 and "GREETING=hello from a" in listed.stdout, (listed.stdout, listed.stderr)
+    removed = subprocess.run([sys.executable, "-m", "engine", "env", "remove", "GREETING", "--app", str(JOBS_APP),
+                              "--db", job_cluster.db_url], capture_output=True, text=True, timeout=60)
+    assert removed.returncode == 0 and "Removed GREETING from the database" in removed.stdout, removed
+    assert "engine-test-pw" not in removed.stdout + removed.stderr  # the password is never shown
+    seen_everywhere(None)
+    assert not any((job_cluster.base / f"node{i}" / "env.json").exists() for i in range(3))
+
+
+def test_the_cli_verbs_work_against_any_node_of_a_postgres_deployment(job_cluster: Cluster, tmp_path: Path) -> None:
+    """`python -m engine run / data / export / import --url` and `npx convex run / data / import`
+    through different nodes of one PostgreSQL deployment see one database."""
+    import json
+    import subprocess
+    import zipfile
+
+    from test_convex_cli import _project, npx
+
+    a, b, c = job_cluster.nodes
+    project = _project(tmp_path)
+
+    def engine(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "engine", *args, "--app", str(JOBS_APP)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "CONVEX_ADMIN_KEY": TEST_ADMIN_KEY})
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done
+
+    engine("run", "jobs:setFlag", '{"name": "from-run", "on": true}', "--url", a.url)
+    ran = npx(b, project, "run", "jobs:setFlag", '{"name": "from-npx", "on": false}')
+    assert ran.returncode == 0, ran.stderr
+    rows = [json.loads(line) for line in engine("data", "flags", "--url", c.url).stdout.splitlines()]
+    assert sorted((r["name"], r["on"]) for r in rows) == [("from-npx", False), ("from-run", True)]
+    listed = npx(a, project, "data", "flags")
+    assert listed.returncode == 0 and "from-npx" in listed.stdout and "from-run" in listed.stdout, listed.stdout
+    snapshot = tmp_path / "snap.zip"
+    engine("export", "--url", b.url, "--path", str(snapshot))
+    assert len(zipfile.ZipFile(snapshot).read("flags/documents.jsonl").splitlines()) == 2
+    engine("run", "jobs:setFlag", '{"name": "later", "on": true}', "--url", c.url)
+    engine("import", "--url", c.url, "--path", str(snapshot), "--replace")  # back to the snapshot's flags
+    names = sorted(r["name"] for r in (json.loads(line) for line in
+                                       engine("data", "flags", "--url", a.url).stdout.splitlines()))
+    assert names == ["from-npx", "from-run"]
+    imported = npx(b, project, "import", "--table", "flags", "--append", "-y", str(_jsonl(tmp_path)))
+    assert imported.returncode == 0, (imported.stdout, imported.stderr)
+    assert sorted(query(c, "jobs:flagNames", {})) == ["appended", "from-npx", "from-run"]  # type: ignore[arg-type]
+
+
+def _jsonl(tmp_path: Path) -> Path:
+    path = tmp_path / "more.jsonl"
+    path.write_text('{"name": "appended", "on": true}\n')
+    return path
+
+
+async def test_a_killed_nodes_actions_in_progress_are_settled_by_the_survivors(job_cluster: Cluster) -> None:
+    """A scheduled action hangs on some node; while that node lives, nobody touches its run (for
+    several node timeouts); once it is killed (-9), a survivor records the run failed within about
+    twice `--node-timeout`, and it never runs again. Then a cron's action hangs on a survivor,
+    that one is killed too, and the last node records that run failed and runs the cron again."""
+    from engine.scheduler import NODE_LOST
+
+    by_name = {f"node{i}": node for i, node in enumerate(job_cluster.nodes)}
+    tag = f"h-{uuid.uuid4().hex[:8]}"
+    (job,) = mutation(job_cluster.nodes[0], "jobs:scheduleMany", {"tag": tag, "n": 1, "kind": "hang"})  # type: ignore[misc]
+    (run,) = await watch(job_cluster.nodes[0], "jobs:runs", {"tag": tag}, lambda v: len(v) == 1)
+    victim = by_name.pop(run["node"])
+    observer = next(iter(by_name.values()))
+    # Alive: its run stays in progress through several timeouts (heartbeats keep claiming it).
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await watch(observer, "jobs:states", {"ids": [job]}, lambda v: v[0]["kind"] != "inProgress",
+                    timeout=4 * NODE_TIMEOUT_S)
+    assert time.monotonic() - started >= 4 * NODE_TIMEOUT_S
+    victim.kill()
+    killed = time.monotonic()
+    (state,) = await watch(observer, "jobs:states", {"ids": [job]}, lambda v: v[0]["kind"] != "inProgress")
+    settled_in = time.monotonic() - killed
+    assert state == {"kind": "failed", "error": NODE_LOST}, state
+    assert query(observer, "jobs:runs", {"tag": tag}) == [run]  # at most once: never run again
+    print(f"a killed node's action settled {settled_in:.2f} s after the kill (node timeout {NODE_TIMEOUT_S} s)")
+
+    # A cron's action: the cron is planned again once its lost run is recorded.
+    mutation(observer, "jobs:setFlag", {"name": "hang", "on": True})
+    (hung,) = await watch(observer, "jobs:runs", {"tag": "work-hang"}, lambda v: len(v) == 1)
+    mutation(observer, "jobs:setFlag", {"name": "hang", "on": False})
+    victim = by_name.pop(hung["node"])
+    (last,) = by_name.values()
+    victim.kill()
+    jobs = await watch(last, "jobs:cronJobs", {},
+                       lambda v: (v["work"]["lastRun"] or {}).get("scheduledTime") == hung["planned"])
+    assert jobs["work"]["lastRun"]["outcome"] == "failed" and jobs["work"]["lastRun"]["error"] == NODE_LOST
+    later = await watch(last, "jobs:runs", {"tag": "work"},
+                        lambda v: any(r["planned"] > hung["planned"] for r in v))
+    assert {r["node"] for r in later if r["planned"] > hung["planned"]} == {next(iter(
+        name for name, node in (("node0", job_cluster.nodes[0]), ("node1", job_cluster.nodes[1]),
+                                ("node2", job_cluster.nodes[2])) if node is last))}
+    assert query(last, "jobs:runs", {"tag": "work-hang"}) == [hung]
+
+
+async def test_a_stopped_nodes_action_is_settled_after_the_grace_and_a_live_nodes_never(
+        pg_url: str) -> None:
+    """NodeLiveness, in process with its time injected: a run claimed by a live node's heartbeat is
+    never taken however long it runs; once that node stops (gracefully: its heartbeat row goes and
+    the action it cut off stays inProgress), another node records the run failed only after the
+    grace period, and a run recorded meanwhile by a racing node is not recorded twice."""
+    from engine.scheduler import NODE_LOST
+
+    clock = ManualClock(datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc))
+    # A long timeout (heartbeat rows stay fresh), and the rounds driven here, not in the background.
+    # B's and C's clocks are an hour behind: the job is not due there, so only A tries to run it
+    # (a node trying to claim a job lists it among its runs meanwhile).
+    a = await Deployment.open(JOBS_APP, pg_url, clock=clock, node_timeout=1000)
+    b = await Deployment.open(JOBS_APP, pg_url, clock=ManualClock(clock.now_ms() - HOUR_MS), node_timeout=1000)
+    c = await Deployment.open(JOBS_APP, pg_url, clock=ManualClock(clock.now_ms() - HOUR_MS), node_timeout=1000)
+    open_deps = [a, b, c]
+    try:
+        assert a.liveness is not None and b.liveness is not None and c.liveness is not None
+        for dep in open_deps:
+            await dep.liveness.pause()
+        grace = b.liveness.grace_s
+        for dep in open_deps:  # the crons' first runs (due at start) are over
+            await dep.crons.drain()
+        scheduled = await a.call("jobs:scheduleMany", {"tag": "t", "n": 1.0, "kind": "hang"}, kind="mutation",
+                                 auth=Auth())
+        assert scheduled.success, scheduled.error_message
+        (job,) = scheduled.value
+        await a.scheduler.poll()  # A launches the action: inProgress, then it hangs
+        await asyncio.wait_for(sys.modules[f"{a.app.package}.functions._gates"].started("t").wait(), 30)
+        await a.liveness.check()  # A's heartbeat claims it
+        t0 = time.monotonic()
+        assert await b.liveness.check(now=t0) == [] and await c.liveness.check(now=t0) == []
+        assert await b.liveness.check(now=t0 + 100 * grace) == []  # claimed by a live node: never taken
+        states = (await b.call("jobs:states", {"ids": [job]}, kind="query", auth=Auth())).value
+        assert states[0]["kind"] == "inProgress"
+        open_deps.remove(a)
+        await a.close()  # cuts the action off; its heartbeat row goes
+        assert await b.liveness.check(now=t0 + 200 * grace) == []  # unclaimed from now: suspected
+        assert await c.liveness.check(now=t0 + 200 * grace) == []
+        assert await b.liveness.check(now=t0 + 200 * grace + grace / 2) == []  # not for long enough
+        assert await b.liveness.check(now=t0 + 201 * grace) == [job]
+        assert await c.liveness.check(now=t0 + 201 * grace) == []  # B recorded it first
+        states = (await c.call("jobs:states", {"ids": [job]}, kind="query", auth=Auth())).value
+        assert states == [{"kind": "failed", "error": NODE_LOST}]
+    finally:
+        for dep in open_deps:
+            await dep.close()
+
+
+async def test_nodes_syncing_their_crons_at_once_register_each_job_once(pg_url: str, tmp_path: Path) -> None:
+    """Three nodes registering a new cron job at the same moment (a deploy reaching them all) make
+    one `_cron_jobs` document of it, not one per node: the registration reads the jobs' range in
+    its read set, so the late ones conflict, re-run and find the job there."""
+    app = tmp_path / "app"
+    for rel, text in CRON_APP.items():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        (app / rel).write_text(dedent(text))
+    start = datetime(2026, 3, 2, 12, 0, 30, tzinfo=timezone.utc)
+    nodes = [await Deployment.open(app, pg_url, clock=ManualClock(start)) for _ in range(3)]
+    try:
+        for dep in nodes:
+            assert dep.app.crons is not None
+            dep.app.crons.interval("extra", {"minutes": 5}, "ticks:tick")
+        await asyncio.gather(*(dep.crons.sync() for dep in nodes))
+        for dep in nodes:
+            snapshot = await dep.persistence.snapshot()
+            try:
+                table = dep.catalog.by_name["_cron_jobs"]
+                names = sorted([decode_json(raw)["name"] async for _, _, raw in
+                                snapshot.scan(table.indexes["by_name"].id, b"", b"\xff", False)])
+            finally:
+                snapshot.close()
+            assert names == ["every minute", "extra"], names
+    finally:
+        for dep in nodes:
+            await dep.close()
+
+
+async def test_a_postgres_restart_does_not_make_a_node_take_a_live_nodes_run(pg_server) -> None:
+    """The database restarts, for longer than the node timeout (A's last heartbeat is made older
+    than the timeout by hand: the outage's length is not up to the test): every heartbeat is stale
+    when it is back, but the node running the action heartbeats again before the grace is over,
+    so the other node never records its run failed (rounds driven here; the restart is real)."""
+    url = pg_server.create_database(vector=False)
+    timeout = 1000.0
+    clock = ManualClock(datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc))
+    a = await Deployment.open(JOBS_APP, url, clock=clock, node_timeout=timeout)
+    # B's clock is an hour behind: the job is not due there, so B never tries to run it (a node
+    # trying to claim a job lists it among its runs meanwhile).
+    b = await Deployment.open(JOBS_APP, url, clock=ManualClock(clock.now_ms() - HOUR_MS), node_timeout=timeout)
+    try:
+        for dep in (a, b):
+            await dep.crons.drain()
+            await dep.liveness.pause()
+        scheduled = await a.call("jobs:scheduleMany", {"tag": "r", "n": 1.0, "kind": "hang"}, kind="mutation",
+                                 auth=Auth())
+        assert scheduled.success, scheduled.error_message
+        (job,) = scheduled.value
+        await a.scheduler.poll()
+        await asyncio.wait_for(sys.modules[f"{a.app.package}.functions._gates"].started("r").wait(), 30)
+        await a.liveness.check()
+        pg_server.restart()
+        pg_server.psql(f"UPDATE nodes SET seen = seen - interval '{2 * timeout} seconds' "
+                       f"WHERE node = '{a.persistence.node_id}'", db=url.rsplit("/", 1)[1])
+
+        async def round(dep: Deployment, now: float | None = None) -> list[str]:
+            for _ in range(20):  # the first statements after a restart may meet dead pooled connections
+                try:
+                    return await dep.liveness.check(now=now)
+                except EngineError:
+                    continue
+            raise AssertionError("the database did not come back")
+
+        t0 = time.monotonic()
+        assert await round(b, t0) == [] and b.liveness.suspected() == [job]  # A's run is unclaimed now
+        assert await round(a) == []  # A is back and claims it
+        assert await round(b, t0 + 100 * b.liveness.grace_s) == []  # claimed again: never taken
+        assert b.liveness.suspected() == []
+        states = (await b.call("jobs:states", {"ids": [job]}, kind="query", auth=Auth())).value
+        assert states[0]["kind"] == "inProgress"
+    finally:
+        await a.close()
+        await b.close()
 
 
 def test_a_postgres_restart_under_load_is_survived(cluster: Cluster, pg_server, run_node) -> None:

@@ -3,17 +3,21 @@
 The property: after any sequence of commits (inserts, patches that move a document within and
 between index ranges, replaces, deletes, several writes per commit), reading at the timestamp of
 any earlier commit gives exactly what a read at that time gave — by id, and through every index
-range, in both orders.
+range, in both orders. On SQLite, and on PostgreSQL: one node, and two nodes (commits through
+node A, the reads then and the reads at past timestamps on node B, whose history is built from the
+undo information A's commits carry in the `commits` log).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_core_support import CORE_APP, ok  # noqa: F401
+from test_core_support import CORE_APP, db_path, ok  # noqa: F401  (fixtures)
 from engine.database import DatabaseReader
 from engine.deployment import Deployment
 from engine.errors import EngineError
@@ -73,32 +77,41 @@ async def apply(dep: Deployment, batch: list[tuple], ids: list[str]) -> None:
         txn.close()
 
 
+async def _property(batches: list[list[tuple]], db: str, nodes: int) -> None:
+    writer = await Deployment.open(CORE_APP, db)
+    reader = writer if nodes == 1 else await Deployment.open(CORE_APP, db)
+    dep_catalog[:] = [reader.catalog]
+    try:
+        ids: list[str] = []
+        seen: list[tuple[int, list[str], dict[str, Any]]] = []
+        await apply(writer, [("insert", "a", 1)], ids)
+        for batch in batches:
+            snap = await reader.persistence.snapshot()
+            seen.append((snap.ts, list(ids), await read(snap, ids)))
+            await apply(writer, batch, ids)
+        for ts, known, then in seen:
+            assert await read(await reader.snapshot_at(ts), known) == then
+    finally:
+        if reader is not writer:
+            await reader.close()
+        await writer.close()
+
+
 @settings(max_examples=60, deadline=None)
 @given(batches=commits)
-def test_reads_at_past_timestamps_match_what_was_read_then(batches, tmp_path_factory) -> None:
-    import asyncio
-
-    async def run() -> None:
-        dep = await Deployment.open(CORE_APP, ":memory:")
-        dep_catalog[:] = [dep.catalog]
-        try:
-            ids: list[str] = []
-            seen: list[tuple[int, list[str], dict[str, Any]]] = []
-            await apply(dep, [("insert", "a", 1)], ids)
-            for batch in batches:
-                snap = await dep.persistence.snapshot()
-                seen.append((snap.ts, list(ids), await read(snap, ids)))
-                await apply(dep, batch, ids)
-            for ts, known, then in seen:
-                assert await read(await dep.snapshot_at(ts), known) == then
-        finally:
-            await dep.close()
-
-    asyncio.run(run())
+def test_reads_at_past_timestamps_match_what_was_read_then(batches) -> None:
+    asyncio.run(_property(batches, ":memory:", 1))
 
 
-async def test_a_timestamp_older_than_the_history_is_refused(tmp_path) -> None:
-    dep = await Deployment.open(CORE_APP, tmp_path / "db.sqlite3")
+@pytest.mark.parametrize("nodes", [1, 2])
+@settings(max_examples=15, deadline=None)  # each example makes a database
+@given(batches=commits)
+def test_reads_at_past_timestamps_match_what_was_read_then_on_postgres(nodes, batches, pg_server) -> None:
+    asyncio.run(_property(batches, pg_server.create_database(vector=False), nodes))
+
+
+async def test_a_timestamp_older_than_the_history_is_refused(db_path) -> None:
+    dep = await Deployment.open(CORE_APP, db_path)
     try:
         dep.committer.history.window_ns = 0  # keep nothing older than the newest commit
         first = dep.latest_ts()

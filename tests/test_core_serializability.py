@@ -9,6 +9,9 @@ mutations mid-transaction (scheduling, not waiting), so hypothesis explores real
 The check replays a model serially: a transfer that wrote sits at its commit ts; a transfer that
 wrote nothing (insufficient funds) and a query sit at their snapshot ts, after the commit with that
 ts. Every observed return value must match the model at that point, and so must the final state.
+
+On SQLite, and on PostgreSQL with one node and with two (the operations alternate between the
+nodes: commit timestamps come from the database's clock, so one serial order spans both).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,8 +55,10 @@ def transfers(draw: st.DrawFn) -> Transfer:
 operations = st.lists(st.one_of(transfers(), transfers(), st.just(Read())), min_size=1, max_size=24)
 
 
-async def scenario(initial: list[int], ops: list[Transfer | Read]) -> None:
-    dep = await Deployment.open(CORE_APP, ":memory:")
+async def scenario(initial: list[int], ops: list[Transfer | Read], db: str = ":memory:", nodes: int = 1) -> None:
+    dep = await Deployment.open(CORE_APP, db)
+    others = [await Deployment.open(CORE_APP, db) for _ in range(nodes - 1)]
+    deps = [dep, *others]
     try:
         owners = [f"acct{i}" for i in range(N_ACCOUNTS)]
         ids = []
@@ -61,13 +67,14 @@ async def scenario(initial: list[int], ops: list[Transfer | Read]) -> None:
             ids.append(opened.value)
         start_ts = dep.latest_ts()
 
-        def launch(op: Transfer | Read):
+        def launch(i: int, op: Transfer | Read):
+            node = deps[i % len(deps)]
             if isinstance(op, Read):
-                return dep.call("accounts:balances", {}, kind="query", auth=NOBODY)
+                return node.call("accounts:balances", {}, kind="query", auth=NOBODY)
             args = {"src": ids[op.src], "dst": ids[op.dst], "amount": op.amount, "pauses": op.pauses}
-            return dep.call("accounts:transfer", args, kind="mutation", auth=NOBODY)
+            return node.call("accounts:transfer", args, kind="mutation", auth=NOBODY)
 
-        outcomes: list[Outcome] = await asyncio.gather(*(launch(op) for op in ops))
+        outcomes: list[Outcome] = await asyncio.gather(*(launch(i, op) for i, op in enumerate(ops)))
         for op, outcome in zip(ops, outcomes):
             assert outcome.success, f"{op} failed: {outcome.error_message}"
             assert outcome.ts is not None and outcome.ts >= start_ts
@@ -93,15 +100,25 @@ async def scenario(initial: list[int], ops: list[Transfer | Read]) -> None:
                 state[src] -= op.amount
                 state[dst] += op.amount
 
-        final = await dep.call("accounts:balances", {}, kind="query", auth=NOBODY)
-        assert final.value == state
-        assert sum(final.value.values()) == sum(initial)
-        assert all(type(b) is int for b in final.value.values())  # int64 stays int64
+        for node in deps:
+            final = await node.call("accounts:balances", {}, kind="query", auth=NOBODY)
+            assert final.value == state
+            assert sum(final.value.values()) == sum(initial)
+            assert all(type(b) is int for b in final.value.values())  # int64 stays int64
     finally:
-        await dep.close()
+        for node in reversed(deps):
+            await node.close()
 
 
 @settings(max_examples=100, deadline=None)
 @given(initial=st.lists(st.integers(0, 100), min_size=N_ACCOUNTS, max_size=N_ACCOUNTS), ops=operations)
 def test_concurrent_transfers_equal_some_serial_order(initial: list[int], ops: list[Any]) -> None:
     asyncio.run(scenario(initial, ops))
+
+
+@pytest.mark.parametrize("nodes", [1, 2])
+@settings(max_examples=20, deadline=None)  # each example makes a database
+@given(initial=st.lists(st.integers(0, 100), min_size=N_ACCOUNTS, max_size=N_ACCOUNTS), ops=operations)
+def test_concurrent_transfers_equal_some_serial_order_on_postgres(nodes: int, initial: list[int], ops: list[Any],
+                                                                 pg_server) -> None:
+    asyncio.run(scenario(initial, ops, pg_server.create_database(vector=False), nodes))

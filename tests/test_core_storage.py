@@ -44,6 +44,8 @@ class _ClockAhead:
     def time_ns() -> int:
         return time.time_ns() + 3600 * 10**9
 
+    monotonic = staticmethod(time.monotonic)
+
 
 async def test_timestamps_never_go_backwards_across_a_reopen(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,6 +66,37 @@ async def test_timestamps_never_go_backwards_across_a_reopen(tmp_path: Path,
         assert outcome.success and outcome.ts > ahead
         query = await again.call("items:byRank", {"group": "g"}, kind="query", auth=NOBODY)
         assert query.ts == outcome.ts and [d["rank"] for d in query.value] == [1.0, 2.0]
+    finally:
+        await again.close()
+
+
+async def test_timestamps_never_go_backwards_across_nodes_and_a_reopen_on_postgres(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One timeline on PostgreSQL: commit timestamps come from the database's clock row, so a
+    node whose clock is an hour behind another's still commits after it (and a reopened node
+    continues from the stored clock)."""
+    import engine.cluster
+
+    a = await Deployment.open(CORE_APP, pg_url)
+    b = await Deployment.open(CORE_APP, pg_url)
+    try:
+        monkeypatch.setattr(engine.cluster, "time", _ClockAhead)  # node A's commit: an hour ahead
+        await ok(a, "items:add", {"group": "g", "rank": 1.0})
+        ahead = a.latest_ts()
+        assert ahead > time.time_ns() + 3000 * 10**9
+        monkeypatch.undo()
+        outcome = await b.call("items:add", {"group": "g", "rank": 2.0}, kind="mutation", auth=NOBODY)
+        assert outcome.success and outcome.ts > ahead
+        query = await a.call("items:byRank", {"group": "g"}, kind="query", auth=NOBODY)
+        assert query.ts >= outcome.ts and [d["rank"] for d in query.value] == [1.0, 2.0]
+    finally:
+        await a.close()
+        await b.close()
+    again = await Deployment.open(CORE_APP, pg_url)
+    try:
+        assert again.latest_ts() >= outcome.ts
+        later = await again.call("items:add", {"group": "g", "rank": 3.0}, kind="mutation", auth=NOBODY)
+        assert later.success and later.ts > outcome.ts
     finally:
         await again.close()
 

@@ -28,7 +28,7 @@ The contract tests (tests/test_storage_contract.py) run against every implementa
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 from dataclasses import dataclass, field
@@ -135,6 +135,8 @@ class Persistence(ABC):
     inline_reads: bool = False
     # Several engine processes may serve this store at once (engine.cluster commits on it).
     shared: bool = False
+    # A shared store calls this when a node changed the environment variables (engine.env).
+    on_env_change: Callable[[], None] | None = None
     # The backend's search storage (engine.search.backend.SearchStore): full-text and vector indexes
     # written inside the same transactions as the documents. A store without one keeps this default:
     # the deployment serves, and queries on search or vector indexes fail with
@@ -198,6 +200,23 @@ class Persistence(ABC):
     async def live_peers(self) -> int:
         """How many other engine processes serve this store right now (a shared store)."""
         return 0
+
+    async def heartbeat(self, runs: list[str], timeout_s: float) -> set[str] | None:
+        """A shared store: record this node alive with the scheduled and cron runs it holds, and
+        return the runs held by the nodes heard from within `timeout_s` (engine.cluster's
+        NodeLiveness). None: one process owns the store, there are no other nodes."""
+        return None
+
+    async def leave(self) -> None:
+        """A shared store: this node stops (its heartbeat and the runs it claimed go)."""
+
+    async def env_vars(self) -> dict[str, str]:
+        """A shared store: the deployment's environment variables (engine.env), for every node."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no environment variables")
+
+    async def update_env(self, changes: list[tuple[str, str | None]]) -> None:
+        """A shared store: set (value) or remove (None) environment variables, in one transaction."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no environment variables")
 
     def blob_store(self) -> BlobStore | None:
         """Where file storage keeps its bytes when the store has a place for them (None: a folder

@@ -38,7 +38,8 @@ from ..search.backend import SearchStore
 from ..search.pg_store import HNSW_EF_SEARCH, PostgresSearchStore
 from .base import CommitRecord, Persistence, Row, Snapshot, resume_key
 
-__all__ = ["PostgresPersistence", "CommitSession", "describe_url", "NOTIFY_CHANNEL"]
+__all__ = ["PostgresPersistence", "CommitSession", "describe_url", "NOTIFY_CHANNEL", "ENV_CHANNEL",
+           "env_vars_at", "update_env_at"]
 
 log = logging.getLogger("engine.storage.postgres")
 
@@ -46,6 +47,11 @@ NOTIFY_CHANNEL = "convex_commits"
 APPLICATION_NAME = "convex-engine-node"
 _LOCK_SCHEMA = 0x636F6E76  # advisory lock keys ("conv", ...): schema creation and node start-up
 _LOCK_STARTUP = 0x636F6E77
+
+# The deployment's environment variables (engine.env), shared by every node; a change notifies
+# ENV_CHANNEL and the listening nodes read the table again.
+ENV_TABLE = "CREATE TABLE IF NOT EXISTS env_vars (name TEXT COLLATE \"C\" PRIMARY KEY, value TEXT NOT NULL)"
+ENV_CHANNEL = "convex_env"
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS clock (id INT PRIMARY KEY, ts BIGINT NOT NULL)",
@@ -64,6 +70,11 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS commits (ts BIGINT PRIMARY KEY, node TEXT NOT NULL, payload BYTEA NOT NULL)",
     # File storage's bytes (PostgresBlobStore); `created` in ns since the epoch.
     "CREATE TABLE IF NOT EXISTS blobs (key TEXT COLLATE \"C\" PRIMARY KEY, data BYTEA NOT NULL, created BIGINT NOT NULL)",
+    # Node heartbeats (engine.cluster.NodeLiveness): when each node was last heard from, by the
+    # database's clock, and the scheduled jobs and cron jobs it is running.
+    "CREATE TABLE IF NOT EXISTS nodes (node TEXT COLLATE \"C\" PRIMARY KEY, seen TIMESTAMPTZ NOT NULL,"
+    " runs TEXT[] NOT NULL)",
+    ENV_TABLE,
 ]
 
 SQL = {
@@ -113,6 +124,14 @@ SELECT pg_notify('""" + NOTIFY_CHANNEL + """', $19)""",
     "index_any": "SELECT 1 FROM index_entries WHERE index_id = $1 LIMIT 1",
     "doc_put": "INSERT INTO documents (id, table_number, ts, value) VALUES ($1, $2, $3, $4)"
     " ON CONFLICT (id) DO UPDATE SET table_number = EXCLUDED.table_number, ts = EXCLUDED.ts, value = EXCLUDED.value",
+    "heartbeat": "INSERT INTO nodes (node, seen, runs) VALUES ($1, clock_timestamp(), $2::text[])"
+    " ON CONFLICT (node) DO UPDATE SET seen = EXCLUDED.seen, runs = EXCLUDED.runs",
+    "claimed_runs": "SELECT DISTINCT unnest(runs) FROM nodes WHERE seen > clock_timestamp() - make_interval(secs => $1)",
+    "env_all": "SELECT name, value FROM env_vars",
+    "env_put": "INSERT INTO env_vars (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+    "env_delete": "DELETE FROM env_vars WHERE name = $1",
+    "env_notify": "SELECT pg_notify('" + ENV_CHANNEL + "', '')",
+    "forget_nodes": "DELETE FROM nodes WHERE node = $1 OR seen < clock_timestamp() - interval '1 day'",
     "peers": "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
     " AND application_name LIKE '" + APPLICATION_NAME + " %' AND application_name <> $1",
 }
@@ -506,6 +525,33 @@ class PostgresPersistence(Persistence):
         async with self.pool.acquire() as conn:
             return await conn.fetchval(SQL["peers"], self.application_name)
 
+    async def heartbeat(self, runs: list[str], timeout_s: float) -> set[str] | None:
+        """Record this node alive now (by the database's clock) with the runs it holds; the runs
+        held by every node heard from within `timeout_s` (this one included)."""
+        with reachable():
+            async with self.pool.acquire() as conn:
+                await conn.execute(SQL["heartbeat"], self.node_id, runs)
+                return {r[0] for r in await conn.fetch(SQL["claimed_runs"], float(timeout_s))}
+
+    def env_changed(self) -> None:
+        if self.on_env_change is not None:
+            self.on_env_change()
+
+    async def env_vars(self) -> dict[str, str]:
+        with reachable():
+            async with self.pool.acquire() as conn:
+                return await _env_vars(conn)
+
+    async def update_env(self, changes: list[tuple[str, str | None]]) -> None:
+        with reachable():
+            async with self.pool.acquire() as conn:
+                await _update_env(conn, changes)
+
+    async def leave(self) -> None:
+        """This node stops: its heartbeat row goes (and rows of nodes gone for a day)."""
+        with reachable():
+            await self.pool.execute(SQL["forget_nodes"], self.node_id)
+
     async def load_catalog(self) -> tuple[int, dict[str, int], dict[tuple[str, str], tuple[int, list[str]]]]:
         async with self.pool.acquire() as conn:
             max_ts = await conn.fetchval(SQL["clock_get"])
@@ -572,10 +618,53 @@ class PostgresPersistence(Persistence):
                 await conn.execute("UPDATE clock SET ts = $1 WHERE id = 1", max(ts, clock))
 
 
+async def _env_vars(conn: Any) -> dict[str, str]:
+    return {r[0]: r[1] for r in await conn.fetch(SQL["env_all"])}
+
+
+async def _update_env(conn: Any, changes: list[tuple[str, str | None]]) -> None:
+    async with conn.transaction():
+        for name, value in changes:
+            if value is None:
+                await conn.execute(SQL["env_delete"], name)
+            else:
+                await conn.execute(SQL["env_put"], name, value)
+        await conn.execute(SQL["env_notify"])  # delivered at commit
+
+
+async def _connect_for_env(url: str) -> Any:
+    try:
+        conn = await asyncpg.connect(url, server_settings={"application_name": f"{APPLICATION_NAME}-cli"}, timeout=10)
+        await conn.execute(ENV_TABLE)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError, asyncio.TimeoutError) as e:
+        raise EngineError("DatabaseUnavailable", f"Cannot use the PostgreSQL database {describe_url(url)}: "
+                          f"{_redact(str(e) or type(e).__name__, url)}") from None
+    return conn
+
+
+async def env_vars_at(url: str) -> dict[str, str]:
+    """The environment variables stored in the database at `url` (the `env` command, no node needed)."""
+    conn = await _connect_for_env(url)
+    try:
+        return await _env_vars(conn)
+    finally:
+        await conn.close()
+
+
+async def update_env_at(url: str, changes: list[tuple[str, str | None]]) -> None:
+    """Set (value) or remove (None) variables in the database at `url`; running nodes hear of it."""
+    conn = await _connect_for_env(url)
+    try:
+        await _update_env(conn, changes)
+    finally:
+        await conn.close()
+
+
 def listen_forever(store: PostgresPersistence, on_notify: Callable[[str | None], None],
                    on_connected: Callable[[], None]) -> asyncio.Task[None]:
     """Keep a LISTEN connection open (reconnecting with backoff); `on_notify` on every notification,
-    `on_connected` after each (re)connect (the caller catches up on what it may have missed)."""
+    `on_connected` after each (re)connect (the caller catches up on what it may have missed).
+    Environment variable changes (ENV_CHANNEL) call `store.on_env_change`, also after a reconnect."""
 
     async def run() -> None:
         delay = 0.05
@@ -586,8 +675,10 @@ def listen_forever(store: PostgresPersistence, on_notify: Callable[[str | None],
                 lost = asyncio.get_running_loop().create_future()
                 conn.add_termination_listener(lambda _c: lost.done() or lost.set_result(None))
                 await conn.add_listener(NOTIFY_CHANNEL, lambda _c, _pid, _ch, payload: on_notify(payload))
+                await conn.add_listener(ENV_CHANNEL, lambda *_: store.env_changed())
                 delay = 0.05
                 on_connected()
+                store.env_changed()
                 while not lost.done():
                     try:
                         await asyncio.wait_for(asyncio.shield(lost), 5.0)

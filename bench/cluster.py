@@ -15,7 +15,7 @@ database per figure). Figures, each beside its baseline measured in the same run
 (c) cross-node invalidation: an npm ConvexClient sets a counter through node A; the latency until
     a ConvexClient subscribed on node B sees the new value (p50/p99) — beside the same with the
     subscriber on node A itself, and on a single SQLite node;
-(d) 1 000 subscribers spread over 3 nodes (333 each): mutation on A -> the last subscriber updated;
+(d) 1 000 subscribers spread over 3 nodes (334 each): mutation on A -> the last subscriber updated;
 (e) contended counter across nodes: 50 npm ConvexClients per node on 3 nodes incrementing ONE
     counter (every increment applied) — beside the same 50 clients on one SQLite node.
 Writes bench/results/cluster.json. Nothing here asserts on time.
@@ -226,7 +226,7 @@ def run_cluster_figures(sizes: dict[str, int], pg_db: Any, workdir: Path) -> dic
             "same_node_sqlite": watch(single.url, [single.url], sizes["rounds"]),
         }
         out["hot_counter_3_nodes"] = contended(nodes, single, sizes["cluster_clients"], sizes["cluster_per_client"])
-        per = max(1, sizes["subscribers"] // 3)
+        per = max(1, -(-sizes["subscribers"] // 3))  # at least `subscribers` in all (1 000 -> 3 x 334)
         out["fan_out_3_nodes"] = {"subscribers": per * 3,
                                   **watch(a.url, [a.url, b.url, c.url], sizes["fan_rounds"], per)}
         return out

@@ -10,7 +10,8 @@
   running server with `--url` (the CLI's `_system/cli/tableData`), else from the SQLite file, read-only.
 - `function-spec` prints the app's functions in Convex's function-spec JSON.
 - `codegen` writes `_generated/api.d.ts`, `api.js` and `dataModel.d.ts` for a TypeScript frontend
-  (engine.codegen), as `npx convex codegen` would; `dev` regenerates them on every save with `--codegen DIR`.
+  (engine.codegen), as `npx convex codegen` would; `dev` regenerates them on every save (into the app
+  folder, or `--codegen DIR`; `--no-codegen` turns it off).
 - `env list|get|set|remove` edits the env file functions read secrets from (`engine.env`), like
   `npx convex env`: through a running server with `--url` (the same endpoints); for a PostgreSQL
   deployment (`--db postgresql://...` or $DATABASE_URL) the variables in its database, which every
@@ -255,7 +256,9 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from engine.dev import serve_dev
 
-        codegen_dir = Path(args.codegen).resolve() if args.codegen else None
+        # Like `npx convex dev` (which always rewrites convex/_generated): DIR/_generated/ at start and
+        # after every reload; DIR is --codegen, else the app folder (as `codegen` writes by default).
+        codegen_dir = None if args.no_codegen else (Path(args.codegen) if args.codegen else Path(args.app)).resolve()
         await serve_dev(dep, args.host, args.port, args.site_port, codegen_dir=codegen_dir)  # closes dep
         return 0
     await serve(dep, args.host, args.port, args.site_port)  # closes dep
@@ -846,8 +849,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                    help="PostgreSQL with several nodes: a node not heard from for this long (default 10) has "
                         "stopped, and another node records its actions in progress failed (within about twice this)")
-    p.add_argument("--codegen", metavar="DIR", help="also write DIR/_generated/ (the TypeScript api) at start "
-                                                    "and after every reload, like `npx convex dev`")
+    p.add_argument("--codegen", metavar="DIR", help="the folder whose _generated/ (the TypeScript api) is "
+                                                    "written at start and after every reload, like `npx convex dev` "
+                                                    "(default: the app folder)")
+    p.add_argument("--no-codegen", action="store_true", help="do not write _generated/")
 
     key_help = f"default: ${ADMIN_KEY_ENV}, else the key the server at --url wrote beside its database"
     p = sub.add_parser("export", help="write every table to a snapshot ZIP, like `npx convex export`")

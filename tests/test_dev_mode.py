@@ -238,6 +238,42 @@ async def shout(ctx, args):
         server.stop()
 
 
+@pytest.mark.slow
+def test_dev_writes_the_typed_api_into_the_app_folder_unless_told_not_to(tmp_path):
+    """Like `npx convex dev` (which always rewrites convex/_generated): without --codegen the app
+    folder's _generated/ is written at start and after a save; --no-codegen writes nothing."""
+    app = tmp_path / "app"
+    (app / "functions").mkdir(parents=True)
+    _save(app / "schema.py", SCHEMA_V1)
+    _save(app / "functions" / "notes.py", NOTES_V1)
+    server = DevServer(app, tmp_path)
+    try:
+        assert server.wait_line("Generated ") == f"Generated {app / '_generated'}"
+        assert "shout" not in (app / "_generated" / "api.d.ts").read_text()
+        server.wait_line("Watching ")
+        _save(app / "functions" / "notes.py", NOTES_V1 + """
+
+@query(args={"text": v.string()}, returns=v.string())
+async def shout(ctx, args):
+    return args["text"].upper()
+""")
+        server.wait_line("Reloaded app")
+        server.wait_line("Generated ")
+        assert "shout: FunctionReference" in (app / "_generated" / "api.d.ts").read_text()
+    finally:
+        server.stop()
+    quiet = tmp_path / "quiet"
+    (quiet / "functions").mkdir(parents=True)
+    _save(quiet / "schema.py", SCHEMA_V1)
+    _save(quiet / "functions" / "notes.py", NOTES_V1)
+    server = DevServer(quiet, tmp_path / "q", ("--no-codegen",))
+    try:
+        server.wait_line("Watching ")
+        assert not (quiet / "_generated").exists()
+    finally:
+        server.stop()
+
+
 def _live_label(app: Path, server: DevServer, client: Subscriber) -> None:
     client.add(0, "notes:label", {})
     client.wait_for(0, _value("v1"))

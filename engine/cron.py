@@ -322,6 +322,7 @@ class CronService(DueLoop):
         table = self._table()
         ix = table.indexes["by_next_run"]
         next_due = math.inf
+        waiting = 0  # due and not started (see Scheduler._pass); a cron has one document per job
         snapshot = await self.dep.persistence.snapshot()
         try:
             async for _, doc_id, raw in snapshot.scan(ix.id, b"", b"\xff", False):
@@ -333,13 +334,17 @@ class CronService(DueLoop):
                     continue  # running here; or cut off by a restart, which `sync` records
                 blocked = self._blocked_until(doc_id, now)
                 if blocked is not None:
+                    if blocked != math.inf:
+                        waiting += 1
                     next_due = min(next_due, blocked)
                     continue
                 if not self._has_room():
-                    break
+                    waiting += 1
+                    continue
                 self._launch(doc_id, lambda doc=doc: self._execute(doc))
         finally:
             snapshot.close()
+        self.due_waiting = waiting
         return next_due if next_due != math.inf else None
 
     async def in_progress(self) -> list[tuple[str, Any]]:

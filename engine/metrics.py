@@ -23,6 +23,7 @@ What is counted, and where it is counted (each a single call at the event, no re
 | `convex_sync_mutation_queue_depth` | gauge | | mutations waiting in sockets' queues |
 | `convex_sync_outbox_depth` | gauge | | frames waiting to be sent, over every socket |
 | `convex_scheduled_functions_running` | gauge | | scheduled functions and cron runs in progress |
+| `convex_scheduled_functions_due` | gauge | | due and not yet started at the loop's last pass (the backlog) |
 | `convex_function_log_entries` | gauge | | executions held in the log ring |
 
 Gauges are read from the deployment when scraped (a custom collector), so nothing is maintained
@@ -109,7 +110,8 @@ class _DeploymentCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from .executions import executions
 
-        values = {"subs": 0, "queries": 0, "sockets": 0, "commits": 0, "mutations": 0, "outbox": 0, "running": 0}
+        values = {"subs": 0, "queries": 0, "sockets": 0, "commits": 0, "mutations": 0, "outbox": 0, "running": 0,
+                  "due": 0}
         for dep in list(self.deployments):
             manager = getattr(dep, "subscriptions", None)
             if manager is not None:
@@ -125,6 +127,7 @@ class _DeploymentCollector(Collector):
                 values["commits"] += len(getattr(committer, "_queue", ()))
             for loop in (getattr(dep, "scheduler", None), getattr(dep, "crons", None)):
                 values["running"] += len(getattr(loop, "_running", ()) or ())
+                values["due"] += getattr(loop, "due_waiting", 0)
         for name, key, text in (
             ("convex_live_subscriptions", "subs", "Subscribed queries over every WebSocket."),
             ("convex_live_queries", "queries", "Distinct live queries (a query shared by sockets counts once)."),
@@ -133,6 +136,9 @@ class _DeploymentCollector(Collector):
             ("convex_sync_mutation_queue_depth", "mutations", "Mutations waiting in the sockets' queues."),
             ("convex_sync_outbox_depth", "outbox", "Frames waiting to be sent, over every socket."),
             ("convex_scheduled_functions_running", "running", "Scheduled functions and cron runs in progress."),
+            ("convex_scheduled_functions_due", "due", "Scheduled functions and cron runs due and not yet started "
+                                                      "(the scheduler's backlog at its last pass; counted up to 100 "
+                                                      "past a full loop)."),
         ):
             yield GaugeMetricFamily(name, text, value=values[key])
         yield GaugeMetricFamily("convex_function_log_entries", "Executions held in the function log ring.",

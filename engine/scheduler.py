@@ -66,6 +66,7 @@ INTERRUPTED = "Action interrupted by a restart"
 # Recorded by another node when the node running an action stops being heard from (engine.cluster).
 NODE_LOST = "Action interrupted: the engine node running it stopped"
 RETRY_PAUSE_MS = 5000.0
+BACKLOG_COUNT_LIMIT = 100  # due jobs counted past a full loop, per pass (convex_scheduled_functions_due)
 T = TypeVar("T")
 
 
@@ -189,6 +190,7 @@ class DueLoop:
 
     name = "due-loop"
     max_running = 16
+    due_waiting = 0  # due at the last pass and not started (see _pass)
 
     def __init__(self, dep: Deployment, clock: Clock) -> None:
         self.dep = dep
@@ -364,6 +366,7 @@ class Scheduler(DueLoop):
 
     async def _pass(self, now: float) -> float | None:
         next_due = math.inf
+        waiting = 0  # due and not started (blocked, or no room): the backlog gauge
         jobs = self._scan("pending")
         try:
             async for job in jobs:
@@ -372,13 +375,19 @@ class Scheduler(DueLoop):
                     break
                 blocked = self._blocked_until(job["_id"], now)
                 if blocked is not None:
+                    if blocked != math.inf:  # a retry pause (a running one is not waiting)
+                        waiting += 1
                     next_due = min(next_due, blocked)
                     continue
-                if not self._has_room():
-                    break  # a finishing job wakes the loop
+                if not self._has_room():  # a finishing job wakes the loop; count the rest, up to a cap
+                    waiting += 1
+                    if waiting >= BACKLOG_COUNT_LIMIT:
+                        break
+                    continue
                 self._launch(job["_id"], lambda job=job: self._execute(job))
         finally:
             await jobs.aclose()
+        self.due_waiting = waiting
         return next_due if next_due != math.inf else None
 
     async def _recover_interrupted(self) -> None:

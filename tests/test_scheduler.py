@@ -398,3 +398,30 @@ def test_exactly_once_across_sigkill(server_factory: Any) -> None:
 
     server.restart()  # a clean restart runs nothing again
     assert sorted(_post(server, "query", "jobs:events", {})) == ["a:started", "m"]
+
+
+async def test_the_backlog_gauge_counts_due_jobs_not_yet_started(dep: Deployment, clock: ManualClock) -> None:
+    """convex_scheduled_functions_due: jobs due at the loop's last pass that it could not start
+    (every slot taken), and none once they ran."""
+    from prometheus_client import generate_latest
+
+    from engine import metrics
+
+    def due_gauge() -> float:
+        for line in generate_latest(metrics.REGISTRY).decode().splitlines():
+            if line.startswith("convex_scheduled_functions_due "):
+                return float(line.split()[1])
+        raise AssertionError("no convex_scheduled_functions_due sample")
+
+    metrics.attach(dep)
+    dep.scheduler.max_running = 0  # every slot taken
+    for i in range(3):
+        await call(dep, "jobs:schedule", {"delay": 0, "tag": f"t{i}"})
+    await call(dep, "jobs:schedule", {"delay": 60_000, "tag": "later"})  # not due: not counted
+    await dep.scheduler.poll()
+    assert await events(dep) == []
+    assert due_gauge() == 3
+    dep.scheduler.max_running = 16
+    await dep.scheduler.drain()
+    assert await events(dep) == ["t0", "t1", "t2"]
+    assert due_gauge() == 0

@@ -544,6 +544,7 @@ def _env_on_server(args: argparse.Namespace) -> int:
     was = _system_query(url, key, "_system/cli/queryEnvironmentVariables:get", {"name": args.name})
     _request(url, "/api/update_environment_variables", key, body={"changes": [{"name": args.name, "value": None}]})
     print(f"Removed {args.name} from {url}" if was is not None else f"{args.name} was not set on {url}")
+    return 0
 
 
 def _print_env(args: argparse.Namespace, values: Mapping[str, str]) -> None:

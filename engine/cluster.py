@@ -54,6 +54,7 @@ from typing import Any
 import msgspec
 
 from . import metrics
+from .aio import cancel_and_wait
 from .committer import Busy, Committer, Conflict, _OpenView
 from .reads import ReadSet
 from .storage import CommitRecord
@@ -126,13 +127,7 @@ class ClusterCommitter(Committer):
 
     async def stop(self) -> None:
         await self.wait_settled(self.sequenced_ts)
-        for task in (self._task, self._ingester):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        await cancel_and_wait(self._task, self._ingester)
         self._task = self._ingester = None
         self._store.catch_up = None
         for conn in (self._conn, self._ingest_conn):
@@ -447,13 +442,8 @@ class NodeLiveness:
     async def pause(self) -> None:
         """End the periodic rounds (the heartbeat row stays; `check()` still works): for tests
         that drive the rounds with their own time."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def stop(self) -> None:
         await self.pause()

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 
 from . import metrics
+from .aio import cancel_and_wait
 from .history import History
 from .storage import CommitRecord, Persistence
 from .tail import Tail, TailView
@@ -128,13 +129,8 @@ class Committer:
 
     async def stop(self) -> None:
         await self.wait_settled(self.sequenced_ts)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     # -- the clock -------------------------------------------------------------------------------
     def next_ts(self) -> int:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .aio import cancel_and_wait
 from .index_keys import boundaries
 from .reads import ReadSet
 from .runner import Auth, QueryEvaluation, request_id
@@ -192,13 +193,7 @@ class SubscriptionManager:
         self._pinger = asyncio.create_task(self._ping_idle(), name="sync-keepalive")
 
     async def stop(self) -> None:
-        for task in (self._task, self._pinger):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        await cancel_and_wait(self._task, self._pinger)
         self._task = self._pinger = None
 
     async def _ping_idle(self) -> None:

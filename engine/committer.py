@@ -65,9 +65,9 @@ MAX_CLOCK_SKEW_NS = 10_000_000_000
 # pushed there by a client under an engine that trusted client timestamps, and is set back to now.
 MAX_START_AHEAD_NS = 86_400 * 10**9
 # Event-loop rounds a group commit waits while each round queues more commits (module docstring).
-# bench.transfer, HTTP alpha 0, alternating with the checkout before: server CPU per transfer
-# 0.168 -> 0.160 and 0.165 -> 0.163 ms on a quiet machine at equal throughput; 0.252 -> 0.209 ms
-# with 1.6x the throughput on a loaded one (other processes busy), where groups were smallest.
+# bench.transfer, HTTP alpha 0, alternating with the checkout before on a quiet machine: server CPU
+# per transfer 0.168 -> 0.160 and 0.165 -> 0.163 ms at equal throughput (a small gain; runs on a
+# loaded machine looked larger but varied as much between identical servers).
 COALESCE_ROUNDS = 8
 COALESCE_MAX_COMMITS = 512  # a group this large is written without waiting for more
 

@@ -165,3 +165,51 @@ def test_an_index_backfill_at_start_draws_a_bar(seeded, tmp_path):
         extra_env={**BAR_ENV, "CONVEX_ADMIN_KEY": TEST_ADMIN_KEY}, until="listening on")
     assert "listening on" in out, shown
     assert f"{DOCS} docs" in _bar(shown, 'Index "messages.by_body"'), shown
+
+
+def _serve_on_a_terminal_until(argv: list[str], marker: str, extra_env: dict[str, str]) -> str:
+    """Run `python -m engine ARGV` (a server) with stdout and stderr on one pseudo-terminal until
+    the terminal shows `marker`; what it showed."""
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "engine", *argv], cwd=REPO_ROOT, env=_env(extra_env),
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + 120
+    try:
+        while marker.encode() not in shown and time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    shown += os.read(master, 65536)
+                except OSError:
+                    break
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return shown.decode(errors="replace")
+
+
+def test_a_search_index_backfill_while_serving_draws_a_bar(seeded, tmp_path):
+    """Search and vector indexes fill in the background while the server serves: on a terminal the
+    backfill draws its bar too (besides its log lines)."""
+    app, db = seeded
+    schema = app / "schema.py"
+    text = schema.read_text()
+    assert '.index("by_author", ["author"])' in text
+    schema.write_text(text.replace('.index("by_author", ["author"])',
+                                   '.index("by_author", ["author"]).search_index("search_body", search_field="body")'))
+    shown = _serve_on_a_terminal_until(
+        ["serve", "--app", str(app), "--db", str(db), "--port", "0", "--site-port", "0"],
+        'index "messages.search_body" is ready', {**BAR_ENV, "CONVEX_ADMIN_KEY": TEST_ADMIN_KEY})
+    assert 'index "messages.search_body" is ready' in shown, shown
+    assert f"{DOCS}/{DOCS}" in _bar(shown, 'Search index "messages.search_body"'), shown

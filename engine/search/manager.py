@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog import BY_CREATION_TIME
 from ..committer import Busy, Conflict
 from ..errors import EngineError
+from ..progress import progress
 from ..reads import successor
 from ..storage.base import after
 from ..transaction import Transaction
@@ -249,67 +250,73 @@ class SearchIndexes:
         resumed = " (resuming)" if cursor is not None else ""
         log.info('Backfilling %s index "%s": %d documents%s.', info.kind, info.printable, total, resumed)
         failures = 0
-        while True:
-            if table.search.get(info.name) is not info:
-                return  # dropped meanwhile
-            source = table.indexes[BY_CREATION_TIME]
-            view = await committer.latest_view()
-            txn = Transaction(catalog, view, writable=False)
-            try:
-                lo = successor(cursor) if cursor is not None else b""
-                rows, finished = await _chunk(view, source.id, lo)
-                # On a store whose reads never suspend, this read and the commit below happen in
-                # one event-loop step: nothing can commit in between. Elsewhere OCC decides.
-                txn.reads.add(source.id, lo, _FULL_HI if finished else successor(rows[-1][0]))
-                ops: list[Any] = []
-                for _, doc_id, raw in rows:
-                    doc = decode_json(raw)
-                    if isinstance(info, SearchIndexInfo):
-                        ops.append(SearchOp(info.id, doc_id, text_entry(info, doc)[0]))
-                    else:
-                        entry = vector_entry(info, doc)
-                        if entry is not None:
-                            ops.append(SearchOp(info.id, doc_id, entry))
-                last = rows[-1][0] if rows else cursor
-                ops.append(StateOp(info.id, READY if finished else BACKFILLING, last, info))
-                if finished:
-                    txn.extra_keys.append((info.id, READY_KEY))
+        # A bar on a terminal (engine.progress), beside the log lines below for logs and pipes.
+        bar = progress(f'{info.kind.capitalize()} index "{info.printable}"', total=total, unit=" docs")
+        try:
+            while True:
+                if table.search.get(info.name) is not info:
+                    return  # dropped meanwhile
+                source = table.indexes[BY_CREATION_TIME]
+                view = await committer.latest_view()
+                txn = Transaction(catalog, view, writable=False)
                 try:
-                    _, durable = committer.sequence(txn, lambda rec: rec.search.extend(ops))
-                except Busy as busy:
-                    await busy.released
+                    lo = successor(cursor) if cursor is not None else b""
+                    rows, finished = await _chunk(view, source.id, lo)
+                    # On a store whose reads never suspend, this read and the commit below happen in
+                    # one event-loop step: nothing can commit in between. Elsewhere OCC decides.
+                    txn.reads.add(source.id, lo, _FULL_HI if finished else successor(rows[-1][0]))
+                    ops: list[Any] = []
+                    for _, doc_id, raw in rows:
+                        doc = decode_json(raw)
+                        if isinstance(info, SearchIndexInfo):
+                            ops.append(SearchOp(info.id, doc_id, text_entry(info, doc)[0]))
+                        else:
+                            entry = vector_entry(info, doc)
+                            if entry is not None:
+                                ops.append(SearchOp(info.id, doc_id, entry))
+                    last = rows[-1][0] if rows else cursor
+                    ops.append(StateOp(info.id, READY if finished else BACKFILLING, last, info))
+                    if finished:
+                        txn.extra_keys.append((info.id, READY_KEY))
+                    try:
+                        _, durable = committer.sequence(txn, lambda rec: rec.search.extend(ops))
+                    except Busy as busy:
+                        await busy.released
+                        continue
+                    except Conflict:  # a store whose reads suspend: something wrote into the chunk
+                        continue
+                finally:
+                    txn.close()
+                try:
+                    await durable
+                except Conflict:  # a store whose commits validate late (several nodes): read the chunk again
                     continue
-                except Conflict:  # a store whose reads suspend: something wrote into the chunk
+                except Exception as e:
+                    if isinstance(e, EngineError) and e.code == "DatabaseUnavailable":
+                        raise  # (_backfill waits for the database)
+                    failures += 1
+                    if failures > 5:
+                        raise
+                    log.warning('Backfilling index "%s": a commit failed; retrying.', info.printable)
+                    await asyncio.sleep(min(5.0, 0.2 * 2 ** failures))
                     continue
-            finally:
-                txn.close()
-            try:
-                await durable
-            except Conflict:  # a store whose commits validate late (several nodes): read the chunk again
-                continue
-            except Exception as e:
-                if isinstance(e, EngineError) and e.code == "DatabaseUnavailable":
-                    raise  # (_backfill waits for the database)
-                failures += 1
-                if failures > 5:
-                    raise
-                log.warning('Backfilling index "%s": a commit failed; retrying.', info.printable)
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** failures))
-                continue
-            cursor = last
-            done += len(rows)
-            info.progress = (done, total)
-            now = time.monotonic()
-            if finished:
-                log.info('%s index "%s" is ready (%d documents in %.1f s).', info.kind.capitalize(), info.printable,
-                         done, now - started)
-                return
-            if now - last_log >= PROGRESS_EVERY_S:
-                last_log = now
-                pct = f" ({100 * done // total}%)" if total else ""
-                log.info('Backfilling %s index "%s": %d of %d documents%s.', info.kind, info.printable, done,
-                         total, pct)
-            await asyncio.sleep(0)  # let clients in between chunks
+                cursor = last
+                done += len(rows)
+                bar.update(len(rows))
+                info.progress = (done, total)
+                now = time.monotonic()
+                if finished:
+                    log.info('%s index "%s" is ready (%d documents in %.1f s).', info.kind.capitalize(), info.printable,
+                             done, now - started)
+                    return
+                if now - last_log >= PROGRESS_EVERY_S:
+                    last_log = now
+                    pct = f" ({100 * done // total}%)" if total else ""
+                    log.info('Backfilling %s index "%s": %d of %d documents%s.', info.kind, info.printable, done,
+                             total, pct)
+                await asyncio.sleep(0)  # let clients in between chunks
+        finally:
+            bar.close()
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())

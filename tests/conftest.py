@@ -66,6 +66,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def write_app(root: Path, files: dict[str, str]) -> Path:
+    """An app folder at `root` from {relative path: source}; returns `root`."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
 def app_path(app: str | Path) -> Path:
     """`"basic"` -> tests/apps/basic; an existing path is used as it is."""
     path = Path(app)

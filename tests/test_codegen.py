@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import JS_DIR, REPO_ROOT
+from conftest import JS_DIR, REPO_ROOT, write_app
 
 from engine.codegen import generate, validator_type
 from engine.loader import load_app
@@ -159,10 +159,7 @@ async def assign(ctx, args):
 def test_id_arguments_of_the_wrong_table_are_rejected(frontend, tmp_path):
     # The Nova app declares its id arguments v.string() (README, deviation 9), so this is shown on a
     # small app whose arguments are v.id(...): an id of another table does not type-check.
-    app = tmp_path / "app"
-    for name, text in ID_APP.items():
-        (app / name).parent.mkdir(parents=True, exist_ok=True)
-        (app / name).write_text(text)
+    app = write_app(tmp_path / "app", ID_APP)
     done = subprocess.run([sys.executable, "-m", "engine", "codegen", "--app", str(app), "--out",
                            str(frontend / "ids")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

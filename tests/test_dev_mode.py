@@ -187,12 +187,17 @@ def _save(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-@pytest.fixture
-def dev_app(tmp_path: Path):
-    app = tmp_path / "app"
+def _first_app(app: Path) -> Path:
+    """A dev app at `app` in its first version (SCHEMA_V1, NOTES_V1)."""
     (app / "functions").mkdir(parents=True)
     _save(app / "schema.py", SCHEMA_V1)
     _save(app / "functions" / "notes.py", NOTES_V1)
+    return app
+
+
+@pytest.fixture
+def dev_app(tmp_path: Path):
+    app = _first_app(tmp_path / "app")
     server = DevServer(app, tmp_path)
     try:
         # Both, in either order (the listening line now comes first, after the event-loop line).
@@ -211,10 +216,7 @@ def test_saved_changes_reach_a_connected_subscription_without_a_reconnect(dev_ap
 
 @pytest.mark.slow
 def test_dev_with_codegen_rewrites_the_typed_api_on_every_save(tmp_path):
-    app = tmp_path / "app"
-    (app / "functions").mkdir(parents=True)
-    _save(app / "schema.py", SCHEMA_V1)
-    _save(app / "functions" / "notes.py", NOTES_V1)
+    app = _first_app(tmp_path / "app")
     web = tmp_path / "web" / "convex"
     server = DevServer(app, tmp_path, ("--codegen", str(web)))
     try:
@@ -242,10 +244,7 @@ async def shout(ctx, args):
 def test_dev_writes_the_typed_api_into_the_app_folder_unless_told_not_to(tmp_path):
     """Like `npx convex dev` (which always rewrites convex/_generated): without --codegen the app
     folder's _generated/ is written at start and after a save; --no-codegen writes nothing."""
-    app = tmp_path / "app"
-    (app / "functions").mkdir(parents=True)
-    _save(app / "schema.py", SCHEMA_V1)
-    _save(app / "functions" / "notes.py", NOTES_V1)
+    app = _first_app(tmp_path / "app")
     server = DevServer(app, tmp_path)
     try:
         assert server.wait_line("Generated ") == f"Generated {app / '_generated'}"
@@ -262,10 +261,7 @@ async def shout(ctx, args):
         assert "shout: FunctionReference" in (app / "_generated" / "api.d.ts").read_text()
     finally:
         server.stop()
-    quiet = tmp_path / "quiet"
-    (quiet / "functions").mkdir(parents=True)
-    _save(quiet / "schema.py", SCHEMA_V1)
-    _save(quiet / "functions" / "notes.py", NOTES_V1)
+    quiet = _first_app(tmp_path / "quiet")
     server = DevServer(quiet, tmp_path / "q", ("--no-codegen",))
     try:
         server.wait_line("Watching ")
@@ -413,10 +409,7 @@ async def test_reload_rebuilds_indexes_consistently_while_mutations_run(tmp_path
 
 
 async def test_reload_syncs_crons_and_refuses_a_cron_naming_a_missing_function(tmp_path):
-    app = tmp_path / "app"
-    (app / "functions").mkdir(parents=True)
-    _save(app / "schema.py", SCHEMA_V1)
-    _save(app / "functions" / "notes.py", NOTES_V1)
+    app = _first_app(tmp_path / "app")
     dep = await Deployment.open(app, tmp_path / "db.sqlite3")
     try:
         _save(app / "crons.py", "from engine import cron_jobs\n\ncrons = cron_jobs()\n"

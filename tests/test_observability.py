@@ -19,6 +19,7 @@ from engine import metrics
 from engine.deployment import Auth, Deployment
 from engine.executions import executions
 
+from conftest import write_app
 from test_core_support import CORE_APP, call, ok
 
 ADMIN = Auth(admin=True)
@@ -97,10 +98,7 @@ async def bump(ctx, args):
 
 
 async def test_a_conflicting_mutation_counts_its_occ_retry(tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    for name, text in GATED_APP.items():
-        (app / name).parent.mkdir(parents=True, exist_ok=True)
-        (app / name).write_text(text)
+    app = write_app(tmp_path / "app", GATED_APP)
     dep = await Deployment.open(app, tmp_path / "db.sqlite3", admin_key="k")
     try:
         await ok(dep, "hot:seed")
@@ -215,10 +213,7 @@ async def bump(ctx, args):
 
 @pytest.mark.slow
 def test_a_servers_metrics_count_the_occ_retry_of_a_conflict(server_factory, tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    for name, text in PAIRED_APP.items():
-        (app / name).parent.mkdir(parents=True, exist_ok=True)
-        (app / name).write_text(text)
+    app = write_app(tmp_path / "app", PAIRED_APP)
     server = server_factory(app)
     headers = {"Authorization": f"Convex {server.admin_key}"}
 
@@ -286,10 +281,7 @@ async def alone(ctx, args):
 
 
 async def test_a_call_tree_shares_one_request_id_and_each_execution_has_its_entry(tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    for name, text in NESTED_APP.items():
-        (app / name).parent.mkdir(parents=True, exist_ok=True)
-        (app / name).write_text(text)
+    app = write_app(tmp_path / "app", NESTED_APP)
     dep = await Deployment.open(app, tmp_path / "db.sqlite3", admin_key="k")
     try:
         start = executions.last_cursor

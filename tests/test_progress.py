@@ -39,12 +39,18 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return {**environ, **extra}
 
 
+def _pty() -> tuple[int, int]:
+    """(master, slave) of a pseudo-terminal 160 columns wide."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    return master, slave
+
+
 def _on_a_terminal(argv: list[str], *, extra_env: dict[str, str] = BAR_ENV,
                    until: str | None = None) -> tuple[int, str, str]:
     """Run `python -m engine ARGV` with stderr on a pseudo-terminal: (exit status, stdout, what the
     terminal showed). With `until`, the process (a server) is stopped once stdout prints that."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal 160 columns wide
+    master, slave = _pty()
     proc = subprocess.Popen([sys.executable, "-m", "engine", *argv], cwd=REPO_ROOT, env=_env(extra_env),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, text=True)
     os.close(slave)
@@ -153,13 +159,18 @@ def test_export_and_import_through_a_server_draw_transfer_bars(seeded, tmp_path)
         server.stop()
 
 
-def test_an_index_backfill_at_start_draws_a_bar(seeded, tmp_path):
-    app, db = seeded
+def _index_messages(app: Path, index: str) -> None:
+    """Add `index` (an `.index(...)` / `.search_index(...)` call) to the app's messages table, whose
+    documents are already stored: the next start backfills it."""
     schema = app / "schema.py"
     text = schema.read_text()
     assert '.index("by_author", ["author"])' in text
-    schema.write_text(text.replace('.index("by_author", ["author"])',
-                                   '.index("by_author", ["author"]).index("by_body", ["body"])'))
+    schema.write_text(text.replace('.index("by_author", ["author"])', '.index("by_author", ["author"])' + index))
+
+
+def test_an_index_backfill_at_start_draws_a_bar(seeded, tmp_path):
+    app, db = seeded
+    _index_messages(app, '.index("by_body", ["body"])')
     status, out, shown = _on_a_terminal(
         ["serve", "--app", str(app), "--db", str(db), "--port", "0", "--site-port", "0"],
         extra_env={**BAR_ENV, "CONVEX_ADMIN_KEY": TEST_ADMIN_KEY}, until="listening on")
@@ -173,8 +184,7 @@ def _serve_on_a_terminal_until(argv: list[str], marker: str, extra_env: dict[str
     import select
     import time
 
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    master, slave = _pty()
     proc = subprocess.Popen([sys.executable, "-m", "engine", *argv], cwd=REPO_ROOT, env=_env(extra_env),
                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
@@ -203,11 +213,7 @@ def test_a_search_index_backfill_while_serving_draws_a_bar(seeded, tmp_path):
     """Search and vector indexes fill in the background while the server serves: on a terminal the
     backfill draws its bar too (besides its log lines)."""
     app, db = seeded
-    schema = app / "schema.py"
-    text = schema.read_text()
-    assert '.index("by_author", ["author"])' in text
-    schema.write_text(text.replace('.index("by_author", ["author"])',
-                                   '.index("by_author", ["author"]).search_index("search_body", search_field="body")'))
+    _index_messages(app, '.search_index("search_body", search_field="body")')
     shown = _serve_on_a_terminal_until(
         ["serve", "--app", str(app), "--db", str(db), "--port", "0", "--site-port", "0"],
         'index "messages.search_body" is ready', {**BAR_ENV, "CONVEX_ADMIN_KEY": TEST_ADMIN_KEY})

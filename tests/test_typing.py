@@ -14,7 +14,7 @@ import pytest
 from engine.deployment import Auth, Deployment
 from engine.errors import EngineError
 
-from conftest import JS_DIR, REPO_ROOT
+from conftest import JS_DIR, REPO_ROOT, write_app
 
 PYRIGHT = JS_DIR / "node_modules" / "pyright" / "index.js"
 VENV_PYTHON = sys.executable
@@ -120,10 +120,7 @@ async def wrongTable(ctx, args):
 
 
 async def test_db_methods_take_the_table_first(tmp_path):
-    app = tmp_path / "app"
-    for name, text in TABLE_FIRST.items():
-        (app / name).parent.mkdir(parents=True, exist_ok=True)
-        (app / name).write_text(text)
+    app = write_app(tmp_path / "app", TABLE_FIRST)
     dep = await Deployment.open(app, tmp_path / "db.sqlite3", admin_key="k")
     try:
         ok = await dep.call("t:roundtrip", {}, kind="mutation", auth=Auth())

@@ -31,8 +31,8 @@ After every run, the conservation check: the total balance is unchanged, and eve
 balance equals its starting balance plus exactly the transfers acknowledged to it (all runs so far,
 warm-ups included) — nothing acknowledged was lost, nothing unacknowledged applied.
 
-Writes bench/results/transfer.json (every figure, the servers' CPU time per transfer, the machine's
-load). Nothing here asserts on time.
+Writes bench/results/transfer.json (every figure, the server's and the load generator's CPU time per
+transfer, the machine's load). Nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -119,12 +120,16 @@ def _load(server: Server, transport: str, alpha: float, connections: int, sizes:
     config = {"url": server.url, "transport": transport, "connections": connections, "accounts": sizes.accounts,
               "alpha": alpha, "warmupS": sizes.warmup_s, "measureS": sizes.measure_s, "seed": seed}
     before = _cpu_s(server.proc.pid)
+    load_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load generator, once it has exited
     done = subprocess.run(["node", str(JS / "transfer_load.mjs"), json.dumps(config)], cwd=JS, capture_output=True,
                           text=True, timeout=600)
+    load_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr}")
     out = json.loads(done.stdout)
     out["server_cpu_ms_per_transfer"] = 1000 * (_cpu_s(server.proc.pid) - before) / max(1, out["acknowledged"])
+    load_cpu = (load_after.ru_utime + load_after.ru_stime) - (load_before.ru_utime + load_before.ru_stime)
+    out["load_cpu_ms_per_transfer"] = 1000 * load_cpu / max(1, out["acknowledged"])
     return out
 
 
@@ -195,7 +200,7 @@ def run(sizes: Sizes, workdir: Path, backend: str = "sqlite", pg: Any = None) ->
             results["runs"].append(out)
             print(f"{server.name:11} {transport:4} alpha={alpha:<3} conns={connections:<3} {out['tps']:8.0f} TPS "
                   f"p50 {out['p50_ms'] or 0:6.2f} ms  p99 {out['p99_ms'] or 0:6.2f} ms  failed {out['failed']}  "
-                  f"cpu {out['server_cpu_ms_per_transfer']:.3f} ms/transfer  "
+                  f"cpu {out['server_cpu_ms_per_transfer']:.3f} ms/transfer (load {out['load_cpu_ms_per_transfer']:.3f})  "
                   f"conserved {out['conservation']['ok']}", flush=True)
     finally:
         engine.stop()

@@ -3,6 +3,7 @@
     python -m bench.transfer_inprocess                    # this checkout
     python -m bench.transfer_inprocess --ab OTHER_DIR     # alternate with another checkout, 4 rounds each
     python -m bench.transfer_inprocess --profile F.prof   # cProfile of the measured transfers only
+    python -m bench.transfer_inprocess --parts            # CPU of a transfer's pieces, then of it whole
 
 The deployment is opened in-process on bench/transfer_app (100 000 accounts in a temporary SQLite
 file); 50 concurrent clients send `POST /api/mutation` requests as raw HTTP/1.1 bytes into
@@ -66,7 +67,18 @@ class _Transport(asyncio.Transport):
         pass
 
 
-async def _measure(per_client: int, repo: Path, profile: Path | None = None, mmap_bytes: int = 0) -> dict[str, float]:
+# `--parts`: what a transfer's pieces cost, each measured like the transfer (same clients, requests).
+# (label, function, whether from_id == to_id: transfer:transfer then returns before reading)
+PARTS = [
+    ("no-op mutation (transfer with from = to: HTTP edge, routing, arguments, runner, log)", "transfer:transfer", True),
+    ("+ two indexed reads (parts:reads, no commit)", "parts:reads", False),
+    ("one read + one patch + the commit (parts:one_patch)", "parts:one_patch", False),
+    ("the transfer: two reads, two patches, the commit", "transfer:transfer", False),
+]
+
+
+async def _measure(per_client: int, repo: Path, profile: Path | None = None, mmap_bytes: int = 0,
+                   parts: bool = False) -> dict[str, Any]:
     sys.path.insert(0, str(repo))  # the checkout measured (its engine, its transfer app)
     from engine.deployment import Auth, Deployment
     from engine.storage import SqlitePersistence
@@ -88,13 +100,14 @@ async def _measure(per_client: int, repo: Path, profile: Path | None = None, mma
             rnd = random.Random(1)
             loop = asyncio.get_running_loop()
 
-            async def client(n: int) -> None:
+            async def client(n: int, path: str = "transfer:transfer", same: bool = False) -> None:
                 conn = _Connection(server)
                 transport = _Transport()
                 conn.connection_made(transport)
                 for _ in range(n):
-                    body = json.dumps({"path": "transfer:transfer", "args": {
-                        "amount": 1, "from_id": rnd.randrange(ACCOUNTS), "to_id": rnd.randrange(ACCOUNTS)}}).encode()
+                    src = rnd.randrange(ACCOUNTS)
+                    body = json.dumps({"path": path, "args": {
+                        "amount": 1, "from_id": src, "to_id": src if same else rnd.randrange(ACCOUNTS)}}).encode()
                     request = _REQUEST % (len(body), body)
                     transport.waiter = loop.create_future()
                     transport.out.clear()
@@ -104,6 +117,14 @@ async def _measure(per_client: int, repo: Path, profile: Path | None = None, mma
                         raise RuntimeError(transport.out[-1][:300])
 
             await asyncio.gather(*[client(20) for _ in range(CLIENTS)])  # warm-up
+            if parts:
+                costs = {}
+                for label, path, same in PARTS:
+                    await asyncio.gather(*[client(20, path, same) for _ in range(CLIENTS)])  # warm-up
+                    cpu = time.process_time()
+                    await asyncio.gather(*[client(per_client, path, same) for _ in range(CLIENTS)])
+                    costs[label] = 1000 * (time.process_time() - cpu) / (CLIENTS * per_client)
+                return {"parts_cpu_ms": costs}
             profiler = cProfile.Profile() if profile is not None else None
             wall, cpu = time.perf_counter(), time.process_time()
             if profiler is not None:
@@ -136,9 +157,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="snapshot readers map this much of the file (SqlitePersistence(mmap_bytes=); default 0)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="write a cProfile of the measured transfers (not the seeding) to FILE")
+    parser.add_argument("--parts", action="store_true",
+                        help="CPU per call of a transfer's pieces (a no-op mutation, its reads, one patch), "
+                             "then of the whole transfer, in one process")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.parts:
+        if args.ab is not None or args.profile is not None:
+            parser.error("--parts measures this checkout alone (no --ab, no --profile)")
+        result = asyncio.run(_measure(args.per_client, args.repo.resolve(), mmap_bytes=args.mmap_bytes, parts=True))
+        for label, ms in result["parts_cpu_ms"].items():
+            print(f"{ms:.3f} CPU-ms  {label}")
+        return 0
     if args.ab is None:
         result = asyncio.run(_measure(args.per_client, args.repo.resolve(), args.profile, args.mmap_bytes))
         if args.json:

@@ -44,6 +44,16 @@ def test_bench_transfer_inprocess_ab_runs_both_checkouts() -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     assert "this/other = " in done.stdout
 
+
+@pytest.mark.slow
+def test_bench_transfer_inprocess_parts_prints_each_piece() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.transfer_inprocess", "--parts", "--per-client", "2"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 4 and all(" CPU-ms  " in line for line in lines), done.stdout
+    assert lines[-1].endswith("the transfer: two reads, two patches, the commit")
+
 def test_bench_transfer_quick_completes_conserves_and_writes_json(tmp_path: Path) -> None:
     """Both columns (SQLite, and PostgreSQL when installed): every run's conservation check held."""
     sys.path.insert(0, str(REPO_ROOT / "tests"))
@@ -60,3 +70,4 @@ def test_bench_transfer_quick_completes_conserves_and_writes_json(tmp_path: Path
     assert {r["server"] for r in report["runs"]} >= {"engine", "baseline"}
     assert report["all_conserved"] is True
     assert all(r["acknowledged"] > 0 for r in report["runs"])
+    assert all(r["server_cpu_ms_per_transfer"] > 0 and r["load_cpu_ms_per_transfer"] > 0 for r in report["runs"])

@@ -90,10 +90,11 @@ def _post(url: str, path: str, body: dict, *, admin: bool = False) -> Any:
 
 
 class Server:
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> None:
         self.name = name
         self.log = log
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "wb"),
+        # `python -m engine` imports the engine of its working directory (sys.path[0]).
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=open(log, "wb"),
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.url = self._wait_url()
 

@@ -241,7 +241,6 @@ class ClusterCommitter(Committer):
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            await self._gather_group(lambda: len(self._pending))
             self._wake.clear()
             while self._pending:
                 async with self._node_lock:

@@ -6,12 +6,6 @@ written keys to the write log, lay its writes over the tail (engine.tail) and qu
 single writer task drains the queue and persists everything queued so far in one SQLite transaction
 (group commit); each caller's future resolves once its commit is durable.
 
-A group waits while it is still growing: woken by a first commit, the writer lets the event loop
-run again (up to COALESCE_ROUNDS times) for as long as each round queued more commits, so requests
-that have already arrived join this group instead of each paying for a write of its own (the
-per-group costs: a transaction, its WAL frames, a fresh read transaction for the next snapshot).
-It never waits for work that has not arrived: a round that queues nothing ends the wait.
-
 Two kinds of view can be validated: `latest_view()` (the latest *sequenced* state, what mutations
 run on; a function that never suspends cannot conflict there) and a plain durable snapshot (queries,
 engine system transactions). Both are checked the same way: nothing sequenced after the view's ts
@@ -64,12 +58,6 @@ MAX_CLOCK_SKEW_NS = 10_000_000_000
 # from (the clock went back: timestamps must still only grow); further ahead, it can only have been
 # pushed there by a client under an engine that trusted client timestamps, and is set back to now.
 MAX_START_AHEAD_NS = 86_400 * 10**9
-# Event-loop rounds a group commit waits while each round queues more commits (module docstring).
-# bench.transfer, HTTP alpha 0, alternating with the checkout before on a quiet machine: server CPU
-# per transfer 0.168 -> 0.160 and 0.165 -> 0.163 ms at equal throughput (a small gain; runs on a
-# loaded machine looked larger but varied as much between identical servers).
-COALESCE_ROUNDS = 8
-COALESCE_MAX_COMMITS = 512  # a group this large is written without waiting for more
 
 
 def sane_start_ts(stored: int, now_ns: int | None = None) -> int:
@@ -240,7 +228,6 @@ class Committer:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            await self._gather_group(lambda: len(self._queue))
             self._wake.clear()
             while self._queue:
                 batch, self._queue = self._queue, []
@@ -263,17 +250,6 @@ class Committer:
                 self.settled_ts = max(self.settled_ts, batch[-1][0].ts)
                 async with self._durable:
                     self._durable.notify_all()
-
-    @staticmethod
-    async def _gather_group(queued: Callable[[], int]) -> None:
-        """Let the loop run while each round queues more commits (module docstring)."""
-        for _ in range(COALESCE_ROUNDS):
-            before = queued()
-            if before >= COALESCE_MAX_COMMITS:
-                return
-            await asyncio.sleep(0)
-            if queued() == before:
-                return
 
     def _abort_queued(self, failed_ts: int) -> None:
         """After a failed group: later commits may have read its writes through the tail."""

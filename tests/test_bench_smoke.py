@@ -46,6 +46,18 @@ def test_bench_transfer_inprocess_ab_runs_both_checkouts() -> None:
 
 
 @pytest.mark.slow
+def test_bench_transfer_ab_serves_both_checkouts_beside_the_baseline() -> None:
+    # The same checkout on both sides: two served engines and the baseline, tiny runs.
+    done = subprocess.run([sys.executable, "-m", "bench.transfer_ab", str(REPO_ROOT), "--quick", "--rounds", "1"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "round 0: baseline" in done.stdout
+    for name in ("this ", "other"):
+        assert any(line.startswith(name) and "x the baseline's" in line for line in done.stdout.splitlines()), \
+            done.stdout
+
+
+@pytest.mark.slow
 def test_bench_transfer_inprocess_parts_prints_each_piece() -> None:
     done = subprocess.run([sys.executable, "-m", "bench.transfer_inprocess", "--parts", "--per-client", "2"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)

@@ -37,9 +37,11 @@ __all__ = ["DatabaseLock", "DocCache", "SqlitePersistence", "database_holder", "
 log = logging.getLogger("engine.storage")
 
 
-# A checkpoint after every this many group commits (see SqlitePersistence._checkpoint); SQLite's
-# own automatic one (every 1 000 pages of log) keeps running too.
-CHECKPOINT_EVERY_WRITES = 256
+# The store checkpoints the WAL itself (SqlitePersistence._checkpoint, on the writer's thread) after
+# this many group commits, or sooner once they wrote this many rows; SQLite's automatic checkpoint
+# is off (see `open`).
+CHECKPOINT_EVERY_WRITES = 32
+CHECKPOINT_EVERY_ROWS = 20_000
 # The WAL file is truncated to this size when the log restarts.
 WAL_SIZE_LIMIT = 64 << 20
 
@@ -345,6 +347,7 @@ class SqlitePersistence(Persistence):
         # table) must never interleave its statements with a group commit's open transaction.
         self._write_lock = asyncio.Lock()
         self._writes_since_checkpoint = 0
+        self._rows_since_checkpoint = 0
         self.lock = DatabaseLock(self.path)
         self._purpose = purpose
         from ..search.sqlite_store import SqliteSearchStore  # (engine.search imports storage types)
@@ -364,9 +367,14 @@ class SqlitePersistence(Persistence):
         except BaseException:
             self.lock.release()
             raise
+        # wal_autocheckpoint=0: SQLite's own checkpoint runs inside a COMMIT once the log holds
+        # 1 000 pages, so on the event loop (small group commits are written there), and then in
+        # every commit after it: two fdatasyncs and a copy of the group's pages with the loop
+        # blocked. The store's checkpoint (`_after_write`) runs on the writer's thread instead,
+        # under the write lock, so it copies the whole log and the next write restarts it.
         for pragma in ("journal_mode=WAL", f"synchronous={self._synchronous}", "foreign_keys=OFF",
                        "busy_timeout=10000", f"cache_size={-(self._writer_cache_bytes >> 10)}",
-                       f"journal_size_limit={WAL_SIZE_LIMIT}"):
+                       f"journal_size_limit={WAL_SIZE_LIMIT}", "wal_autocheckpoint=0"):
             await self._writer.execute(f"PRAGMA {pragma}")
         for ddl in self._schema:
             await self._writer.execute(ddl)
@@ -469,7 +477,7 @@ class SqlitePersistence(Persistence):
         async with self._write_lock:
             self._drop_idle_shared()
             try:
-                await self._write_locked(batch)
+                rows = await self._write_locked(batch)
                 self.cache.apply(batch)
                 self.search.committed(batch)  # vector graphs and index states follow, before readers
             except BaseException:
@@ -478,13 +486,20 @@ class SqlitePersistence(Persistence):
                 raise
             finally:
                 self._stale()
-            self._writes_since_checkpoint += 1
-            if self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES:
-                self._writes_since_checkpoint = 0
-                try:
-                    await self._checkpoint()
-                except sqlite3.Error:  # the group above is committed: a failed copy must not fail it
-                    log.warning("WAL checkpoint failed; the next one retries", exc_info=True)
+            await self._after_write(rows)
+
+    async def _after_write(self, rows: int) -> None:
+        """Count a committed write of `rows` rows (under the write lock); checkpoint once enough
+        have piled up."""
+        self._writes_since_checkpoint += 1
+        self._rows_since_checkpoint += rows
+        if (self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES
+                or self._rows_since_checkpoint >= CHECKPOINT_EVERY_ROWS):
+            self._writes_since_checkpoint = self._rows_since_checkpoint = 0
+            try:
+                await self._checkpoint()
+            except sqlite3.Error:  # the write is committed: a failed copy must not fail it
+                log.warning("WAL checkpoint failed; the next one retries", exc_info=True)
 
     def _drop_idle_shared(self) -> None:
         """End the shared read transaction if no snapshot uses it: SQLite restarts the WAL from its
@@ -495,18 +510,18 @@ class SqlitePersistence(Persistence):
             shared.close()
 
     async def _checkpoint(self) -> None:
-        """Copy the WAL into the database file. SQLite's automatic checkpoint runs inside a commit,
-        when the read transaction of the state before it is still open, so it never copies the
-        whole log, and a log never fully copied is never restarted: under steady writes the WAL
-        grew without bound (550 MB in two minutes at 250 mutations/s). Run right after a write
-        whose old readers are gone, this one copies everything, and the next write restarts the
-        log (journal_size_limit truncates the file)."""
+        """Copy the WAL into the database file. A checkpoint run while a read transaction of an
+        older state is open never copies the whole log, and a log never fully copied is never
+        restarted: under steady writes, with SQLite's automatic checkpoint alone, the WAL grew
+        without bound (550 MB in two minutes at 250 mutations/s). Run right after a write whose
+        old readers are gone, with the next write waiting for it (the write lock), this one copies
+        everything, and the next write restarts the log (journal_size_limit truncates the file)."""
         w = self._writer
         assert w is not None
         self._drop_idle_shared()
         await w._execute(_checkpoint_passive, w._conn)
 
-    async def _write_locked(self, batch: list[CommitRecord]) -> None:
+    async def _write_locked(self, batch: list[CommitRecord]) -> int:
         w = self._writer
         assert w is not None, "persistence is not open"
         # A small group commit runs right here, on the event loop: in WAL mode with
@@ -523,6 +538,7 @@ class SqlitePersistence(Persistence):
             self._write_batch(w._conn, batch)
         else:
             await w._execute(self._write_batch, w._conn, batch)
+        return rows
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[CommitRecord]) -> None:
         st = self._stmts
@@ -631,6 +647,7 @@ class SqlitePersistence(Persistence):
             await self._writer.executemany(self._stmts["entry_put"], entries)
             await self._writer.execute("COMMIT")
             self._stale()
+            await self._after_write(len(entries))  # an index backfill writes these in pages
 
     async def restore(self, ts: int, tables: dict[str, int], indexes: list[tuple[int, str, str, list[str]]],
                       docs: list[tuple[str, int, bytes]], entries: list[tuple[int, bytes, str]]) -> None:
@@ -659,6 +676,7 @@ class SqlitePersistence(Persistence):
                 raise
             finally:
                 self._stale()
+            await self._after_write(len(docs) + len(entries))
 
 
 def read_only_dump(db_path: str | os.PathLike[str], table: str | None = None,

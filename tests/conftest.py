@@ -277,6 +277,28 @@ def pytest_runtest_makereport(
     return report
 
 
+# The livekit realtime SDK (a Rust library, loaded by the voice tests that drive it in-process)
+# disposes its runtime in an atexit hook; once, after every test of a full run had passed, that
+# aborted the interpreter on its way out ("panic in a function that cannot unwind" in a tokio
+# worker, exit status 134), which would fail a green run. When the SDK was loaded, the test
+# process leaves with pytest's own status once everything is reported, without the SDK's hook.
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    ffi = sys.modules.get("livekit.rtc._ffi_client")
+    if ffi is None or getattr(ffi.FfiClient, "_instance", None) is None or not _exit_status:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status[-1])
+
+
 # ---------------------------------------------------------------------------------------------------
 # Node clients
 

@@ -256,6 +256,55 @@ async def test_the_wal_stays_bounded_under_steady_writes_with_readers_between_th
         await store.close()
 
 
+def _wal_frames(db: Path) -> tuple[int, int]:
+    """(frames in the log, frames copied into the database) from the wal-index's header in
+    `<db>-shm` (SQLite's WAL format: mxFrame at byte 16, nBackfill at byte 96, native order)."""
+    import struct
+
+    head = (db.parent / (db.name + "-shm")).read_bytes()[:100]
+    return struct.unpack_from("=I", head, 16)[0], struct.unpack_from("=I", head, 96)[0]
+
+
+async def test_commits_never_checkpoint_on_the_event_loop_the_store_does_after_enough_of_them(
+        tmp_path: Path) -> None:
+    """SQLite's automatic checkpoint would run inside the COMMIT of a small group commit, on the
+    event loop (a sync of the log and the file, a copy of the pages). It is off: below the store's
+    thresholds nothing is copied, however large the log; the store's own checkpoint (on the
+    writer's thread) copies the whole log after CHECKPOINT_EVERY_WRITES group commits, or as soon
+    as a write brought CHECKPOINT_EVERY_ROWS rows."""
+    import engine.storage.sqlite as sqlite_store
+    from engine.storage import CommitRecord
+
+    db = tmp_path / "db.sqlite3"
+    store = SqlitePersistence(db)
+    await store.open()
+    try:
+        payload = b'{"n":' + b"1" * 3000 + b"}"  # a page or more per document
+        ts = 1_000
+        for i in range(sqlite_store.CHECKPOINT_EVERY_WRITES - 1):
+            ts += 1
+            await store.write([CommitRecord(ts, doc_puts=[(f"d{i}.{j}", 1, payload) for j in range(20)])])
+        frames, copied = _wal_frames(db)
+        assert frames > 1_000 and copied == 0  # past SQLite's 1 000-page threshold: not checkpointed
+        ts += 1
+        await store.write([CommitRecord(ts, doc_puts=[("last", 1, payload)])])
+        frames, copied = _wal_frames(db)
+        assert frames > 1_000 and copied == frames  # the store's checkpoint copied all of it
+
+        ts += 1  # one write of many rows checkpoints at once
+        rows = [(f"bulk{i}", 1, b'{"n":1}') for i in range(sqlite_store.CHECKPOINT_EVERY_ROWS)]
+        await store.write([CommitRecord(ts, doc_puts=rows)])
+        frames, copied = _wal_frames(db)
+        assert frames > 0 and copied == frames
+        snap = await store.snapshot()
+        try:
+            assert await snap.get("bulk7") == (1, b'{"n":1}') and await snap.get("last") == (1, payload)
+        finally:
+            snap.close()
+    finally:
+        await store.close()
+
+
 def test_the_document_cache_evicts_its_oldest_entries_down_to_three_quarters() -> None:
     from engine.storage import DocCache
 

@@ -174,8 +174,9 @@ def _start_servers(backend: str, sizes: Sizes, workdir: Path, pg: Any) -> tuple[
     return engine, baseline
 
 
-def run(sizes: Sizes, workdir: Path, backend: str = "sqlite", pg: Any = None) -> dict[str, Any]:
-    """One backend's column: its engine and its raw baseline side by side, runs alternating."""
+def run(sizes: Sizes, workdir: Path, backend: str = "sqlite", pg: Any = None, rounds: int = 1) -> dict[str, Any]:
+    """One backend's column: its engine and its raw baseline side by side, runs alternating; with
+    `rounds` > 1 the whole plan is run that many times over (each run records its round)."""
     engine, baseline = _start_servers(backend, sizes, workdir, pg)
     results: dict[str, Any] = {"runs": []}
     try:
@@ -190,14 +191,16 @@ def run(sizes: Sizes, workdir: Path, backend: str = "sqlite", pg: Any = None) ->
             plan += [("engine", "http", alpha, sizes.connections), ("baseline", "http", alpha, sizes.connections),
                      ("engine", "ws", alpha, sizes.connections)]
         plan += [("engine", "http", 0.0, 1), ("baseline", "http", 0.0, 1), ("engine", "ws", 0.0, 1)]
-        for n, (who, transport, alpha, connections) in enumerate(plan):
+        plan = [(r, *step) for r in range(rounds) for step in plan]
+        for n, (round_no, who, transport, alpha, connections) in enumerate(plan):
             server = engine if who == "engine" else baseline
             out = _load(server, transport, alpha, connections, sizes, seed=n + 1)
             delta = deltas[who]
             for account, moved in out.pop("moved"):
                 delta[account] = delta.get(account, 0) + moved
             out["conservation"] = _check_conservation(server, sizes, delta, who == "baseline")
-            out.update(server=server.name, backend=backend, transport=transport, alpha=alpha, connections=connections)
+            out.update(server=server.name, backend=backend, transport=transport, alpha=alpha, connections=connections,
+                       round=round_no)
             results["runs"].append(out)
             print(f"{server.name:11} {transport:4} alpha={alpha:<3} conns={connections:<3} {out['tps']:8.0f} TPS "
                   f"p50 {out['p50_ms'] or 0:6.2f} ms  p99 {out['p99_ms'] or 0:6.2f} ms  failed {out['failed']}  "
@@ -210,11 +213,12 @@ def run(sizes: Sizes, workdir: Path, backend: str = "sqlite", pg: Any = None) ->
 
 
 def _summary(results: dict[str, Any]) -> list[dict[str, Any]]:
-    def find(who: str, transport: str, alpha: float, conns: int) -> dict | None:
-        for r in results["runs"]:
-            if (r["server"], r["transport"], r["alpha"], r["connections"]) == (who, transport, alpha, conns):
-                return r
-        return None
+    """A row per figure. With several rounds, each round's engine run is divided by the same
+    round's baseline run, and the row gives the median round (and every round's ratio): the
+    machine's speed drifts over minutes, and a run compared with its neighbour sees the least of it."""
+    def find_all(who: str, transport: str, alpha: float, conns: int) -> dict[int, dict]:
+        return {r.get("round", 0): r for r in results["runs"]
+                if (r["server"], r["transport"], r["alpha"], r["connections"]) == (who, transport, alpha, conns)}
 
     rows = []
     for backend in ("sqlite", "postgres"):
@@ -225,12 +229,17 @@ def _summary(results: dict[str, Any]) -> list[dict[str, Any]]:
         for transport, alpha, conns in (("http", 0.0, None), ("http", 1.5, None), ("ws", 0.0, None),
                                         ("ws", 1.5, None), ("http", 0.0, 1), ("ws", 0.0, 1)):
             conns = conns or max(r["connections"] for r in runs)
-            eng, base = find("engine" + suffix, transport, alpha, conns), find("baseline" + suffix, "http", alpha, conns)
-            if eng and base:
+            engs = find_all("engine" + suffix, transport, alpha, conns)
+            bases = find_all("baseline" + suffix, "http", alpha, conns)
+            pairs = sorted((eng["tps"] / bases[n]["tps"], n) for n, eng in engs.items()
+                           if n in bases and bases[n]["tps"])
+            if pairs:
+                ratio, n = pairs[(len(pairs) - 1) // 2]  # the median round (the lower one of an even count)
+                eng, base = engs[n], bases[n]
                 rows.append({"backend": backend, "transport": transport, "alpha": alpha, "connections": conns,
-                             "engine_tps": eng["tps"], "baseline_tps": base["tps"],
-                             "ratio": eng["tps"] / base["tps"] if base["tps"] else None,
-                             "engine_failed": eng["failed"], "engine_p50_ms": eng["p50_ms"],
+                             "engine_tps": eng["tps"], "baseline_tps": base["tps"], "ratio": ratio,
+                             "round": n, "round_ratios": [r for r, _ in sorted(pairs, key=lambda p: p[1])],
+                             "engine_failed": sum(e["failed"] for e in engs.values()), "engine_p50_ms": eng["p50_ms"],
                              "baseline_p50_ms": base["p50_ms"]})
     return rows
 
@@ -249,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", default=None,
                         help="comma-separated: sqlite, postgres (default: both when PostgreSQL is installed)")
     parser.add_argument("--seconds", type=float, default=None, help="measured window per run (default: 20; quick 1.5)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the whole plan this many times; each figure is then the median round's "
+                             "engine/baseline ratio (default: 1)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.seconds is not None:
@@ -269,14 +281,15 @@ def main(argv: list[str] | None = None) -> None:
 
                 pg = PostgresServer(debian_bin_dir()).start()  # Debian's 15, as published (not pgserver's 16)
             try:
-                part = run(sizes, Path(tmp), backend, pg)
+                part = run(sizes, Path(tmp), backend, pg, rounds=max(1, args.rounds))
             finally:
                 if pg is not None:
                     pg.close()
             results["runs"] += part["runs"]
             results["seed_s"][backend] = part["seed_s"]
     results["summary"] = _summary(results)
-    results.update(sizes=sizes.__dict__, backends=backends, python=platform.python_version(), cpus=os.cpu_count(),
+    results.update(sizes=sizes.__dict__, backends=backends, rounds=max(1, args.rounds),
+                   python=platform.python_version(), cpus=os.cpu_count(),
                    load_before=load_before, load_after=os.getloadavg(),
                    all_conserved=all(r["conservation"]["ok"] for r in results["runs"]))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -285,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in results["summary"]:
         print(f"{row['backend']:8} {row['transport']:4} alpha {row['alpha']:<3} x{row['connections']:<3} "
               f"engine {row['engine_tps']:7.0f} vs baseline {row['baseline_tps']:7.0f} TPS = {row['ratio']:.2f}x  "
-              f"(engine failed {row['engine_failed']})")
+              f"(engine failed {row['engine_failed']})"
+              + (f"  rounds: {' '.join(f'{r:.2f}x' for r in row['round_ratios'])}" if len(row["round_ratios"]) > 1 else ""))
     print(f"conservation held in every run: {results['all_conserved']}   -> {out}")
 
 

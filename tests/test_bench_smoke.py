@@ -83,3 +83,25 @@ def test_bench_transfer_quick_completes_conserves_and_writes_json(tmp_path: Path
     assert report["all_conserved"] is True
     assert all(r["acknowledged"] > 0 for r in report["runs"])
     assert all(r["server_cpu_ms_per_transfer"] > 0 and r["load_cpu_ms_per_transfer"] > 0 for r in report["runs"])
+
+
+def test_bench_transfer_rounds_compare_each_engine_run_with_its_own_rounds_baseline(tmp_path: Path) -> None:
+    """--rounds 2: every figure's runs happen twice; its row is the median round's ratio (the lower
+    of two), and lists both rounds' ratios, each an engine run over the same round's baseline."""
+    out = tmp_path / "transfer.json"
+    done = subprocess.run([sys.executable, "-m", "bench.transfer", "--quick", "--backends", "sqlite", "--rounds", "2",
+                           "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["rounds"] == 2 and report["all_conserved"] is True
+    runs = report["runs"]
+    for row in report["summary"]:
+        key = (row["transport"], row["alpha"], row["connections"])
+        engine = {r["round"]: r["tps"] for r in runs
+                  if r["server"] == "engine" and (r["transport"], r["alpha"], r["connections"]) == key}
+        baseline = {r["round"]: r["tps"] for r in runs
+                    if r["server"] == "baseline" and (r["alpha"], r["connections"]) == key[1:]}
+        assert sorted(engine) == sorted(baseline) == [0, 1]
+        assert row["round_ratios"] == [engine[n] / baseline[n] for n in (0, 1)]
+        assert row["ratio"] == min(row["round_ratios"])
+        assert row["engine_tps"] == engine[row["round"]] and row["baseline_tps"] == baseline[row["round"]]

@@ -534,22 +534,28 @@ async def import_snapshot(app_dir: str | Path, db_path: str | Path, zip_path: st
 
 
 async def _write_blobs(db_path: str | Path, tables: list[_Table]) -> list[tuple[Any, str]]:
-    """Write the stored files' bytes (durably) under the UUIDs their `_storage_keys` rows name."""
-    files = {key: data for t in tables for key, data in t.blobs.items()}
-    if not files:
+    """Write the stored files' bytes (durably) into the database's blob folder (offline import)."""
+    if not any(t.blobs for t in tables):
         return []
     folder = blob_dir_for(db_path)
     if folder is None:
         raise EngineError("InvalidSnapshot", "Stored files cannot be imported into an in-memory database.")
     blobs = LocalBlobStore(folder)
     await blobs.start()
-    written: list[tuple[Any, str]] = []
+    return [(blobs, key) for key in await put_file_bytes(blobs, tables)]
+
+
+async def put_file_bytes(blobs: Any, tables: list[_Table]) -> list[str]:
+    """Write the stored files' bytes of `tables` into `blobs` under the UUIDs their `_storage_keys`
+    rows name: all of them or none (a failure removes what it wrote). The keys written."""
+    written: list[str] = []
     try:
-        for key, data in files.items():
-            await blobs.put(key, data)
-            written.append((blobs, key))
+        for t in tables:
+            for key, data in t.blobs.items():
+                await blobs.put(key, data)
+                written.append(key)
     except BaseException:
-        for store, key in written:
-            await store.delete(key)
+        for key in written:
+            await blobs.delete(key)
         raise
     return written

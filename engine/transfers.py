@@ -53,7 +53,7 @@ from .committer import Busy, Conflict
 from .cron import CRON_JOBS
 from .errors import EngineError
 from .ids import FIRST_USER_TABLE_NUMBER, decode_id
-from .snapshot_zip import _check_against_schema, _Table, _write_zip, read_snapshot_with_files
+from .snapshot_zip import _check_against_schema, _Table, _write_zip, put_file_bytes, read_snapshot_with_files
 from .transaction import Limits, Transaction, creation_clock
 from .values import decode_json
 
@@ -258,12 +258,8 @@ async def import_tables(dep: Deployment, tables: list[_Table], mode: str = "requ
     # failed import removes them again. Files the replace modes delete are freed after the commit.
     storage = dep.file_storage
     assert storage is not None  # set up by Deployment.open
-    blobs = {key: data for t in tables for key, data in t.blobs.items()}
-    written: list[str] = []
+    written = await put_file_bytes(storage.blobs, tables)
     try:
-        for key, data in blobs.items():
-            await storage.blobs.put(key, data)
-            written.append(key)
         counts = await _import_in_one_transaction(dep, tables, mode, progress)
     except BaseException:
         for key in written:

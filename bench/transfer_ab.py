@@ -28,9 +28,7 @@ def _engine(name: str, checkout: Path, workdir: Path, accounts: int) -> bt.Serve
                               "--db", str(workdir / f"{name}.sqlite3"), "--port", "0", "--site-port", "0"],
                        {"CONVEX_ADMIN_KEY": bt.ADMIN_KEY, "PYTHONUNBUFFERED": "1"}, workdir / f"{name}.log",
                        cwd=checkout)
-    for start in range(0, accounts, 5000):
-        bt._post(server.url, "/api/function", {"path": "accounts:seed", "args": {
-            "start": start, "count": min(5000, accounts - start), "balance": bt.BALANCE}}, admin=True)
+    bt.seed(server, accounts)
     return server
 
 

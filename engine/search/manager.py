@@ -251,8 +251,7 @@ class SearchIndexes:
         log.info('Backfilling %s index "%s": %d documents%s.', info.kind, info.printable, total, resumed)
         failures = 0
         # A bar on a terminal (engine.progress), beside the log lines below for logs and pipes.
-        bar = progress(f'{info.kind.capitalize()} index "{info.printable}"', total=total, unit=" docs")
-        try:
+        with progress(f'{info.kind.capitalize()} index "{info.printable}"', total=total, unit=" docs") as bar:
             while True:
                 if table.search.get(info.name) is not info:
                     return  # dropped meanwhile
@@ -315,8 +314,6 @@ class SearchIndexes:
                     log.info('Backfilling %s index "%s": %d of %d documents%s.', info.kind, info.printable, done,
                              total, pct)
                 await asyncio.sleep(0)  # let clients in between chunks
-        finally:
-            bar.close()
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())

@@ -482,8 +482,10 @@ class NodeLiveness:
         suspects: dict[tuple[str, str], tuple[Any, float]] = {}
         lost: list[str] = []
         for loop in loops:
-            for key, marker in await loop.in_progress():
-                if key in claimed or key in loop.running_keys():
+            runs = await loop.in_progress()
+            running = set(loop.running_keys())  # after the read: a run started meanwhile is ours
+            for key, marker in runs:
+                if key in claimed or key in running:
                     continue
                 seen = self._suspects.get((loop.name, key))
                 first = seen[1] if seen is not None and seen[0] == marker else moment

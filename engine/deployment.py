@@ -176,25 +176,27 @@ class Deployment:
         store = self.persistence
         env_module.use_shared(await store.env_vars())
         self._env_owner = True
-        pending = {"again": False, "task": None}
+        reading: asyncio.Task[None] | None = None
+        again = False  # a change was notified while `reading` ran: read once more
 
         async def reload() -> None:
+            nonlocal again
             while True:
-                pending["again"] = False
+                again = False
                 try:
                     env_module.use_shared(await store.env_vars())
                 except Exception as e:  # the database is away: the reconnect re-reads them
                     log.warning("could not re-read the environment variables: %s", e)
                     return
-                if not pending["again"]:  # a change notified during the read: read once more
+                if not again:
                     return
 
         def changed() -> None:
-            task = pending["task"]
-            if isinstance(task, asyncio.Task) and not task.done():
-                pending["again"] = True
+            nonlocal reading, again
+            if reading is not None and not reading.done():
+                again = True
                 return
-            pending["task"] = asyncio.get_running_loop().create_task(reload())
+            reading = asyncio.get_running_loop().create_task(reload())
 
         store.on_env_change = changed
 

@@ -168,10 +168,14 @@ def test_logs_follows_executions(server_factory, tmp_path):
         assert "[CONVEX M(logs:fail)] [LOG] 'about to fail'" in out
         assert "[CONVEX M(logs:fail)] Uncaught Error: logs:fail failed on purpose" in out
     finally:
-        proc.terminate()
-        proc.wait(timeout=DEADLINE_S)
-        proc.stdout.close()
-        proc.stderr.close()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=DEADLINE_S)
+    proc.stdout.close()
+    proc.stderr.close()
 
 
 def _read_until_short(proc: subprocess.Popen, needle: str, seconds: float) -> str:
@@ -274,10 +278,7 @@ def test_run_identity_and_watch(server_factory, tmp_path):
         _call(server, "mutation", "counters:increment", {"name": "watched", "by": 25.0})
         _read_until(proc, "42\n")
     finally:
-        proc.terminate()
-        proc.wait(timeout=DEADLINE_S)
-        proc.stdout.close()
-        proc.stderr.close()
+        _stop(proc)
 
 
 def test_importing_a_file_that_is_not_a_snapshot_ends_with_the_reason(server_factory, tmp_path):

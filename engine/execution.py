@@ -28,6 +28,7 @@ import asyncio
 import gc
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
@@ -96,7 +97,10 @@ class _CollectorPauses:
     suite's process, 1.4 million objects), on whichever thread allocated last. The function step it
     lands in did not cause it, so execution limits leave it out: a one-millisecond mutation once
     failed with "Function execution timed out" that way (Convex runs each function in an isolate
-    whose heap is that function's alone). Fed by `gc.callbacks`."""
+    whose heap is that function's alone). Fed by `gc.callbacks`.
+
+    Left out up to COLLECTOR_ALLOWANCE_S per step: a step that is nearly all collection (say
+    `gc.collect()` in a loop) is still stopped, a few seconds later than its limit."""
 
     __slots__ = ("total", "since")
 
@@ -112,29 +116,37 @@ class _CollectorPauses:
             self.total += now - self.since
             self.since = 0.0
 
-    def clock(self) -> float:
-        """Monotonic seconds with every collection (a running one too) taken out."""
+    def clock(self, now: float) -> float:
+        """`now` (time.monotonic()) with every collection until then, a running one too, taken out."""
         # `since` before `total` (on_gc writes them the other way round): read from the watchdog's
         # thread as a collection ends, the clock can only lag, never count the collection.
         since = self.since
         total = self.total
-        now = time.monotonic()
         return now - total - (now - since if since else 0.0)
 
 
 PAUSES = _CollectorPauses()
 gc.callbacks.append(PAUSES.on_gc)
+_ON_GC_CODE = _CollectorPauses.on_gc.__code__
+# At most this much of the collector's time is left out of one step (see _CollectorPauses).
+COLLECTOR_ALLOWANCE_S = 5.0
 
 
 class _Budget:
-    __slots__ = ("limit", "step_limit", "used", "step_started", "last_step")
+    __slots__ = ("limit", "step_limit", "used", "step_started", "step_wall", "last_step")
 
     def __init__(self, limit: float, step_limit: float | None = None) -> None:
         self.limit = limit
         self.step_limit = step_limit if step_limit is not None else limit
         self.used = 0.0
-        self.step_started = 0.0
+        self.step_started = 0.0  # PAUSES.clock() when the running step began
+        self.step_wall = 0.0  # time.monotonic() then
         self.last_step = 0.0
+
+    def step_time(self) -> float:
+        """The running step's time so far: the collector's pauses left out, up to the allowance."""
+        now = time.monotonic()
+        return max(PAUSES.clock(now) - self.step_started, now - self.step_wall - COLLECTOR_ALLOWANCE_S)
 
     def over(self) -> bool:
         return self.used > self.limit or self.last_step > self.step_limit
@@ -183,7 +195,8 @@ class Watchdog:
         if self._thread is None:
             self._ensure()
         self._step += 1
-        budget.step_started = PAUSES.clock()
+        budget.step_wall = now = time.monotonic()
+        budget.step_started = PAUSES.clock(now)
         self._stack.append(budget)
 
     def end(self, budget: _Budget) -> None:
@@ -191,7 +204,7 @@ class Watchdog:
         if stack and stack[-1] is budget:
             stack.pop()
             self._step += 1  # whatever was running before is a new step for the watchdog
-            budget.last_step = PAUSES.clock() - budget.step_started
+            budget.last_step = budget.step_time()
             budget.used += budget.last_step
 
     def _watch(self) -> None:
@@ -201,7 +214,7 @@ class Watchdog:
             if not stack or not self._installed or self._fired_for == step:
                 continue
             budget = stack[-1]
-            step_time = PAUSES.clock() - budget.step_started
+            step_time = budget.step_time()
             if budget.used + step_time > budget.limit or step_time > budget.step_limit:
                 self._fired_for = step
                 signal.pthread_kill(self._main, signal.SIGUSR2)  # type: ignore[arg-type]
@@ -209,9 +222,44 @@ class Watchdog:
     def _on_signal(self, signum: int, frame: Any) -> None:
         # Only the step the watchdog measured, and only while it is still on the CPU.
         if self._stack and self._fired_for == self._step:
+            if _swallows(frame):
+                self._raise_later(frame)
+                return
             budget = self._stack[-1]
             self.end(budget)
             raise budget.error(budget.last_step)
+
+    def _raise_later(self, frame: Any) -> None:
+        """The signal landed in the collector's callback or in a finalizer, which swallow exceptions
+        (and a step that is all collections lands there every time): raise from the first line the
+        step runs outside them instead, with a one-shot trace function (as a debugger stops)."""
+        step, previous, fired = self._step, sys.gettrace(), False
+
+        def trace(f: Any, event: str, arg: Any) -> Any:
+            nonlocal fired
+            if fired:
+                return None
+            if _swallows(f):
+                return trace
+            fired = True
+            sys.settrace(previous)
+            if self._stack and self._fired_for == step == self._step:
+                budget = self._stack[-1]
+                self.end(budget)
+                raise budget.error(budget.last_step)
+            return None
+
+        f = frame
+        while f is not None:  # frames already running get their next line traced too
+            f.f_trace = trace
+            f = f.f_back
+        sys.settrace(trace)
+
+
+def _swallows(frame: Any) -> bool:
+    """Whether an exception raised in `frame` would be swallowed: a collection is running (its
+    callbacks and finalizers run inside it), or the frame is a finalizer."""
+    return bool(PAUSES.since) or (frame is not None and (frame.f_code is _ON_GC_CODE or frame.f_code.co_name == "__del__"))
 
 
 WATCHDOG = Watchdog()

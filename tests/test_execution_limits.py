@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import engine.execution as execution
 from engine.execution import PAUSES, UserTimeout, run_user_code
 
 
@@ -50,15 +51,32 @@ async def test_the_same_limit_still_stops_a_function_that_spends_it_itself(big_h
         await run_user_code(spins(), limit=limit)
 
 
+async def test_a_step_that_is_all_collections_is_still_stopped_past_the_allowance(big_heap, monkeypatch):
+    pause = _full_collection_seconds()
+    limit = pause / 4
+    monkeypatch.setattr(execution, "COLLECTOR_ALLOWANCE_S", pause)
+    done = []
+
+    async def collects_forever():
+        for _ in range(50):
+            gc.collect()
+            done.append(1)
+        return "never stopped"
+
+    with pytest.raises(UserTimeout):
+        await run_user_code(collects_forever(), limit=limit)
+    assert len(done) < 50  # the watchdog stopped it inside its step, a limit past the allowance
+
+
 def test_the_clock_leaves_out_a_collection_still_running():
     # What the watchdog's thread reads while a collection runs (between its two callbacks).
-    clock_before = PAUSES.clock()
+    clock_before = PAUSES.clock(time.monotonic())
     PAUSES.on_gc("start", {"generation": 2, "collected": 0, "uncollectable": 0})
     try:
         started = time.monotonic()
         while time.monotonic() - started < 0.2:
             pass
-        assert PAUSES.clock() - clock_before < 0.1
+        assert PAUSES.clock(time.monotonic()) - clock_before < 0.1
     finally:
         PAUSES.on_gc("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
-    assert PAUSES.clock() - clock_before < 0.1
+    assert PAUSES.clock(time.monotonic()) - clock_before < 0.1

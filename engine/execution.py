@@ -259,7 +259,9 @@ class Watchdog:
 def _swallows(frame: Any) -> bool:
     """Whether an exception raised in `frame` would be swallowed: a collection is running (its
     callbacks and finalizers run inside it), or the frame is a finalizer."""
-    return bool(PAUSES.since) or (frame is not None and (frame.f_code is _ON_GC_CODE or frame.f_code.co_name == "__del__"))
+    if PAUSES.since:
+        return True
+    return frame is not None and (frame.f_code is _ON_GC_CODE or frame.f_code.co_name == "__del__")
 
 
 WATCHDOG = Watchdog()

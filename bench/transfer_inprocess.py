@@ -91,8 +91,8 @@ async def _measure(per_client: int, repo: Path, profile: Path | None = None, mma
         dep = await Deployment.open(app, db, admin_key="bench", persistence=SqlitePersistence(db, mmap_bytes=mmap_bytes))
         try:
             admin = Auth(admin=True)
-            for start in range(0, ACCOUNTS, 5000):
-                outcome = await dep.call("accounts:seed", {"start": float(start), "count": 5000.0, "balance": 1e9},
+            for start in range(0, ACCOUNTS, 2000):
+                outcome = await dep.call("accounts:seed", {"start": float(start), "count": 2000.0, "balance": 1e9},
                                          kind="mutation", auth=admin)
                 assert outcome.success, outcome
             tune_gc_for_serving()  # as `engine serve` does

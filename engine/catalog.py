@@ -38,10 +38,15 @@ class IndexInfo:
     stored: bool  # False for by_id, which reads the documents table directly
     roots: frozenset[str] = frozenset()  # the top-level document fields the key depends on
     flat: bool = False  # every field is top-level (no "a.b" paths)
+    # The fields before a trailing (_creationTime, _id), when every field is top-level and the
+    # key ends so (every stored index): their key is these fields' bytes + `system_tail(doc)`.
+    head: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.roots = frozenset(p[0] for p in self.paths)
         self.flat = all(len(p) == 1 for p in self.paths)
+        if self.flat and self.fields[-2:] == SYSTEM_FIELDS:
+            self.head = self.fields[:-2]
 
     def key(self, doc: dict[str, Any]) -> bytes:
         if self.flat:
@@ -54,6 +59,23 @@ class IndexInfo:
                 value = value.get(part, UNDEFINED) if isinstance(value, dict) else UNDEFINED
             values.append(value)
         return encode_key(values)
+
+    def key_with_tail(self, doc: dict[str, Any], tail: bytes) -> bytes:
+        """`key(doc)`, given `system_tail(doc)` (shared by every index whose `head` is set)."""
+        head = self.head
+        if head is None:
+            return self.key(doc)
+        if not head:
+            return tail
+        get = doc.get
+        if len(head) == 1:
+            return encode_value(get(head[0], UNDEFINED)) + tail
+        return b"".join([encode_value(get(f, UNDEFINED)) for f in head]) + tail
+
+
+def system_tail(doc: dict[str, Any]) -> bytes:
+    """The key bytes of a document's (_creationTime, _id): the end of every stored index's key."""
+    return encode_value(doc.get("_creationTime", UNDEFINED)) + encode_value(doc.get("_id", UNDEFINED))
 
 
 @dataclass(slots=True)

@@ -31,13 +31,20 @@ _TOP = b"\xff"
 class IndexRange:
     """Builder passed to `with_index`'s range function."""
 
-    def __init__(self, index_name: str, fields: tuple[str, ...]) -> None:
-        self._name = index_name
+    __slots__ = ("_table", "_index", "_fields", "_eq", "_lower", "_upper", "_range_field")
+
+    def __init__(self, table: str, index: str, fields: tuple[str, ...]) -> None:
+        self._table = table
+        self._index = index
         self._fields = fields
         self._eq: list[Any] = []
         self._lower: tuple[str, Any] | None = None
         self._upper: tuple[str, Any] | None = None
         self._range_field: str | None = None
+
+    @property
+    def _name(self) -> str:  # for messages only: formatted when one is raised
+        return f"{self._table}.{self._index}"
 
     def _next_field(self, field: str, op: str) -> None:
         position = len(self._eq)
@@ -56,8 +63,10 @@ class IndexRange:
     def eq(self, field: str, value: Any) -> IndexRange:
         if self._range_field is not None:
             raise EngineError("InvalidIndexRange", f'Index range on "{self._name}": eq() must come before gt/lt bounds.')
-        self._next_field(field, "eq")
-        self._eq.append(value)
+        eq = self._eq
+        if len(eq) >= len(self._fields) or self._fields[len(eq)] != field:
+            self._next_field(field, "eq")  # raises
+        eq.append(value)
         return self
 
     def _bound(self, which: str, op: str, field: str, value: Any) -> IndexRange:
@@ -81,7 +90,8 @@ class IndexRange:
         return self._bound("upper", "lte", field, value)
 
     def interval(self) -> tuple[bytes, bytes]:
-        prefix = b"".join(encode_value(v) for v in self._eq)
+        eq = self._eq
+        prefix = encode_value(eq[0]) if len(eq) == 1 else b"".join([encode_value(v) for v in eq])
         lo, hi = prefix, prefix + _TOP
         if self._lower is not None:
             op, value = self._lower
@@ -219,6 +229,8 @@ _FILTER_BUILDER = FilterBuilder()
 class Query:
     """A lazy query over one table; nothing is read until a terminal method is awaited."""
 
+    __slots__ = ("_db", "_table", "_index", "_range", "_desc", "_filters", "_ordered", "_indexed", "_search")
+
     def __init__(self, db: DatabaseReader, table: str) -> None:
         self._db = db
         self._table = table
@@ -289,7 +301,7 @@ class Query:
 
             return await open_search(txn, table, self._search[0], self._search[1], txn.catalog.persistence.search)
         ix = txn.catalog.index(table, self._index)
-        builder = IndexRange(f"{self._table}.{self._index}", ix.fields)
+        builder = IndexRange(self._table, self._index, ix.fields)
         if self._range is not None:
             result = self._range(builder)
             if result is not None and result is not builder:
@@ -300,8 +312,12 @@ class Query:
     def _matches(self, doc: dict[str, Any]) -> bool:
         return all(f.evaluate(doc) is True for f in self._filters)
 
+    @staticmethod
+    def _all(doc: dict[str, Any]) -> bool:  # _matches without filters
+        return True
+
     async def take(self, n: int) -> list[dict[str, Any]]:
-        if isinstance(n, float) and n.is_integer():
+        if type(n) is not int and isinstance(n, float) and n.is_integer():
             n = int(n)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise EngineError("InvalidQuery", f"take() needs a non-negative integer, got {n!r}.")
@@ -311,7 +327,7 @@ class Query:
         out: list[dict[str, Any]] = []
         if n == 0:
             return out
-        matches = self._matches
+        matches = self._matches if self._filters else self._all
         # The first page asks for as many rows as are wanted (filters may need more pages). A
         # plain loop, not `async for`: an async generator left part-way costs a task to close.
         limit = min(n, MAX_PAGE)
@@ -339,8 +355,20 @@ class Query:
         return out
 
     async def first(self) -> dict[str, Any] | None:
-        docs = await self.take(1)
-        return docs[0] if docs else None
+        if self._filters:
+            docs = await self.take(1)
+            return docs[0] if docs else None
+        scan = await self._open()  # take(1) without its loop: the first row of the range, if any
+        if scan is None:
+            return None
+        page = await scan.next_page(1)
+        if page is None:
+            scan.finish(True)
+            return None
+        key, doc = page[0]
+        scan.last_key = key  # what was read ends here
+        scan.finish(False)
+        return doc
 
     async def unique(self) -> dict[str, Any] | None:
         docs = await self.take(2)

@@ -34,7 +34,7 @@ from .logs import capture, current_request_id, current_sink, new_request_id
 from .reads import ReadSet, point
 from .registration import RegisteredFunction, function_name
 from .storage import Snapshot
-from .transaction import IDEMPOTENCY_KEYS, Transaction
+from .transaction import IDEMPOTENCY_KEYS, Transaction, _copy
 from .validators import ValidationError
 from .values import decode_json, to_wire, value_size
 
@@ -494,8 +494,6 @@ def _store_result(session_id: str, request_no: int, extra: Any) -> Any:
 
 def _copy_args(args: dict[str, Any]) -> dict[str, Any]:
     # A retried mutation must see the arguments as they came, even if an attempt mutated them.
-    from .transaction import _copy
-
     return _copy(args)
 
 

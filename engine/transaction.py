@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Catalog, IndexInfo, TableInfo
+from .catalog import Catalog, IndexInfo, TableInfo, system_tail
 from .errors import EngineError
 from .ids import new_id
 from .index_keys import UNDEFINED, encode_value
@@ -129,6 +129,10 @@ class Transaction:
         table = self._table_of(doc_id)
         if table is None:
             return None
+        return await self._get(table, doc_id)
+
+    async def _get(self, table: TableInfo, doc_id: str) -> dict[str, Any] | None:
+        """`get` of a document of `table` (the caller resolved it)."""
         self._count_range()
         self.reads.add(table.by_id.id, *point(encode_value(doc_id)))
         pending = self.writes.get(doc_id)
@@ -180,9 +184,10 @@ class Transaction:
     async def _stage(self, table: TableInfo, doc_id: str, new: dict[str, Any] | None,
                      changed: set[str] | None = None, old: dict[str, Any] | None = None,
                      created: bool = False) -> None:
-        """`old`, when given, is the snapshot's version of the document, decoded (saves a decode)."""
+        """`old`, when given, is the snapshot's version of the document, decoded (saves a decode).
+        `changed` (a patch): the fields set; the others' names were checked when they were written."""
         if new is not None:
-            self._check_document(table, new)
+            self._check_document(table, new, changed)
         w = self.writes.get(doc_id)
         if w is None:
             row = None if created else await self._row(doc_id)
@@ -200,9 +205,9 @@ class Transaction:
             raise EngineError("TooManyDocumentsWritten",
                               f"Too many documents written in one mutation (limit: {self.limits.documents_written}).")
 
-    def _check_document(self, table: TableInfo, doc: dict[str, Any]) -> None:
+    def _check_document(self, table: TableInfo, doc: dict[str, Any], names: set[str] | None = None) -> None:
         user = {k: v for k, v in doc.items() if k not in ("_id", "_creationTime")}
-        for key in user:
+        for key in user if names is None else [k for k in names if k in user]:
             if key.startswith("_"):
                 raise EngineError("InvalidDocument",
                                   f'Field "{key}" in table "{table.name}" starts with "_", which is reserved for system fields.')
@@ -246,10 +251,10 @@ class Transaction:
         table = self._table_of(doc_id)
         old = None
         if table is not None and doc_id not in self.writes:
-            old = await self.get(doc_id)  # records the read; a fresh decode we may keep as the old version
+            old = await self._get(table, doc_id)  # records the read; a fresh decode we may keep as the old version
             current = dict(old) if old is not None else None  # top-level copy: patch replaces fields
         else:
-            current = await self.get(doc_id) if table is not None else None
+            current = await self._get(table, doc_id) if table is not None else None
         if table is None or current is None:
             raise EngineError("DocumentNotFound", f"Cannot patch document {doc_id!r}: it does not exist.")
         for key, value in fields.items():
@@ -294,12 +299,17 @@ class Transaction:
                 continue
             docs_before.append((doc_id, w.table.number, w.old_raw))
             changed = w.changed
+            old, new = w.old, w.new
+            # Every stored key of a version ends with its (_creationTime, _id): encoded once here.
+            old_tail = system_tail(old) if old is not None else b""
+            new_tail = (old_tail if old is not None and changed is not None else system_tail(new)) \
+                if new is not None else b""
             for ix in w.table.indexes.values():
-                old_key = ix.key(w.old) if w.old is not None else None
+                old_key = ix.key_with_tail(old, old_tail) if old is not None else None
                 if changed is not None and changed.isdisjoint(ix.roots):
                     new_key = old_key  # a patch that touched none of this index's fields
                 else:
-                    new_key = ix.key(w.new) if w.new is not None else None
+                    new_key = ix.key_with_tail(new, new_tail) if new is not None else None
                 if old_key is not None:
                     keys.append((ix.id, old_key))
                 if new_key is not None and new_key != old_key:
@@ -325,6 +335,9 @@ class RangeScan:
 
     `async for key, doc in scan` yields rows one by one; `scan.pages(first)` yields whole pages
     (lists of rows), whose consumer sets `last_key` to the last row it used if it stops early."""
+
+    __slots__ = ("txn", "table", "index", "lo", "hi", "desc", "last_key", "_done", "_source_done", "_at",
+                 "_pending", "_skip", "_p", "_buffer")
 
     def __init__(self, txn: Transaction, table: TableInfo, index: IndexInfo, lo: bytes, hi: bytes,
                  desc: bool) -> None:
@@ -410,10 +423,14 @@ class RangeScan:
         page: list[tuple[bytes, dict[str, Any]]] = []
         p = self._p
         if not pending and not skip:  # no writes of our own to merge: the common case
+            size = 0
             for key, doc_id, value in rows:
-                count(len(value))
+                size += len(value)
                 rows_cache[doc_id] = (number, value)
                 page.append((key, decode_stored(value)))
+            if rows:  # the page's documents, counted at once (a page is at most MAX_PAGE rows)
+                txn.docs_read += len(rows) - 1
+                count(size)
             if resume is None:
                 self._source_done = True
             elif desc:

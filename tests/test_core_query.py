@@ -267,3 +267,44 @@ async def test_an_empty_range_still_reads_the_range(items: Deployment) -> None:
     ix = items.catalog.table("items").indexes["by_group"]
     assert result.value is None
     assert list(result.reads) == [(ix.id, encode_value("z"), encode_value("z") + b"\xff")]
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("group", ["a", "c", "z"])
+async def test_first_reads_what_take_one_reads(items: Deployment, order: str, group: str) -> None:
+    """first() has a path of its own (no take() loop): the same document and the same read set."""
+    async def first_of(ctx, args):
+        q = ctx.db.query("items").with_index("by_group_rank", lambda q: q.eq("group", args["group"]))
+        return await q.order(args["order"]).first()
+
+    async def take_one_of(ctx, args):
+        q = ctx.db.query("items").with_index("by_group_rank", lambda q: q.eq("group", args["group"]))
+        return (await q.order(args["order"]).take(1) or [None])[0]
+
+    first = await run(items, first_of, {"group": group, "order": order})
+    take = await run(items, take_one_of, {"group": group, "order": order})
+    assert first.value == take.value
+    assert list(first.reads) == list(take.reads) != []
+
+
+async def test_first_sees_the_transactions_own_writes(items: Deployment) -> None:
+    """Inside a mutation, first() merges what the transaction wrote before it: an insert that sorts
+    first, a patch that moves a document out of the range, a delete."""
+    from engine.database import DatabaseWriter
+    from engine.transaction import Transaction
+
+    txn = Transaction(items.catalog, await items.persistence.snapshot(), writable=True)
+    try:
+        db = DatabaseWriter(txn)
+        group_a = lambda: by_rank(db, lambda q: q.eq("group", "a"))  # noqa: E731
+        zero = await group_a().first()
+        assert zero["rank"] == 0.0
+        new_id = await db.insert("items", {"group": "a", "rank": -1.0})
+        assert (await group_a().first())["_id"] == new_id
+        await db.patch(new_id, {"group": "b"})
+        assert (await group_a().first())["_id"] == zero["_id"]
+        await db.delete(zero["_id"])
+        assert (await group_a().first())["rank"] == 1.0
+        assert (await group_a().order("desc").first())["rank"] == 9.0
+    finally:
+        txn.close()

@@ -186,3 +186,20 @@ def test_decode_rejects_malformed(data):
 
 def test_decode_empty():
     assert decode_key(b"") == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["a", "b", "c", "_creationTime", "_id"]), KEY_VALUES, max_size=5))
+def test_a_stored_index_key_is_its_head_fields_then_the_shared_system_tail(doc) -> None:
+    """engine.catalog: commits encode a version's (_creationTime, _id) once and append it to every
+    stored index's key (`key_with_tail`): the same bytes as `key` for every index shape."""
+    from engine.catalog import IndexInfo, system_tail
+
+    doc = {k: v for k, v in doc.items() if v is not UNDEFINED}
+    shapes = [("by_id", ("_id",), False), ("by_creation_time", ("_creationTime", "_id"), True),
+              ("one", ("a", "_creationTime", "_id"), True), ("two", ("b", "a", "_creationTime", "_id"), True),
+              ("nested", ("a.x", "_creationTime", "_id"), True), ("no_tail", ("a", "b"), True)]
+    tail = system_tail(doc)
+    for n, (name, fields, stored) in enumerate(shapes):
+        ix = IndexInfo(n, name, fields, tuple(tuple(f.split(".")) for f in fields), stored)
+        assert ix.key_with_tail(doc, tail) == ix.key(doc), name

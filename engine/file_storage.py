@@ -164,6 +164,8 @@ class FileStorage:
         """After a commit that deleted `_storage_keys` rows, free their blobs."""
         index_id = self.dep.catalog.by_name[STORAGE_KEYS].indexes["by_uuid"].id
         seen, self._seen_ts = self._seen_ts, durable_ts
+        if self.dep.committer.write_log.last_written.get(index_id, 0) <= seen:
+            return  # no commit since `seen` touched a storage key
         touched = {decode_key(key)[0] for _, keys in self.dep.committer.write_log.since(seen, durable_ts)
                    for ix, key in keys if ix == index_id}
         if not touched:

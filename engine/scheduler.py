@@ -347,6 +347,8 @@ class Scheduler(DueLoop):
         if not write_log.covers(seen):  # cut at its size bound: look for work anyway
             self._wake.set()
             return
+        if write_log.last_written.get(by_id, 0) <= seen:
+            return  # no commit since `seen` wrote a job
         for _, keys in write_log.since(seen, durable_ts):
             if any(index_id == by_id for index_id, _ in keys):
                 self._wake.set()

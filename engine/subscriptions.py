@@ -185,6 +185,7 @@ class SubscriptionManager:
         self.ping_interval = 15.0
         self._in_round = False
         self._idle = asyncio.Condition()  # notified after every round (see `settled`)
+        self._settle_waiters = 0  # callers inside `settled`
         dep.committer.listeners.append(self._on_commit)
         dep.committer.watermarks.append(lambda: self.processed_ts)  # keep the write log we still read
 
@@ -208,7 +209,8 @@ class SubscriptionManager:
             # Nothing is subscribed: no read set can contain what was written. Skip the round
             # (and tell `settled` waiters, who would otherwise wait for a round that never runs).
             self.processed_ts = max(self.processed_ts, ts)
-            asyncio.get_running_loop().create_task(self._notify_idle())
+            if self._settle_waiters:  # a task per commit only while someone waits in `settled`
+                asyncio.get_running_loop().create_task(self._notify_idle())
             return
         self._wake.set()
 
@@ -246,9 +248,13 @@ class SubscriptionManager:
         finished round and no session is waiting for one: every Transition owed so far is queued in
         its session's outbox. Tests wait on this instead of sleeping."""
         target = self.dep.committer.durable_ts if ts is None else ts
-        async with self._idle:
-            await self._idle.wait_for(lambda: self.processed_ts >= target and not self._in_round
-                                      and not self._wake.is_set() and not self._pending)
+        self._settle_waiters += 1
+        try:
+            async with self._idle:
+                await self._idle.wait_for(lambda: self.processed_ts >= target and not self._in_round
+                                          and not self._wake.is_set() and not self._pending)
+        finally:
+            self._settle_waiters -= 1
 
     # -- one round -------------------------------------------------------------------------------
     async def round(self) -> None:

@@ -28,6 +28,9 @@ class WriteLog:
         self._keys: list[WrittenKeys] = []
         self._start = 0  # entries before this index are dropped (compacted in batches)
         self.keys_held = 0  # written keys in the retained entries (search indexes write many per commit)
+        # index id -> ts of the latest commit that wrote a key of it (never trimmed): lets a
+        # listener that cares about one index skip the log when nothing touched it.
+        self.last_written: dict[int, int] = {}
         # Every commit with ts <= horizon that is no longer in the log.
         self.horizon = start_ts
 
@@ -43,6 +46,9 @@ class WriteLog:
         self._ts.append(ts)
         self._keys.append(keys)
         self.keys_held += len(keys)
+        last = self.last_written
+        for index_id, _ in keys:
+            last[index_id] = ts
 
     def trim(self, keep_after: int, *, max_entries: int) -> None:
         """Drop entries with ts <= keep_after, and the oldest beyond `max_entries` in any case."""

@@ -227,3 +227,20 @@ async def test_a_scan_after_deleting_in_the_same_transaction_skips_the_deleted(d
         assert seen == [b]
     finally:
         txn.close()
+
+
+def test_the_write_log_remembers_the_last_commit_per_index_past_trimming() -> None:
+    """Commit listeners that care about one index (the scheduler's jobs, file storage's keys) ask
+    `last_written` instead of walking every key of every commit; it must outlive trimming."""
+    from engine.write_log import WriteLog
+
+    log = WriteLog(10)
+    assert log.last_written.get(1, 0) <= 10
+    log.append(11, [(1, b"a"), (2, b"b")])
+    log.append(12, [(2, b"c")])
+    log.append(13, [(3, b"d"), (2, b"e")])
+    assert log.last_written == {1: 11, 2: 13, 3: 13}
+    log.trim(13, max_entries=10)
+    assert len(log) == 0 and log.last_written == {1: 11, 2: 13, 3: 13}
+    log.append(14, [(1, b"f")])
+    assert log.last_written[1] == 14 and [ts for ts, _ in log.since(11)] == [14]

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import struct
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,13 +36,14 @@ if TYPE_CHECKING:
 __all__ = ["DatabaseLock", "DocCache", "SqlitePersistence", "database_holder", "read_only_dump"]
 
 log = logging.getLogger("engine.storage")
+_U32 = struct.Struct("=I")
 
 
-# The store checkpoints the WAL itself (SqlitePersistence._checkpoint, on the writer's thread) after
-# this many group commits, or sooner once they wrote this many rows; SQLite's automatic checkpoint
-# is off (see `open`).
-CHECKPOINT_EVERY_WRITES = 32
-CHECKPOINT_EVERY_ROWS = 20_000
+# The store checkpoints the WAL itself (SqlitePersistence._checkpoint, on the writer's thread) once
+# the group commits since the last one appended this many frames (pages) to the log, whatever the
+# number of commits that carried them; SQLite's automatic checkpoint is off (see `open`).
+CHECKPOINT_EVERY_FRAMES = 3_300
+FALLBACK_CHECKPOINT_WRITES = 32
 # The WAL file is truncated to this size when the log restarts.
 WAL_SIZE_LIMIT = 64 << 20
 
@@ -346,8 +348,9 @@ class SqlitePersistence(Persistence):
         # The writer connection has one user at a time: a catalog change (dev-mode reload, a new
         # table) must never interleave its statements with a group commit's open transaction.
         self._write_lock = asyncio.Lock()
-        self._writes_since_checkpoint = 0
-        self._rows_since_checkpoint = 0
+        self._frames_at_checkpoint = 0  # the log's frame count when the last checkpoint ran
+        self._writes_since_checkpoint = self._rows_since_checkpoint = 0  # (without a wal-index)
+        self._shm_fd: int | None = None  # <db>-shm, read for the log's frame count (_log_frames)
         self.lock = DatabaseLock(self.path)
         self._purpose = purpose
         from ..search.sqlite_store import SqliteSearchStore  # (engine.search imports storage types)
@@ -390,6 +393,9 @@ class SqlitePersistence(Persistence):
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
+        if self._shm_fd is not None:
+            os.close(self._shm_fd)
+            self._shm_fd = None
         self.lock.release()
         if self._tempdir is not None:
             self._tempdir.cleanup()
@@ -488,13 +494,36 @@ class SqlitePersistence(Persistence):
                 self._stale()
             await self._after_write(rows)
 
+    def _log_frames(self) -> int:
+        """The frames in the WAL now: mxFrame of the wal-index header, which SQLite keeps in the
+        memory-mapped `<db>-shm` file (its WAL format: a native-order u32 at byte 16). Read with one
+        pread under the write lock, so no commit is changing it. -1 if it cannot be read."""
+        try:
+            if self._shm_fd is None:
+                self._shm_fd = os.open(f"{self.path}-shm", os.O_RDONLY)
+            head = os.pread(self._shm_fd, 4, 16)
+        except OSError:
+            return -1
+        return _U32.unpack(head)[0] if len(head) == 4 else -1
+
     async def _after_write(self, rows: int) -> None:
-        """Count a committed write of `rows` rows (under the write lock); checkpoint once enough
-        have piled up."""
+        """After a committed write of `rows` rows (under the write lock): checkpoint once the log
+        has grown by CHECKPOINT_EVERY_FRAMES since the last checkpoint. (The log restarts from
+        frame 0 after a complete one; if old readers kept it from restarting, it grows on and is
+        copied again after as many new frames.) Without a readable wal-index: every
+        FALLBACK_CHECKPOINT_WRITES writes, or once they wrote CHECKPOINT_EVERY_FRAMES rows."""
+        frames = self._log_frames()
         self._writes_since_checkpoint += 1
         self._rows_since_checkpoint += rows
-        if (self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES
-                or self._rows_since_checkpoint >= CHECKPOINT_EVERY_ROWS):
+        if frames < 0:
+            due = (self._writes_since_checkpoint >= FALLBACK_CHECKPOINT_WRITES
+                   or self._rows_since_checkpoint >= CHECKPOINT_EVERY_FRAMES)
+        else:
+            if frames < self._frames_at_checkpoint:  # the log restarted
+                self._frames_at_checkpoint = 0
+            due = frames - self._frames_at_checkpoint >= CHECKPOINT_EVERY_FRAMES
+        if due:
+            self._frames_at_checkpoint = max(frames, 0)
             self._writes_since_checkpoint = self._rows_since_checkpoint = 0
             try:
                 await self._checkpoint()

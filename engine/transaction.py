@@ -302,8 +302,12 @@ class Transaction:
             old, new = w.old, w.new
             # Every stored key of a version ends with its (_creationTime, _id): encoded once here.
             old_tail = system_tail(old) if old is not None else b""
-            new_tail = (old_tail if old is not None and changed is not None else system_tail(new)) \
-                if new is not None else b""
+            if new is None:
+                new_tail = b""
+            elif old is not None and changed is not None:
+                new_tail = old_tail  # a patch: both system fields are the old version's
+            else:
+                new_tail = system_tail(new)
             for ix in w.table.indexes.values():
                 old_key = ix.key_with_tail(old, old_tail) if old is not None else None
                 if changed is not None and changed.isdisjoint(ix.roots):

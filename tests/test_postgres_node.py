@@ -102,6 +102,42 @@ async def test_a_connection_lost_while_catching_up_is_database_unavailable(pg_ur
         await store.close()
 
 
+async def test_a_snapshot_on_a_connection_left_inside_an_implicit_transaction_still_begins(pg_url: str) -> None:
+    """A task cancelled between a statement's Parse and its Sync (asyncpg sends them apart) leaves
+    its pooled connection inside an implicit transaction the client does not know of: the pool
+    hands it out as clean, and there a BEGIN with an isolation level is refused. A snapshot on it
+    still begins (a liveness round failed on this in CI, after a heartbeat cut off by a pause).
+    asyncpg's `prepare()` leaves the server in that state on purpose here: Parse, Describe, no Sync."""
+    import asyncpg
+
+    from engine.storage import CommitRecord, open_persistence
+
+    store = open_persistence(pg_url, pool_size=1)  # one connection: the snapshot gets that one
+    await store.open()
+    try:
+        await store.write([CommitRecord(10, doc_puts=[("d1", 10001, b'{"n":1}')])])
+        async with store.pool.acquire() as conn:  # the state as it is: the isolation level is refused
+            # (a new statement run first: then the bare Parse takes a snapshot every time; the state
+            # is not reached by every Parse)
+            await conn.fetchval("SELECT $1::int", 1)
+            await conn.prepare("SELECT $1::int + 1")
+            assert not conn.is_in_transaction()
+            with pytest.raises(asyncpg.ActiveSQLTransactionError):
+                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        async with store.pool.acquire() as conn:
+            await conn.fetchval("SELECT $1::int * 2", 2)
+            await conn.prepare("SELECT $1::int + 2")
+        snap = await store.snapshot()
+        assert snap.ts == 10 and await snap.get("d1") == (10001, b'{"n":1}')
+        snap.close()
+        await store.write([CommitRecord(11, doc_puts=[("d1", 10001, b'{"n":2}')])])
+        snap = await store.snapshot()  # the connection came back clean
+        assert snap.ts == 11 and await snap.get("d1") == (10001, b'{"n":2}')
+        snap.close()
+    finally:
+        await store.close()
+
+
 def test_the_offline_verbs_refuse_a_postgres_url_instead_of_making_a_file_of_it(tmp_path: Path) -> None:
     """`import/export/data --db postgresql://...` (the offline forms) say to use --url of a running
     server; none of them creates a SQLite file named after the URL."""

@@ -313,6 +313,23 @@ class CommitSession:
             await self.conn.execute("ROLLBACK")
 
 
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+async def _begin_read(conn: Any) -> None:
+    """Open a snapshot's transaction on a pooled connection. A task cancelled between a statement's
+    Parse and its Sync (asyncpg sends them apart; e.g. a heartbeat cut off by a node's stop)
+    leaves its connection inside an implicit transaction the client does not know of, so the pool
+    hands it out as clean; there an isolation level is refused ("SET TRANSACTION ISOLATION LEVEL
+    must be called before any query"). That refusal ends the implicit transaction: begin again."""
+    try:
+        await conn.execute(_BEGIN_READ)
+    except asyncpg.ActiveSQLTransactionError:
+        if conn.is_in_transaction():  # a transaction of ours, not the stray one: a bug, not this case
+            raise
+        await conn.execute(_BEGIN_READ)
+
+
 async def _commits_after(conn: Any, ts: int) -> tuple[int, list[tuple[int, bytes]]]:
     rows = await conn.fetch(SQL["commits_after"], ts)
     horizon = 0
@@ -460,7 +477,7 @@ class PostgresPersistence(Persistence):
         except CONNECTION_ERRORS as e:
             raise unavailable(e) from None
         try:
-            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            await _begin_read(conn)
             ts = await conn.fetchval(SQL["clock_get"])
         except BaseException as e:
             await self._end_read(conn)

@@ -37,6 +37,7 @@ from .reload import reload_app
 from .runner import Auth, Idempotency, Runner, request_id
 from .scheduler import Clock, RealClock, Scheduler
 from .search.manager import SearchIndexes
+from .session_cleanup import SessionCleanup, frequency_from_env, retention_from_env
 from .storage import CommitRecord, Persistence, is_url, open_persistence
 from .subscriptions import SubscriptionManager
 from .transfers import Transfers
@@ -100,6 +101,8 @@ class Deployment:
         self.log_polls_closed = False  # set when the server stops: log long polls answer at once
         self.file_storage: FileStorage | None = None  # Deployment.open sets it up
         self.liveness: Any = None  # engine.cluster.NodeLiveness, on a store several nodes share
+        # Expires stored mutation results (idempotency records) after Convex's window (two weeks)
+        self.session_cleanup = SessionCleanup(persistence, retention_from_env(), frequency_from_env())
         self._env_owner = False  # this deployment put a shared store's variables into engine.env
         self._temp_blob_dir: str | None = None
 
@@ -160,6 +163,7 @@ class Deployment:
             # Jobs and crons that came due while the server was down run now.
             await dep.scheduler.start()
             await dep.crons.start()
+            dep.session_cleanup.start()
             if store.shared:
                 from .cluster import NODE_TIMEOUT_S, NodeLiveness
 
@@ -208,6 +212,7 @@ class Deployment:
         if self.liveness is not None:  # after them: its row goes, so others settle what they cut off
             await self.liveness.stop()
             self.liveness = None
+        await self.session_cleanup.stop()
         if self.file_storage is not None:
             await self.file_storage.stop()
         if self.subscriptions is not None:

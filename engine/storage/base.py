@@ -192,6 +192,11 @@ class Persistence(ABC):
         """Replace the whole store in one transaction (snapshot import)."""
         raise NotImplementedError(f"{type(self).__name__} cannot restore a snapshot")
 
+    async def expire_mutation_results(self, before_ts: int, limit: int) -> int:
+        """Delete up to `limit` of the oldest stored mutation results committed before `before_ts`
+        (engine.session_cleanup); how many it deleted. A store that keeps none deletes none."""
+        return 0
+
     def startup_lock(self) -> AbstractAsyncContextManager[None]:
         """Held while a node loads and updates the catalog at start (a shared store: nodes starting
         together take turns). Nothing to hold for a store one process owns."""

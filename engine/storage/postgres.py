@@ -67,6 +67,8 @@ SCHEMA = [
     " doc_id TEXT COLLATE \"C\" NOT NULL, PRIMARY KEY (index_id, key))",
     "CREATE TABLE IF NOT EXISTS mutation_results (session_id TEXT COLLATE \"C\" NOT NULL, request_id BIGINT NOT NULL,"
     " ts BIGINT NOT NULL, result BYTEA NOT NULL, PRIMARY KEY (session_id, request_id))",
+    # Expiring stored mutation results by age (engine.session_cleanup).
+    "CREATE INDEX IF NOT EXISTS mutation_results_by_ts ON mutation_results (ts)",
     "CREATE TABLE IF NOT EXISTS commits (ts BIGINT PRIMARY KEY, node TEXT NOT NULL, payload BYTEA NOT NULL)",
     # File storage's bytes (PostgresBlobStore); `created` in ns since the epoch.
     "CREATE TABLE IF NOT EXISTS blobs (key TEXT COLLATE \"C\" PRIMARY KEY, data BYTEA NOT NULL, created BIGINT NOT NULL)",
@@ -86,6 +88,9 @@ SQL = {
     "page_desc": "SELECT e.key, e.doc_id, d.value FROM index_entries AS e JOIN documents AS d ON d.id = e.doc_id"
     " WHERE e.index_id = $1 AND e.key >= $2 AND e.key < $3 ORDER BY e.key DESC LIMIT $4",
     "mutation_result_get": "SELECT ts, result FROM mutation_results WHERE session_id = $1 AND request_id = $2",
+    "mutation_results_expire": "WITH d AS (DELETE FROM mutation_results WHERE (session_id, request_id) IN"
+    " (SELECT session_id, request_id FROM mutation_results WHERE ts < $1 ORDER BY ts LIMIT $2) RETURNING 1)"
+    " SELECT count(*) FROM d",
     # The commit rows after $1 in ts order; first, as (-horizon, NULL), the trim horizon when rows
     # after $1 have been trimmed away (the reader missed some).
     "commits_after": "SELECT ts, payload FROM commits WHERE ts > $1 UNION ALL"
@@ -568,6 +573,10 @@ class PostgresPersistence(Persistence):
         """This node stops: its heartbeat row goes (and rows of nodes gone for a day)."""
         with reachable():
             await self.pool.execute(SQL["forget_nodes"], self.node_id)
+
+    async def expire_mutation_results(self, before_ts: int, limit: int) -> int:
+        with reachable():  # (nodes may expire the same rows at once: a row deleted meanwhile is skipped)
+            return await self.pool.fetchval(SQL["mutation_results_expire"], before_ts, limit)
 
     async def load_catalog(self) -> tuple[int, dict[str, int], dict[tuple[str, str], tuple[int, list[str]]]]:
         async with self.pool.acquire() as conn:

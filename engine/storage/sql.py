@@ -70,6 +70,10 @@ STATEMENTS = {
     "mutation_result_get": "SELECT ts, result FROM mutation_results WHERE session_id = ? AND request_id = ?",
     "mutation_result_put": "INSERT INTO mutation_results (session_id, request_id, ts, result) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (session_id, request_id) DO NOTHING",
+    # Expiring them (engine.session_cleanup): the oldest first. Rows are appended in commit order, so
+    # rowid order is ts order; a chunk is read whole and deleted up to its first row still kept.
+    "mutation_results_oldest": "SELECT rowid, ts FROM mutation_results ORDER BY rowid LIMIT ?",
+    "mutation_results_delete": "DELETE FROM mutation_results WHERE rowid = ?",
     # Snapshot import (engine.snapshot_zip) replaces everything in one transaction.
     "documents_clear": "DELETE FROM documents",
     "entries_clear": "DELETE FROM index_entries",

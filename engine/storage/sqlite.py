@@ -669,6 +669,20 @@ class SqlitePersistence(Persistence):
             finally:
                 self._stale()
 
+    async def expire_mutation_results(self, before_ts: int, limit: int) -> int:
+        st = self._stmts
+
+        def expire(conn: sqlite3.Connection) -> int:
+            old = []
+            for rowid, ts in conn.execute(st["mutation_results_oldest"], (limit,)).fetchall():
+                if ts >= before_ts:
+                    break
+                old.append((rowid,))
+            conn.executemany(st["mutation_results_delete"], old)
+            return len(old)
+
+        return await self.run_on_writer(expire)
+
     async def put_entries(self, entries: list[tuple[int, bytes, str]]) -> None:
         assert self._writer is not None
         async with self._write_lock:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import time
 from typing import Any
+
+from .aio import cancel_and_wait
 
 log = logging.getLogger("engine.session_cleanup")
 
@@ -37,7 +40,7 @@ def retention_from_env(environ: Any = None) -> float | None:
     if text not in (None, ""):
         try:
             hours = float(text)
-            if not hours >= 0 or hours == float("inf"):
+            if not (math.isfinite(hours) and hours >= 0):
                 raise ValueError
         except ValueError:
             log.warning("%s=%r is not a number of hours >= 0; keeping mutation results for %d hours",
@@ -52,7 +55,7 @@ def frequency_from_env(environ: Any = None) -> float:
         every = float(environ.get(FREQUENCY_ENV) or DEFAULT_FREQUENCY_S)
     except ValueError:
         every = DEFAULT_FREQUENCY_S
-    return every if every > 0 and every != float("inf") else DEFAULT_FREQUENCY_S
+    return every if math.isfinite(every) and every > 0 else DEFAULT_FREQUENCY_S
 
 
 class SessionCleanup:
@@ -71,10 +74,8 @@ class SessionCleanup:
             self._task = asyncio.create_task(self._run(), name="session-cleanup")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def run_once(self, now_ns: int | None = None) -> int:
         """One pass: delete every record committed before now minus the window; how many."""
